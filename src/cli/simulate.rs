@@ -1,0 +1,8 @@
+//! `acsleuth simulate` (in progress).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> crate::Result<()> {
+    Err(crate::Error::Other("`simulate` is not available yet".into()))
+}

@@ -1,0 +1,24 @@
+//! acsleuth: fast anomalous-cell detection and subtyping for single-cell
+//! RNA-seq, after the ACsleuth method (Xu, Ding et al., IJCAI 2024).
+//!
+//! Layout (one concern per module):
+//! - [`data`]: expression matrices (memory-mapped store, h5ad, 10x),
+//!   preprocessing as scanpy does it, and the simulator.
+//! - [`metrics`]: AUROC, AP, F1, NMI, ARI.
+//! - [`backend`]: the `Backend` trait of primitive ops and its CPU side.
+//! - [`nn`]: layers with forward and backward side by side.
+//! - [`model`]: the ACsleuth models (generator, critic, γ_c MMD scorer, ...).
+//! - [`pipeline`]: the modules as steps of one run.
+//! - [`cli`]: the `acsleuth` command.
+
+pub mod error;
+pub mod data;
+pub mod metrics;
+pub mod backend;
+pub mod nn;
+pub mod model;
+pub mod pipeline;
+pub mod cli;
+pub mod progress;
+
+pub use error::{Error, Result};

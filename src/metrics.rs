@@ -1,0 +1,1 @@
+//! Detection and clustering metrics (in progress).

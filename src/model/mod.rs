@@ -1,0 +1,1 @@
+//! The ACsleuth models (in progress).

@@ -1,0 +1,1 @@
+//! Layers with forward and backward side by side (in progress).

@@ -1,0 +1,1 @@
+//! The modules as steps of one run (in progress).
