@@ -1,1 +1,6 @@
-//! The modules as steps of one run (in progress).
+//! The modules of ACsleuth as steps of one run: settings, outputs, reports.
+
+pub mod config;
+pub mod output;
+
+pub use config::{DetectConfig, Kernel, PreprocessMode};

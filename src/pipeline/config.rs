@@ -1,0 +1,195 @@
+//! Settings of a detection run: defaults are the authors' released
+//! defaults (DESIGN §1); every field can be set from a TOML file whose keys
+//! are these field names, and the CLI flags override the file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Kernel of the MMD scorer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernel {
+    /// k(δi, δj) = δi·δj: exact O(N·G) form (the authors' choice).
+    Linear,
+    /// Gaussian kernel, bandwidth by the median heuristic: tiled O(N²) form.
+    Rbf,
+}
+
+/// Whether raw counts are normalized, log-transformed and reduced to HVGs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PreprocessMode {
+    /// Preprocess when the reference holds raw counts, else use values as they are.
+    Auto,
+    /// Always run normalize_total + log1p + HVG selection.
+    Always,
+    /// Use the values as they are.
+    Never,
+}
+
+/// Module I settings. Field names are the TOML keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Seed of every random draw (initialisation, shuffling, dropout, GP).
+    pub seed: u64,
+    /// Minibatch size (the last partial batch of an epoch is dropped).
+    pub batch_size: usize,
+    /// Epochs without the memory block (x̂ = Dec(Enc(x))).
+    pub prepare_epochs: usize,
+    /// Epochs with the memory block; the learning rate is cosine-annealed over them.
+    pub train_epochs: usize,
+    /// Critic steps per generator step.
+    pub n_critic: usize,
+    /// Adam learning rate of generator and critic.
+    pub lr: f32,
+    /// Adam β1.
+    pub beta1: f32,
+    /// Adam β2.
+    pub beta2: f32,
+    /// Width of the first encoder layer.
+    pub hidden_dim: usize,
+    /// Width of the latent space (encoder output).
+    pub latent_dim: usize,
+    /// Residual blocks in the encoder and in the decoder.
+    pub n_resblocks: usize,
+    /// Dropout probability in generator and critic.
+    pub dropout: f32,
+    /// Rows of the memory queue (a multiple of batch_size).
+    pub mem_size: usize,
+    /// Temperature of the memory attention softmax.
+    pub mem_temperature: f32,
+    /// Hard-shrinkage threshold of the memory attention.
+    pub mem_shrink: f32,
+    /// Weight of the L1 reconstruction loss.
+    pub lambda_rec: f32,
+    /// Weight of the adversarial loss.
+    pub lambda_adv: f32,
+    /// Weight of the gradient penalty.
+    pub lambda_gp: f32,
+    /// Width of the critic's hidden layer.
+    pub critic_hidden: usize,
+    /// Width of the critic's output.
+    pub critic_out: usize,
+    /// Full-batch training steps of the scorer MLP.
+    pub scorer_steps: usize,
+    /// Adam learning rate of the scorer.
+    pub scorer_lr: f32,
+    /// MMD kernel.
+    pub kernel: Kernel,
+    /// Expected anomaly fraction: fixes m and n and calls the top fraction.
+    /// When absent, m and n are soft counts and cells with p > 0.5 are called.
+    pub anomaly_ratio: Option<f64>,
+    /// Preprocessing of raw counts.
+    pub preprocess: PreprocessMode,
+    /// Highly variable genes chosen on the reference (0 = all genes).
+    pub n_hvg: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            seed: 0,
+            batch_size: 128,
+            prepare_epochs: 50,
+            train_epochs: 20,
+            n_critic: 2,
+            lr: 1e-4,
+            beta1: 0.5,
+            beta2: 0.999,
+            hidden_dim: 512,
+            latent_dim: 256,
+            n_resblocks: 2,
+            dropout: 0.1,
+            mem_size: 512,
+            mem_temperature: 0.05,
+            mem_shrink: 0.01,
+            lambda_rec: 30.0,
+            lambda_adv: 1.0,
+            lambda_gp: 10.0,
+            critic_hidden: 256,
+            critic_out: 16,
+            scorer_steps: 20,
+            scorer_lr: 1e-4,
+            kernel: Kernel::Linear,
+            anomaly_ratio: None,
+            preprocess: PreprocessMode::Auto,
+            n_hvg: 3000,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// Reads a TOML file; unknown keys are an error naming the key.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))
+    }
+
+    /// Checks every value before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.batch_size < 2 {
+            return bad(format!("batch_size must be at least 2 (BatchNorm), got {}", self.batch_size));
+        }
+        if self.mem_size == 0 || self.mem_size % self.batch_size != 0 {
+            return bad(format!(
+                "mem_size ({}) must be a positive multiple of batch_size ({})",
+                self.mem_size, self.batch_size
+            ));
+        }
+        if self.n_critic == 0 {
+            return bad("n_critic must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        for (name, v) in [("lr", self.lr), ("scorer_lr", self.scorer_lr), ("mem_temperature", self.mem_temperature)] {
+            if !(v > 0.0 && v.is_finite()) {
+                return bad(format!("{name} must be positive, got {v}"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return bad("beta1 and beta2 must be in [0, 1)".into());
+        }
+        if self.hidden_dim == 0 || self.latent_dim == 0 || self.critic_hidden == 0 || self.critic_out == 0 {
+            return bad("layer widths must be positive".into());
+        }
+        if let Some(r) = self.anomaly_ratio {
+            if !(r > 0.0 && r < 1.0) {
+                return bad(format!("anomaly_ratio must be in (0, 1), got {r}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_authors_and_valid() {
+        let c = DetectConfig::default();
+        c.validate().unwrap();
+        assert_eq!((c.batch_size, c.prepare_epochs, c.train_epochs, c.n_critic), (128, 50, 20, 2));
+        assert_eq!((c.mem_size, c.mem_temperature, c.mem_shrink), (512, 0.05, 0.01));
+    }
+
+    #[test]
+    fn toml_overrides_and_rejects_unknown_keys() {
+        let c: DetectConfig = toml::from_str("seed = 7\nkernel = \"rbf\"\nanomaly_ratio = 0.2").unwrap();
+        assert_eq!((c.seed, c.kernel, c.anomaly_ratio), (7, Kernel::Rbf, Some(0.2)));
+        assert_eq!(c.batch_size, 128);
+        assert!(toml::from_str::<DetectConfig>("sed = 7").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let c = DetectConfig { mem_size: 500, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("multiple"));
+        let c = DetectConfig { anomaly_ratio: Some(1.5), ..Default::default() };
+        assert!(c.validate().is_err());
+    }
+}
