@@ -73,7 +73,9 @@ mod sealed {
 pub enum Counts {
     /// n = Σ p_i, m = N − n; differentiable, enters the gradient.
     Soft,
-    /// n = ratio·N (kept fractional), m = N − n; constants.
+    /// n = ratio·N, m = N − n; constants. n is kept fractional (the
+    /// authors' code truncates to an integer; the difference is below one
+    /// cell and keeps n > 0 for small N·ratio).
     Ratio(f64),
 }
 
