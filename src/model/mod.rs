@@ -1,1 +1,4 @@
-//! The ACsleuth models (in progress).
+//! The ACsleuth models.
+
+pub mod mmd;
+pub mod pca;
