@@ -1,2 +1,379 @@
-//! The Backend trait and its CPU implementation (in progress).
+//! The `Backend` trait: the primitive operations every model is written
+//! against, and its CPU implementation ([`cpu::CpuBackend`]).
+//!
+//! Design rules (so that a CUDA backend made of hand-written kernels fits the
+//! same trait):
+//! - Buffers are explicit f32 device buffers ([`Backend::Buf`]); every method
+//!   names its inputs and outputs; no global state, no hidden allocation
+//!   inside a method (outputs are passed in, already sized).
+//! - One method is one kernel launch (or one cuBLAS call) on a GPU. That is
+//!   why bias + BatchNorm + activation + dropout is one method
+//!   ([`Backend::fused_forward`]) rather than four: the CUDA twin reads the
+//!   pre-activation once and writes the output once.
+//! - All matrices are row-major. `[r, c]` in a doc comment means `r` rows of
+//!   `c` contiguous values.
+//! - Gradients of parameters are ACCUMULATED (`+=`) into their buffers, as in
+//!   PyTorch; gradients of activations are overwritten.
+//! - Random numbers come from the counter-based Philox stream of [`rng`]:
+//!   value `i` of `(seed, offset)` is a pure function, so devices agree.
+//!
+//! Shape errors are programming errors: implementations panic with a clear
+//! message (they never see user input directly).
+
+pub mod cpu;
 pub mod cpu_memory;
+mod cpu_fused;
+mod cpu_gemm;
+pub mod rng;
+#[cfg(test)]
+mod cpu_tests;
+
+pub use cpu::{CpuBackend, CpuBuf};
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trans {
+    N,
+    T,
+}
+
+/// Row-major GEMM descriptor: `C = alpha · op(A) · op(B) + beta · C` with
+/// `op(A)` of shape `[m, k]`, `op(B)` `[k, n]`, `C` `[m, n]`.
+///
+/// Storage: `A` starts at element `a_off` with row stride `lda` (so `A` is
+/// stored `[m, lda]` when `ta = N` and `[k, lda]` when `ta = T`); likewise `B`
+/// (`[k, ldb]` or `[n, ldb]`) and `C` (`[m, ldc]`). With `beta = 0`, `C` is
+/// not read (NaNs in it do not propagate).
+///
+/// CUDA mapping: cuBLAS is column-major. A row-major `C[m,n]` is the
+/// column-major `Cᵀ[n,m]`, and `Cᵀ = op(B)ᵀ · op(A)ᵀ`, so the call is
+/// `cublasSgemm(handle, opB, opA, n, m, k, alpha, B + b_off, ldb, A + a_off,
+/// lda, beta, C + c_off, ldc)` where `opB`/`opA` are the same transpose flags
+/// (a row-major stored matrix read column-major is already its transpose).
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    pub ta: Trans,
+    pub tb: Trans,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub lda: usize,
+    pub ldb: usize,
+    pub ldc: usize,
+    pub a_off: usize,
+    pub b_off: usize,
+    pub c_off: usize,
+}
+
+impl Gemm {
+    /// Densely packed operands (leading dimensions from the shapes), no
+    /// offsets, `alpha = 1`, `beta = 0`.
+    pub fn new(ta: Trans, tb: Trans, m: usize, n: usize, k: usize) -> Self {
+        let lda = if ta == Trans::N { k } else { m };
+        let ldb = if tb == Trans::N { n } else { k };
+        Gemm { ta, tb, m, n, k, alpha: 1.0, beta: 0.0, lda, ldb, ldc: n, a_off: 0, b_off: 0, c_off: 0 }
+    }
+    pub fn alpha(mut self, a: f32) -> Self {
+        self.alpha = a;
+        self
+    }
+    pub fn beta(mut self, b: f32) -> Self {
+        self.beta = b;
+        self
+    }
+    /// Minimal buffer lengths `(A, B, C)` this descriptor touches.
+    pub fn extents(&self) -> (usize, usize, usize) {
+        let ext = |off: usize, rows: usize, cols: usize, ld: usize| {
+            if rows == 0 || cols == 0 { 0 } else { off + (rows - 1) * ld + cols }
+        };
+        let (ar, ac) = if self.ta == Trans::N { (self.m, self.k) } else { (self.k, self.m) };
+        let (br, bc) = if self.tb == Trans::N { (self.k, self.n) } else { (self.n, self.k) };
+        (
+            ext(self.a_off, ar, ac, self.lda),
+            ext(self.b_off, br, bc, self.ldb),
+            ext(self.c_off, self.m, self.n, self.ldc),
+        )
+    }
+}
+
+/// Strides (in elements) between consecutive matrices of a batched GEMM
+/// (cuBLAS `gemmStridedBatched`): matrix `i` of A starts at
+/// `a_off + i·stride_a`, and so on.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch {
+    pub count: usize,
+    pub stride_a: usize,
+    pub stride_b: usize,
+    pub stride_c: usize,
+}
+
+/// Activation applied after bias/BatchNorm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    Identity,
+    Relu,
+    /// LeakyReLU with the given negative slope (0.2 in ACsleuth).
+    LeakyRelu(f32),
+}
+
+impl Act {
+    #[inline(always)]
+    pub fn f(self, x: f32) -> f32 {
+        match self {
+            Act::Identity => x,
+            Act::Relu => x.max(0.0),
+            Act::LeakyRelu(s) => {
+                if x > 0.0 { x } else { s * x }
+            }
+        }
+    }
+    /// Derivative at pre-activation `x` (at 0: the left slope, as PyTorch).
+    #[inline(always)]
+    pub fn df(self, x: f32) -> f32 {
+        match self {
+            Act::Identity => 1.0,
+            Act::Relu => (x > 0.0) as u32 as f32,
+            Act::LeakyRelu(s) => {
+                if x > 0.0 { 1.0 } else { s }
+            }
+        }
+    }
+}
+
+/// Dropout draw: element `j` of a `[rows, cols]` tensor is kept when
+/// `rng::uniform(seed, offset + j) >= p`, and scaled by `1/(1 − p)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutMask {
+    pub p: f32,
+    pub seed: u64,
+    pub offset: u64,
+}
+
+impl DropoutMask {
+    /// Multiplier of element `j` (0 or 1/(1−p)).
+    #[inline(always)]
+    pub fn factor(&self, j: usize) -> f32 {
+        if rng::keep(self.seed, self.offset + j as u64, self.p) { 1.0 / (1.0 - self.p) } else { 0.0 }
+    }
+}
+
+/// Configuration of [`Backend::fused_forward`] / [`Backend::fused_backward`]:
+/// `y = dropout(act(BN(z + bias)))` over `z: [rows, cols]`, BN per column.
+#[derive(Clone, Copy, Debug)]
+pub struct Fused {
+    pub rows: usize,
+    pub cols: usize,
+    pub act: Act,
+    /// `None` or `p = 0`: no dropout.
+    pub dropout: Option<DropoutMask>,
+    /// Training: BN uses batch statistics and updates the running ones.
+    pub train: bool,
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+/// BatchNorm buffers for the forward pass (all `[cols]`). In training
+/// `save_mean`/`save_invstd` receive the batch mean and `1/sqrt(var_biased +
+/// eps)` and the running stats are updated with `momentum` (running variance
+/// from the UNBIASED batch variance, as PyTorch). In eval they receive the
+/// running mean and `1/sqrt(running_var + eps)`, so the backward is uniform.
+pub struct BnFwd<'a, T> {
+    pub gamma: &'a T,
+    pub beta: &'a T,
+    pub running_mean: &'a mut T,
+    pub running_var: &'a mut T,
+    pub save_mean: &'a mut T,
+    pub save_invstd: &'a mut T,
+}
+
+/// BatchNorm buffers for the backward pass (all `[cols]`); `dgamma`/`dbeta`
+/// are accumulated.
+pub struct BnBwd<'a, T> {
+    pub gamma: &'a T,
+    pub beta: &'a T,
+    pub save_mean: &'a T,
+    pub save_invstd: &'a T,
+    pub dgamma: &'a mut T,
+    pub dbeta: &'a mut T,
+}
+
+/// One Adam/AdamW step (as `torch.optim.Adam` / `AdamW`, no amsgrad).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// AdamW: decay the parameter by `lr·wd` instead of adding `wd·p` to the
+    /// gradient.
+    pub decoupled: bool,
+    /// 1-based step number, for the bias corrections.
+    pub t: u32,
+}
+
+/// The primitive operations. See the module doc for conventions.
+pub trait Backend: Send + Sync {
+    /// A contiguous f32 buffer on the device.
+    type Buf: Send + Sync;
+
+    fn name(&self) -> &'static str;
+
+    // ---- memory ----
+    /// A zero-filled buffer of `len` values.
+    fn zeros(&self, len: usize) -> Self::Buf;
+    /// Host → device.
+    fn upload(&self, data: &[f32]) -> Self::Buf;
+    /// Device → host into `out` (`out.len() == len(buf)`).
+    fn download_into(&self, buf: &Self::Buf, out: &mut [f32]);
+    fn download(&self, buf: &Self::Buf) -> Vec<f32> {
+        let mut v = vec![0.0; self.len(buf)];
+        self.download_into(buf, &mut v);
+        v
+    }
+    /// Host → device into an existing buffer at `dst_off`.
+    fn write(&self, dst: &mut Self::Buf, dst_off: usize, data: &[f32]);
+    fn len(&self, buf: &Self::Buf) -> usize;
+    /// `dst[dst_off..+len] = src[src_off..+len]`.
+    fn copy(&self, src: &Self::Buf, src_off: usize, dst: &mut Self::Buf, dst_off: usize, len: usize);
+    fn fill(&self, buf: &mut Self::Buf, value: f32);
+
+    // ---- products ----
+    /// See [`Gemm`].
+    fn gemm(&self, g: &Gemm, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf);
+    /// `batch.count` independent GEMMs with the same descriptor, operands
+    /// offset by the strides (multi-head attention).
+    fn gemm_batched(&self, g: &Gemm, batch: &Batch, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf);
+
+    // ---- fused layer kernels ----
+    /// `y[r,c] = drop(act(BN(z[r,c] + bias[c])))`, `z, y: [rows, cols]`.
+    /// `bias`, `bn` optional (without BN: `act(z + bias)`).
+    fn fused_forward(
+        &self,
+        cfg: &Fused,
+        z: &Self::Buf,
+        bias: Option<&Self::Buf>,
+        bn: Option<BnFwd<'_, Self::Buf>>,
+        y: &mut Self::Buf,
+    );
+    /// Backward of [`Backend::fused_forward`] given the same `z`, `bias`, the
+    /// saved statistics and `dy: [rows, cols]`: writes `dz: [rows, cols]`,
+    /// accumulates `dbias: [cols]`, `dgamma`, `dbeta`. The activation
+    /// derivative and the dropout mask are recomputed (nothing else saved).
+    fn fused_backward(
+        &self,
+        cfg: &Fused,
+        z: &Self::Buf,
+        bias: Option<&Self::Buf>,
+        bn: Option<BnBwd<'_, Self::Buf>>,
+        dy: &Self::Buf,
+        dz: &mut Self::Buf,
+        dbias: Option<&mut Self::Buf>,
+    );
+    /// Row-wise LayerNorm of `x: [rows, cols]`: `y = γ·(x−μ)·invstd + β`;
+    /// saves `mean, invstd: [rows]`.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_forward(
+        &self,
+        rows: usize,
+        cols: usize,
+        eps: f32,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        y: &mut Self::Buf,
+        mean: &mut Self::Buf,
+        invstd: &mut Self::Buf,
+    );
+    /// Backward of LayerNorm: writes `dx`, accumulates `dgamma, dbeta: [cols]`.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        invstd: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+        dgamma: &mut Self::Buf,
+        dbeta: &mut Self::Buf,
+    );
+    /// Row softmax with temperature: `y[r,:] = softmax(x[r,:] · scale)`
+    /// (`scale = 1/τ`), `x, y: [rows, cols]`.
+    fn softmax_rows(&self, rows: usize, cols: usize, scale: f32, x: &Self::Buf, y: &mut Self::Buf);
+    /// `dx = scale · y ⊙ (dy − rowsum(dy ⊙ y))`.
+    fn softmax_rows_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        scale: f32,
+        y: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    );
+
+    // ---- reductions ----
+    /// `out[r] = Σ_c x[r,c]` over `x: [rows, cols]`.
+    fn row_sums(&self, rows: usize, cols: usize, x: &Self::Buf, out: &mut Self::Buf);
+    /// `out[r] = Σ_c x[r,c]²`.
+    fn row_sumsq(&self, rows: usize, cols: usize, x: &Self::Buf, out: &mut Self::Buf);
+    /// `out[c] = beta·out[c] + Σ_r x[r,c]` (bias gradients use `beta = 1`).
+    fn col_sums(&self, rows: usize, cols: usize, x: &Self::Buf, beta: f32, out: &mut Self::Buf);
+    /// `Σ x` (a device→host sync on a GPU).
+    fn sum(&self, x: &Self::Buf) -> f32;
+    /// `Σ x²`.
+    fn sumsq(&self, x: &Self::Buf) -> f32;
+
+    // ---- elementwise (all over the whole buffer unless stated) ----
+    /// `y += alpha · x`.
+    fn axpy(&self, alpha: f32, x: &Self::Buf, y: &mut Self::Buf);
+    /// `x *= alpha`.
+    fn scale(&self, alpha: f32, x: &mut Self::Buf);
+    /// `out = a + b`.
+    fn add(&self, a: &Self::Buf, b: &Self::Buf, out: &mut Self::Buf);
+    /// `out = a ⊙ b`.
+    fn mul(&self, a: &Self::Buf, b: &Self::Buf, out: &mut Self::Buf);
+    /// `x[r,c] += bias[c]` over `x: [rows, cols]`.
+    fn add_bias(&self, rows: usize, cols: usize, bias: &Self::Buf, x: &mut Self::Buf);
+    /// `out = act(x)`.
+    fn act_forward(&self, act: Act, x: &Self::Buf, out: &mut Self::Buf);
+    /// `dx = dy ⊙ act'(x)` (x the pre-activation).
+    fn act_backward(&self, act: Act, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
+    /// `out = σ(x)`.
+    fn sigmoid(&self, x: &Self::Buf, out: &mut Self::Buf);
+    /// `dx = dy ⊙ y(1−y)` with `y = σ(x)` the forward output.
+    fn sigmoid_backward(&self, y: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
+    /// `out = |x|`.
+    fn abs(&self, x: &Self::Buf, out: &mut Self::Buf);
+    /// `out = sign(x)` (0 at 0, as `torch.sign`).
+    fn sign(&self, x: &Self::Buf, out: &mut Self::Buf);
+    /// `y = x ⊙ mask` with the dropout mask (kept elements scaled by 1/(1−p)),
+    /// used for both directions (the backward multiplies by the same mask).
+    fn dropout(&self, mask: &DropoutMask, x: &Self::Buf, y: &mut Self::Buf);
+    /// L1 loss and its gradient: returns `mean |pred − target|` over all
+    /// elements and writes `grad = scale · sign(pred − target) / len`.
+    fn l1_loss(&self, pred: &Self::Buf, target: &Self::Buf, scale: f32, grad: &mut Self::Buf) -> f32;
+
+    // ---- random numbers (Philox, see [`rng`]) ----
+    /// `x[i] = lo + (hi − lo) · uniform(seed, offset + i)`.
+    fn fill_uniform(&self, x: &mut Self::Buf, seed: u64, offset: u64, lo: f32, hi: f32);
+    /// `x[i] = mean + std · normal(seed, offset + i)`.
+    fn fill_normal(&self, x: &mut Self::Buf, seed: u64, offset: u64, mean: f32, std: f32);
+
+    // ---- optimiser ----
+    /// One fused Adam(W) step over a parameter buffer: updates `param`, the
+    /// first and second moments `m`, `v` (all the same length as `grad`).
+    fn adam_step(&self, s: &AdamStep, param: &mut Self::Buf, grad: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf);
+}
+
+/// Make `buf` hold exactly `len` values, reallocating (zeroed) when it does
+/// not; layers keep their work buffers across steps with this.
+pub fn ensure<B: Backend>(be: &B, buf: &mut B::Buf, len: usize) {
+    if be.len(buf) != len {
+        *buf = be.zeros(len);
+    }
+}

@@ -1,0 +1,175 @@
+//! Row-major GEMM on the CPU through the `gemm` crate (strided operands, so
+//! transposes, leading dimensions and offsets cost nothing extra).
+//!
+//! Threading: `gemm` can parallelise internally over rayon; on a 2-core
+//! machine it measured slower than splitting C into one block of rows (or
+//! columns, when C is wide and short) per thread with a single-threaded
+//! `gemm` each (benches/gemm.rs), so [`GemmThreading::RowSplit`] is the
+//! backend's default.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::cpu::GemmThreading;
+use super::{Batch, Gemm, Trans};
+
+#[derive(Clone, Copy)]
+struct Ptr(*mut f32);
+// SAFETY: the tasks that share a `Ptr` write disjoint blocks of C and only
+// read A and B; the spawning call waits for all of them.
+unsafe impl Send for Ptr {}
+unsafe impl Sync for Ptr {}
+impl Ptr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn check(g: &Gemm, a: usize, b: usize, c: usize) {
+    let (ea, eb, ec) = g.extents();
+    assert!(
+        ea <= a && eb <= b && ec <= c,
+        "gemm {g:?}: buffers too short (A {a} < {ea}, B {b} < {eb} or C {c} < {ec})"
+    );
+    let lda_min = if g.ta == Trans::N { g.k } else { g.m };
+    let ldb_min = if g.tb == Trans::N { g.n } else { g.k };
+    assert!(g.lda >= lda_min && g.ldb >= ldb_min && g.ldc >= g.n, "gemm {g:?}: leading dimension too small");
+}
+
+/// Strides (row, column) of op(A) as stored.
+fn strides(t: Trans, ld: usize) -> (isize, isize) {
+    match t {
+        Trans::N => (ld as isize, 1),
+        Trans::T => (1, ld as isize),
+    }
+}
+
+/// One single-call product on raw pointers: C block `[m, n]`.
+///
+/// # Safety
+/// Pointers and strides must describe valid, non-overlapping (for C) memory.
+#[allow(clippy::too_many_arguments)]
+unsafe fn raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    (ars, acs): (isize, isize),
+    b: *const f32,
+    (brs, bcs): (isize, isize),
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    par: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // C = beta·C (gemm crate would do the same, but be explicit).
+        for i in 0..m {
+            for j in 0..n {
+                let p = unsafe { c.add(i * ldc + j) };
+                unsafe { *p = if beta == 0.0 { 0.0 } else { beta * *p } };
+            }
+        }
+        return;
+    }
+    // gemm crate convention: dst = alpha·dst + beta·lhs·rhs.
+    unsafe {
+        gemm::gemm(
+            m, n, k, c, 1, ldc as isize, beta != 0.0, a, acs, ars, b, bcs, brs, beta, alpha, false, false, false, par,
+        )
+    };
+}
+
+pub(crate) fn gemm(threading: GemmThreading, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
+    check(g, a.len(), b.len(), c.len());
+    let sa = strides(g.ta, g.lda);
+    let sb = strides(g.tb, g.ldb);
+    let ap = a.as_ptr().wrapping_add(g.a_off);
+    let bp = b.as_ptr().wrapping_add(g.b_off);
+    let cp = c.as_mut_ptr().wrapping_add(g.c_off);
+    let threads = rayon::current_num_threads();
+    let flops = 2.0 * g.m as f64 * g.n as f64 * g.k as f64;
+    // Below ~2 MFLOP threading costs more than it saves.
+    let threading = if flops < 2e6 || threads == 1 { GemmThreading::Single } else { threading };
+    match threading {
+        GemmThreading::Single => unsafe {
+            raw(g.m, g.n, g.k, ap, sa, bp, sb, cp, g.ldc, g.alpha, g.beta, Parallelism::None)
+        },
+        GemmThreading::Internal => unsafe {
+            raw(g.m, g.n, g.k, ap, sa, bp, sb, cp, g.ldc, g.alpha, g.beta, Parallelism::Rayon(threads))
+        },
+        GemmThreading::RowSplit => {
+            let (ap, bp, cp) = (Ptr(ap as *mut f32), Ptr(bp as *mut f32), Ptr(cp));
+            // Split the longer side of C in `threads` blocks, rounded to 16
+            // (a multiple of the microkernel's register block).
+            let split_rows = g.m >= g.n || g.m >= 64 * threads;
+            let len = if split_rows { g.m } else { g.n };
+            let block = len.div_ceil(threads).div_ceil(16) * 16;
+            let nblocks = len.div_ceil(block);
+            (0..nblocks).into_par_iter().for_each(|t| {
+                let lo = t * block;
+                let hi = (lo + block).min(len);
+                // SAFETY: blocks [lo, hi) of rows (or columns) of C are
+                // disjoint; offsets stay inside the extents checked above.
+                unsafe {
+                    if split_rows {
+                        let a0 = ap.get().offset(lo as isize * sa.0);
+                        let c0 = cp.get().add(lo * g.ldc);
+                        raw(hi - lo, g.n, g.k, a0, sa, bp.get(), sb, c0, g.ldc, g.alpha, g.beta, Parallelism::None);
+                    } else {
+                        let b0 = bp.get().offset(lo as isize * sb.1);
+                        let c0 = cp.get().add(lo);
+                        raw(g.m, hi - lo, g.k, ap.get(), sa, b0, sb, c0, g.ldc, g.alpha, g.beta, Parallelism::None);
+                    }
+                }
+            });
+        }
+    }
+}
+
+pub(crate) fn gemm_batched(g: &Gemm, batch: &Batch, a: &[f32], b: &[f32], c: &mut [f32]) {
+    if batch.count == 0 {
+        return;
+    }
+    let last = Gemm {
+        a_off: g.a_off + (batch.count - 1) * batch.stride_a,
+        b_off: g.b_off + (batch.count - 1) * batch.stride_b,
+        c_off: g.c_off + (batch.count - 1) * batch.stride_c,
+        ..*g
+    };
+    check(g, a.len(), b.len(), c.len());
+    check(&last, a.len(), b.len(), c.len());
+    let (_, _, ec) = Gemm { c_off: 0, ..*g }.extents();
+    assert!(
+        batch.count == 1 || batch.stride_c >= ec,
+        "gemm_batched: output matrices overlap (stride_c {} < {ec})",
+        batch.stride_c
+    );
+    let sa = strides(g.ta, g.lda);
+    let sb = strides(g.tb, g.ldb);
+    let (ap, bp, cp) = (Ptr(a.as_ptr() as *mut f32), Ptr(b.as_ptr() as *mut f32), Ptr(c.as_mut_ptr()));
+    (0..batch.count).into_par_iter().with_min_len(8).for_each(|i| {
+        // SAFETY: each task writes its own C matrix (strides checked not to
+        // overlap); reads stay inside the checked extents.
+        unsafe {
+            raw(
+                g.m,
+                g.n,
+                g.k,
+                ap.get().add(g.a_off + i * batch.stride_a),
+                sa,
+                bp.get().add(g.b_off + i * batch.stride_b),
+                sb,
+                cp.get().add(g.c_off + i * batch.stride_c),
+                g.ldc,
+                g.alpha,
+                g.beta,
+                Parallelism::None,
+            )
+        }
+    });
+}

@@ -1,0 +1,188 @@
+//! Parameters, the parameter walk ([`Module`]), zeroing gradients, the Adam
+//! optimiser, cosine annealing, and safetensors checkpoints.
+//!
+//! Every model implements [`Module::visit`], which hands each named tensor to
+//! a closure; zeroing all gradients, one optimiser step and saving/loading
+//! are then one call each over any model.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::backend::{AdamStep, Backend};
+use crate::{Error, Result};
+
+/// A named tensor of a layer: a trainable parameter (with gradient and, once
+/// an optimiser ran, its Adam moments) or a persistent buffer (BN running
+/// statistics, spectral-norm vectors: `trainable = false`, empty `grad`).
+pub struct Param<B: Backend> {
+    pub value: B::Buf,
+    pub grad: B::Buf,
+    /// PyTorch shape, e.g. `[out, in]` for a Linear weight.
+    pub shape: Vec<usize>,
+    pub trainable: bool,
+    /// Adam first/second moments, allocated by the first step.
+    pub adam: Option<(B::Buf, B::Buf)>,
+}
+
+impl<B: Backend> Param<B> {
+    pub fn new(be: &B, shape: &[usize]) -> Self {
+        let n = shape.iter().product();
+        Param { value: be.zeros(n), grad: be.zeros(n), shape: shape.to_vec(), trainable: true, adam: None }
+    }
+    /// A persistent non-trainable buffer.
+    pub fn buffer(be: &B, shape: &[usize], fill: f32) -> Self {
+        let n = shape.iter().product();
+        let mut value = be.zeros(n);
+        if fill != 0.0 {
+            be.fill(&mut value, fill);
+        }
+        Param { value, grad: be.zeros(0), shape: shape.to_vec(), trainable: false, adam: None }
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Anything that owns named tensors.
+pub trait Module<B: Backend> {
+    /// Call `f(name, tensor)` for every tensor, names joined to `prefix` as
+    /// PyTorch's `state_dict` would (see [`super::join`]).
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>));
+}
+
+/// Set every gradient of `m` to zero.
+pub fn zero_grads<B: Backend>(be: &B, m: &mut dyn Module<B>) {
+    m.visit("", &mut |_, p| {
+        if p.trainable {
+            be.fill(&mut p.grad, 0.0);
+        }
+    });
+}
+
+/// Number of trainable scalars.
+pub fn count_trainable<B: Backend>(m: &mut dyn Module<B>) -> usize {
+    let mut n = 0;
+    m.visit("", &mut |_, p| {
+        if p.trainable {
+            n += p.numel();
+        }
+    });
+    n
+}
+
+/// Adam / AdamW as `torch.optim.Adam(params, lr, betas, eps, weight_decay)`
+/// (coupled L2 decay) or `AdamW` (`decoupled = true`).
+#[derive(Clone, Debug)]
+pub struct Adam {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub decoupled: bool,
+    /// Steps taken so far.
+    pub t: u32,
+}
+
+impl Adam {
+    pub fn new(lr: f32, beta1: f32, beta2: f32) -> Self {
+        Adam { lr, beta1, beta2, eps: 1e-8, weight_decay: 0.0, decoupled: false, t: 0 }
+    }
+    pub fn weight_decay(mut self, wd: f32, decoupled: bool) -> Self {
+        self.weight_decay = wd;
+        self.decoupled = decoupled;
+        self
+    }
+    /// One step over every trainable tensor of `m` (one fused kernel per
+    /// tensor).
+    pub fn step<B: Backend>(&mut self, be: &B, m: &mut dyn Module<B>) {
+        self.t += 1;
+        let s = AdamStep {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            decoupled: self.decoupled,
+            t: self.t,
+        };
+        m.visit("", &mut |_, p| {
+            if !p.trainable {
+                return;
+            }
+            let n = p.numel();
+            let (mm, vv) = p.adam.get_or_insert_with(|| (be.zeros(n), be.zeros(n)));
+            be.adam_step(&s, &mut p.value, &p.grad, mm, vv);
+        });
+    }
+}
+
+/// Learning rate of `torch.optim.lr_scheduler.CosineAnnealingLR` with
+/// `eta_min = 0` after `epoch` scheduler steps of `t_max`:
+/// `base · (1 + cos(π·epoch/t_max)) / 2` (the closed form the recursive
+/// PyTorch update follows).
+pub fn cosine_lr(base: f32, epoch: usize, t_max: usize) -> f32 {
+    if t_max == 0 {
+        return base;
+    }
+    let c = (std::f64::consts::PI * epoch as f64 / t_max as f64).cos();
+    (base as f64 * (1.0 + c) / 2.0) as f32
+}
+
+fn to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Save every tensor of `m` (parameters and buffers) to a safetensors file,
+/// named as in PyTorch. Written to a temporary file and renamed, so a failed
+/// save never leaves a half-written checkpoint.
+pub fn save<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path, meta: Option<HashMap<String, String>>) -> Result<()> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    m.visit("", &mut |name, p| {
+        tensors.push((name.to_string(), p.shape.clone(), to_bytes(&be.download(&p.value))));
+    });
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, d)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let tmp = path.with_extension("safetensors.tmp");
+    safetensors::serialize_to_file(views, meta, &tmp)
+        .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Load every tensor of `m` from a safetensors file written by [`save`] (or
+/// by PyTorch with the same names). Every tensor must be present with the
+/// same shape and dtype F32; extra tensors in the file are ignored.
+pub fn load<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::corrupt(path, format!("not a safetensors file: {e}")))?;
+    let mut err: Option<Error> = None;
+    m.visit("", &mut |name, p| {
+        if err.is_some() {
+            return;
+        }
+        match read_tensor(&st, name, &p.shape) {
+            Ok(v) => be.write(&mut p.value, 0, &v),
+            Err(msg) => err = Some(Error::corrupt(path, msg)),
+        }
+    });
+    err.map_or(Ok(()), Err)
+}
+
+/// One F32 tensor of a safetensors file, checked against `shape`.
+pub fn read_tensor(st: &safetensors::SafeTensors<'_>, name: &str, shape: &[usize]) -> std::result::Result<Vec<f32>, String> {
+    let t = st.tensor(name).map_err(|_| format!("tensor {name} missing"))?;
+    if t.dtype() != safetensors::Dtype::F32 {
+        return Err(format!("tensor {name}: dtype {:?}, expected F32", t.dtype()));
+    }
+    if t.shape() != shape {
+        return Err(format!("tensor {name}: shape {:?}, expected {shape:?}", t.shape()));
+    }
+    Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
