@@ -95,3 +95,68 @@ fn string_labels_work() {
     assert_eq!(metrics::ari(&a, &b).unwrap(), 1.0);
     assert!((metrics::nmi(&a, &b).unwrap() - 1.0).abs() < 1e-12);
 }
+
+// ---- acsleuth evaluate, with the built binary on tiny generated files ----
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_acsleuth"))
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn evaluate_prints_metrics_and_json() {
+    let d = tempfile::tempdir().unwrap();
+    let scores = write(
+        d.path(),
+        "scores.tsv",
+        "cell\tscore\tanomaly\tsubtype\nc1\t0.9\t1\tA\nc2\t0.8\t1\tB\nc3\t0.3\t0\t\nc4\t0.2\t0\t\nc5\t0.7\t1\tA\n",
+    );
+    let truth = write(
+        d.path(),
+        "truth.csv",
+        ",is_anomaly,celltype\nc1,True,B\nc2,True,NK\nc3,False,T\nc4,False,T\nc5,False,Mono\nc6,False,T\n",
+    );
+    let out = bin()
+        .args(["evaluate", "--scores", &scores, "--truth", &truth, "--truth-subtype-col", "celltype", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["n_cells"], 5);
+    assert_eq!(v["n_true_anomalies"], 2);
+    assert_eq!(v["auroc"], 1.0);
+    assert_eq!(v["f1_at_true_fraction"]["f1"], 1.0);
+    assert!((v["own_calls"]["f1"].as_f64().unwrap() - 0.8).abs() < 1e-12);
+    assert_eq!(v["subtyping"]["n_cells"], 2);
+
+    let out = bin().args(["evaluate", "--scores", &scores, "--truth", &truth]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("AUROC") && text.contains("F1 (calls)"), "{text}");
+}
+
+#[test]
+fn evaluate_reports_missing_cells_and_bad_values() {
+    let d = tempfile::tempdir().unwrap();
+    let scores = write(d.path(), "s.tsv", "cell\tscore\tanomaly\nc1\t0.9\t1\nzz\t0.1\t0\n");
+    let truth = write(d.path(), "t.tsv", "cell\tanomaly\nc1\t1\nc2\t0\n");
+    let out = bin().args(["evaluate", "--scores", &scores, "--truth", &truth]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("zz"), "{err}");
+
+    let truth = write(d.path(), "t2.tsv", "cell\tanomaly\nc1\tmaybe\nzz\t0\n");
+    let out = bin().args(["evaluate", "--scores", &scores, "--truth", &truth]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("maybe"));
+
+    let help = bin().args(["evaluate", "--help"]).output().unwrap();
+    let h = String::from_utf8_lossy(&help.stdout);
+    assert!(h.contains("average precision") && h.contains("adjusted Rand") && h.contains("F1xNMI"), "{h}");
+}
