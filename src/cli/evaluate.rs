@@ -1,8 +1,291 @@
-//! `acsleuth evaluate` (in progress).
+//! `acsleuth evaluate`: scores a run's output against the truth.
+//!
+//! The scores file is acsleuth's TSV (`cell<TAB>score<TAB>anomaly`, maybe a
+//! `subtype` column); the truth file is TSV or CSV with the cell names in a
+//! `cell` column (or the first column) and a 0/1 or true/false anomaly
+//! column. Cells are joined by name; every scored cell must be in the truth.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::metrics;
+
+const METRICS_HELP: &str = "\
+Metrics:
+  AUROC       area under the ROC curve of the scores (tied scores count 1/2; 0.5 = random)
+  AP          average precision: step-wise area under the precision-recall curve (sklearn)
+  F1@true     F1 when the top k cells are called, k = number of true anomalies (the authors'
+              rule; cells tied with the k-th score are all called)
+  F1 (calls)  F1 of the tool's own anomaly calls, with precision and recall
+  NMI         normalized mutual information of predicted vs true subtypes (arithmetic
+              normalisation), over the true anomalies the tool called that have both labels
+  ARI         adjusted Rand index over the same cells
+  F1xNMI      F1 (calls) x NMI, the ACsleuth paper's joint detection + subtyping score";
+
+/// Score anomaly calls and subtypes against the truth (see the metrics
+/// listed in `--help`).
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(after_help = METRICS_HELP)]
+pub struct Args {
+    /// Scores TSV as acsleuth writes it (header `cell<TAB>score<TAB>anomaly`).
+    #[arg(long, value_name = "FILE")]
+    pub scores: PathBuf,
+    /// Truth table, TSV or CSV: cell names in a `cell` column (or the first
+    /// column) and an anomaly column of 0/1 or true/false.
+    #[arg(long, value_name = "FILE")]
+    pub truth: PathBuf,
+    /// Truth column holding the anomaly labels [default: the first of
+    /// `anomaly`, `is_anomaly`, `truth`, `label`; else the second column].
+    #[arg(long, value_name = "NAME")]
+    pub truth_col: Option<String>,
+    /// Column of the scores file with the anomaly score.
+    #[arg(long, value_name = "NAME", default_value = "score")]
+    pub score_col: String,
+    /// Column of the scores file with the tool's 0/1 calls.
+    #[arg(long, value_name = "NAME", default_value = "anomaly")]
+    pub call_col: String,
+    /// Column of the scores file with predicted subtypes (used when present
+    /// and --truth-subtype-col is given).
+    #[arg(long, value_name = "NAME", default_value = "subtype")]
+    pub subtype_col: String,
+    /// Truth column with the true subtype of each anomaly; enables NMI, ARI
+    /// and F1xNMI.
+    #[arg(long, value_name = "NAME")]
+    pub truth_subtype_col: Option<String>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::Other("`evaluate` is not available yet".into()))
+/// The numbers `evaluate` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    pub n_cells: usize,
+    pub n_true_anomalies: usize,
+    pub auroc: f64,
+    pub average_precision: f64,
+    pub f1_at_true_fraction: metrics::BinaryScores,
+    pub own_calls: Option<metrics::BinaryScores>,
+    pub subtyping: Option<Subtyping>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Subtyping {
+    /// Cells used: true anomalies called anomalous, with both subtype labels.
+    pub n_cells: usize,
+    pub nmi: f64,
+    pub ari: f64,
+    pub f1_x_nmi: Option<f64>,
+}
+
+/// A delimited text table: header and rows of fields.
+struct Table {
+    path: PathBuf,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn read(path: &Path) -> Result<Table> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty());
+        let head = lines.next().ok_or_else(|| Error::corrupt(path, "empty file"))?;
+        let delim = if head.contains('\t') { '\t' } else { ',' };
+        let split = |l: &str| -> Vec<String> {
+            l.split(delim).map(|f| f.trim().trim_matches('"').to_string()).collect()
+        };
+        let header = split(head);
+        let mut rows = Vec::new();
+        for (i, l) in lines.enumerate() {
+            let r = split(l);
+            if r.len() != header.len() {
+                return Err(Error::corrupt(
+                    path,
+                    format!("line {}: {} fields, the header has {}", i + 2, r.len(), header.len()),
+                ));
+            }
+            rows.push(r);
+        }
+        if rows.is_empty() {
+            return Err(Error::corrupt(path, "no data rows"));
+        }
+        Ok(Table { path: path.to_path_buf(), header, rows })
+    }
+
+    fn col(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == name)
+    }
+
+    fn require(&self, name: &str) -> Result<usize> {
+        self.col(name).ok_or_else(|| {
+            Error::Config(format!(
+                "{}: no column '{name}' (columns: {})",
+                self.path.display(),
+                self.header.join(", ")
+            ))
+        })
+    }
+
+    /// The cell-name column: `cell`, else the first.
+    fn cell_col(&self) -> usize {
+        self.col("cell").unwrap_or(0)
+    }
+}
+
+fn parse_bool(s: &str, path: &Path, line: usize, col: &str) -> Result<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" => Ok(true),
+        "0" | "false" | "f" | "no" => Ok(false),
+        _ => Err(Error::corrupt(path, format!("line {line}: column '{col}' has '{s}', expected 0/1 or true/false"))),
+    }
+}
+
+/// Reads both files, joins them by cell and computes the metrics.
+pub fn evaluate(args: &Args) -> Result<Evaluation> {
+    let scores = Table::read(&args.scores)?;
+    let truth = Table::read(&args.truth)?;
+    let sc_cell = scores.cell_col();
+    let sc_score = scores.require(&args.score_col)?;
+    let t_cell = truth.cell_col();
+    let t_col = match &args.truth_col {
+        Some(c) => truth.require(c)?,
+        None => ["anomaly", "is_anomaly", "truth", "label"]
+            .iter()
+            .find_map(|c| truth.col(c))
+            .or(if truth.header.len() > 1 { Some(1) } else { None })
+            .ok_or_else(|| Error::Config(format!("{}: no anomaly column; give --truth-col", truth.path.display())))?,
+    };
+    let t_sub = args.truth_subtype_col.as_deref().map(|c| truth.require(c)).transpose()?;
+
+    let mut truth_of: HashMap<&str, usize> = HashMap::with_capacity(truth.rows.len());
+    for (i, r) in truth.rows.iter().enumerate() {
+        if truth_of.insert(r[t_cell].as_str(), i).is_some() {
+            return Err(Error::corrupt(&truth.path, format!("cell '{}' appears twice", r[t_cell])));
+        }
+    }
+    let mut missing = Vec::new();
+    let mut joined = Vec::with_capacity(scores.rows.len());
+    for (i, r) in scores.rows.iter().enumerate() {
+        match truth_of.get(r[sc_cell].as_str()) {
+            Some(&t) => joined.push((i, t)),
+            None => missing.push(r[sc_cell].clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} of {} scored cells are not in {} (e.g. {})",
+            missing.len(),
+            scores.rows.len(),
+            truth.path.display(),
+            missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+
+    let mut y = Vec::with_capacity(joined.len());
+    let mut s = Vec::with_capacity(joined.len());
+    for &(i, t) in &joined {
+        y.push(parse_bool(&truth.rows[t][t_col], &truth.path, t + 2, &truth.header[t_col])?);
+        let v = &scores.rows[i][sc_score];
+        let x: f64 = v.parse().map_err(|_| {
+            Error::corrupt(&scores.path, format!("line {}: score '{v}' is not a number", i + 2))
+        })?;
+        s.push(x);
+    }
+    let own_calls_vec = match scores.col(&args.call_col) {
+        Some(c) => Some(
+            joined
+                .iter()
+                .map(|&(i, _)| parse_bool(&scores.rows[i][c], &scores.path, i + 2, &args.call_col))
+                .collect::<Result<Vec<bool>>>()?,
+        ),
+        None => None,
+    };
+    let own_calls = own_calls_vec.as_ref().map(|c| metrics::binary_scores(&y, c)).transpose()?;
+
+    let subtyping = match (t_sub, scores.col(&args.subtype_col), &own_calls_vec) {
+        (Some(ts), Some(ps), Some(calls)) => {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for (k, &(i, t)) in joined.iter().enumerate() {
+                let (tl, pl) = (&truth.rows[t][ts], &scores.rows[i][ps]);
+                if y[k] && calls[k] && !tl.is_empty() && !pl.is_empty() {
+                    a.push(tl.as_str());
+                    b.push(pl.as_str());
+                }
+            }
+            if a.is_empty() {
+                return Err(Error::invalid("no true anomaly was called with a subtype: NMI and ARI are undefined"));
+            }
+            let nmi = metrics::nmi(&a, &b)?;
+            Some(Subtyping {
+                n_cells: a.len(),
+                nmi,
+                ari: metrics::ari(&a, &b)?,
+                f1_x_nmi: own_calls.map(|c| c.f1 * nmi),
+            })
+        }
+        (Some(_), None, _) => {
+            return Err(Error::Config(format!(
+                "{}: no column '{}' with predicted subtypes",
+                scores.path.display(),
+                args.subtype_col
+            )))
+        }
+        (Some(_), Some(_), None) => {
+            return Err(Error::Config(format!(
+                "{}: subtyping metrics need the calls column '{}'",
+                scores.path.display(),
+                args.call_col
+            )))
+        }
+        _ => None,
+    };
+
+    Ok(Evaluation {
+        n_cells: y.len(),
+        n_true_anomalies: y.iter().filter(|&&v| v).count(),
+        auroc: metrics::auroc(&y, &s)?,
+        average_precision: metrics::average_precision(&y, &s)?,
+        f1_at_true_fraction: metrics::f1_top_k(&y, &s)?,
+        own_calls,
+        subtyping,
+    })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let e = evaluate(&args)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&e).map_err(|err| Error::Other(err.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!(
+        "cells {}  true anomalies {} ({:.1} %)",
+        e.n_cells,
+        e.n_true_anomalies,
+        100.0 * e.n_true_anomalies as f64 / e.n_cells as f64
+    );
+    println!("AUROC        {:.4}", e.auroc);
+    println!("AP           {:.4}", e.average_precision);
+    let t = &e.f1_at_true_fraction;
+    println!(
+        "F1@true      {:.4}  (precision {:.4}, recall {:.4}, {} called)",
+        t.f1, t.precision, t.recall, t.n_called
+    );
+    if let Some(c) = &e.own_calls {
+        println!(
+            "F1 (calls)   {:.4}  (precision {:.4}, recall {:.4}, {} called)",
+            c.f1, c.precision, c.recall, c.n_called
+        );
+    }
+    if let Some(st) = &e.subtyping {
+        println!("NMI          {:.4}  (over {} called true anomalies)", st.nmi, st.n_cells);
+        println!("ARI          {:.4}", st.ari);
+        if let Some(v) = st.f1_x_nmi {
+            println!("F1xNMI       {v:.4}");
+        }
+    }
+    Ok(())
 }
