@@ -48,7 +48,7 @@ pub fn read_h5ad(path: &Path, opts: &H5adOptions) -> Result<Dataset> {
 }
 
 /// What an .h5ad file holds beyond the dataset itself (for `inspect`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct H5adLayout {
     /// Whether a `.raw` matrix exists (`raw/X` or the old `raw.X`).
     pub has_raw: bool,
