@@ -8,16 +8,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use acsleuth::data::h5ad::{describe_h5ad, read_h5ad, write_h5ad, H5adOptions};
-use acsleuth::data::summary::{looks_like_raw_counts, summarize_matrix, ValueKind};
-use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix, ObsColumn};
 use acsleuth::Error;
-use serde_json::{json, Value};
+use acsleuth::data::h5ad::{H5adOptions, describe_h5ad, read_h5ad, write_h5ad};
+use acsleuth::data::summary::{ValueKind, looks_like_raw_counts, summarize_matrix};
+use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix, ObsColumn};
+use serde_json::{Value, json};
 
 const SHARED: &str = "/work/shared/data";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/h5ad").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/h5ad")
+        .join(name)
 }
 
 /// A shared dataset, or None (with a note) where this machine lacks it.
@@ -43,7 +45,10 @@ fn read_raw(p: &Path) -> Dataset {
 fn count(ds: &Dataset, column: &str, label: &str) -> usize {
     match ds.obs_column(column) {
         Some(ObsColumn::Categorical { categories, codes }) => {
-            let k = categories.iter().position(|c| c == label).expect("category present") as i32;
+            let k = categories
+                .iter()
+                .position(|c| c == label)
+                .expect("category present") as i32;
             codes.iter().filter(|&&c| c == k).count()
         }
         other => panic!("{column} is not categorical: {other:?}"),
@@ -52,7 +57,9 @@ fn count(ds: &Dataset, column: &str, label: &str) -> usize {
 
 #[test]
 fn pbmc68k_reduced_old_layout_dense_x_and_raw() {
-    let Some(p) = shared("pbmc68k_reduced/10x_pbmc68k_reduced.h5ad") else { return };
+    let Some(p) = shared("pbmc68k_reduced/10x_pbmc68k_reduced.h5ad") else {
+        return;
+    };
     let ds = read(&p);
     ds.validate().unwrap();
     assert_eq!((ds.n_cells(), ds.n_genes()), (700, 765));
@@ -65,7 +72,10 @@ fn pbmc68k_reduced_old_layout_dense_x_and_raw() {
     assert!(matches!(ds.obs_column("n_genes"), Some(ObsColumn::Numeric(v)) if v[0] == 1003.0));
     let s = summarize_matrix(&ds.x);
     assert_eq!(s.kind, ValueKind::Scaled);
-    assert!((s.min - -2.032).abs() < 1e-3 && (s.max - 28.408).abs() < 1e-3, "{s:?}");
+    assert!(
+        (s.min - -2.032).abs() < 1e-3 && (s.max - 28.408).abs() < 1e-3,
+        "{s:?}"
+    );
 
     let raw = read_raw(&p);
     assert_eq!((raw.n_cells(), raw.n_genes()), (700, 765));
@@ -75,7 +85,10 @@ fn pbmc68k_reduced_old_layout_dense_x_and_raw() {
     assert_eq!(s.kind, ValueKind::LogNormalized);
     assert!((s.max - 6.489).abs() < 1e-3);
     let e = s.expm1_row_sums.unwrap();
-    assert!((e.min - 1092.56).abs() < 0.1 && (e.max - 2782.40).abs() < 0.1, "{e:?}");
+    assert!(
+        (e.min - 1092.56).abs() < 0.1 && (e.max - 2782.40).abs() < 0.1,
+        "{e:?}"
+    );
     assert_eq!(s.expm1_sums_constant, Some(false));
 
     let layout = describe_h5ad(&p).unwrap();
@@ -87,7 +100,9 @@ fn pbmc68k_reduced_old_layout_dense_x_and_raw() {
 
 #[test]
 fn kang_gzip_csr_counts_and_categoricals() {
-    let Some(p) = shared("kang_ifnb_pbmc/kang_ifnb_counts.h5ad") else { return };
+    let Some(p) = shared("kang_ifnb_pbmc/kang_ifnb_counts.h5ad") else {
+        return;
+    };
     let t = Instant::now();
     let ds = read(&p);
     eprintln!("kang read in {:.2} s", t.elapsed().as_secs_f64());
@@ -110,12 +125,17 @@ fn kang_gzip_csr_counts_and_categoricals() {
     let lib = s.library_size.unwrap();
     assert_eq!((lib.min, lib.median, lib.max), (678.0, 1674.0, 11789.0));
     let err = read_h5ad(&p, &H5adOptions { use_raw: true }).unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }) && err.to_string().contains(".raw"), "{err}");
+    assert!(
+        matches!(err, Error::Corrupt { .. }) && err.to_string().contains(".raw"),
+        "{err}"
+    );
 }
 
 #[test]
 fn oligodendroglioma_v07_layout() {
-    let Some(p) = shared("oligodendroglioma/oligodendroglioma.h5ad") else { return };
+    let Some(p) = shared("oligodendroglioma/oligodendroglioma.h5ad") else {
+        return;
+    };
     let ds = read(&p);
     ds.validate().unwrap();
     assert_eq!((ds.n_cells(), ds.n_genes()), (184, 9_450));
@@ -142,14 +162,19 @@ fn check_against_expected(ds: &Dataset, e: &Value) {
     }
     if let Matrix::Csr(c) = &ds.x {
         for i in 0..c.rows {
-            assert!(c.row(i).0.windows(2).all(|w| w[0] < w[1]), "row {i} indices not strictly increasing");
+            assert!(
+                c.row(i).0.windows(2).all(|w| w[0] < w[1]),
+                "row {i} indices not strictly increasing"
+            );
         }
     }
     let cols = e["obs"].as_object().unwrap();
     assert_eq!(ds.obs.len(), cols.len());
     // (serde_json maps are sorted by key, so look columns up by name.)
     for (name, col) in &ds.obs {
-        let ecol = cols.get(name).unwrap_or_else(|| panic!("unexpected column {name}"));
+        let ecol = cols
+            .get(name)
+            .unwrap_or_else(|| panic!("unexpected column {name}"));
         let values = &ecol["values"];
         match (ecol["kind"].as_str().unwrap(), col) {
             ("categorical", ObsColumn::Categorical { categories, codes }) => {
@@ -167,7 +192,11 @@ fn check_against_expected(ds: &Dataset, e: &Value) {
                 }
             }
             ("bool", ObsColumn::Bool(v)) => {
-                assert_eq!(*v, serde_json::from_value::<Vec<bool>>(values.clone()).unwrap(), "{name}");
+                assert_eq!(
+                    *v,
+                    serde_json::from_value::<Vec<bool>>(values.clone()).unwrap(),
+                    "{name}"
+                );
             }
             ("nullable_bool", ObsColumn::Categorical { categories, codes }) => {
                 assert_eq!(*categories, ["False", "True"]);
@@ -185,7 +214,12 @@ fn check_against_expected(ds: &Dataset, e: &Value) {
 fn fixtures_match_what_anndata_reads() {
     let text = std::fs::read_to_string(fixture("expected.json")).unwrap();
     let expected: Value = serde_json::from_str(&text).unwrap();
-    for (name, want_csr) in [("dense", false), ("csc", true), ("int_csr", true), ("old_v07", true)] {
+    for (name, want_csr) in [
+        ("dense", false),
+        ("csc", true),
+        ("int_csr", true),
+        ("old_v07", true),
+    ] {
         let ds = read(&fixture(&format!("{name}.h5ad")));
         assert_eq!(matches!(ds.x, Matrix::Csr(_)), want_csr, "{name}");
         check_against_expected(&ds, &expected[name]);
@@ -202,7 +236,10 @@ fn errors_are_typed_and_name_the_file() {
 
     let p = fixture("no_x.h5ad");
     let e = read_h5ad(&p, &opts).unwrap_err();
-    assert!(matches!(e, Error::Corrupt { .. }) && e.to_string().contains("no X matrix"), "{e}");
+    assert!(
+        matches!(e, Error::Corrupt { .. }) && e.to_string().contains("no X matrix"),
+        "{e}"
+    );
     assert!(e.to_string().contains("no_x.h5ad"));
 
     let p = fixture("does_not_exist.h5ad");
@@ -232,14 +269,50 @@ fn all_kinds(x: Matrix) -> Dataset {
             "batch".to_string(),
             ObsColumn::Categorical {
                 categories: vec!["ctrl".into(), "stim ÿ".into(), "unused".into()],
-                codes: (0..n).map(|i| if i == 2 { -1 } else { (i % 2) as i32 }).collect(),
+                codes: (0..n)
+                    .map(|i| if i == 2 { -1 } else { (i % 2) as i32 })
+                    .collect(),
             },
         ),
-        ("score".to_string(), ObsColumn::Numeric((0..n).map(|i| if i == 1 { f64::NAN } else { i as f64 * 0.5 - 1.0 }).collect())),
-        ("flag".to_string(), ObsColumn::Bool((0..n).map(|i| i % 3 == 0).collect())),
-        ("note".to_string(), ObsColumn::Text((0..n).map(|i| if i == 0 { String::new() } else { format!("n{i}") }).collect())),
+        (
+            "score".to_string(),
+            ObsColumn::Numeric(
+                (0..n)
+                    .map(|i| {
+                        if i == 1 {
+                            f64::NAN
+                        } else {
+                            i as f64 * 0.5 - 1.0
+                        }
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "flag".to_string(),
+            ObsColumn::Bool((0..n).map(|i| i % 3 == 0).collect()),
+        ),
+        (
+            "note".to_string(),
+            ObsColumn::Text(
+                (0..n)
+                    .map(|i| {
+                        if i == 0 {
+                            String::new()
+                        } else {
+                            format!("n{i}")
+                        }
+                    })
+                    .collect(),
+            ),
+        ),
     ];
-    Dataset { x, cell_names: cells, gene_names: genes, obs }
+    Dataset {
+        x,
+        cell_names: cells,
+        gene_names: genes,
+        obs,
+    }
 }
 
 fn example_x(n: usize, g: usize) -> DenseMatrix {
@@ -291,10 +364,27 @@ fn write_read_round_trip_every_kind() {
     let dir = tempfile::tempdir().unwrap();
     let dense = example_x(5, 6);
     let obsm = vec![
-        ("X_pca".to_string(), DenseMatrix { rows: 5, cols: 2, data: (0..10).map(|v| v as f32 - 3.5).collect() }),
-        ("X_acsleuth".to_string(), DenseMatrix { rows: 5, cols: 3, data: (0..15).map(|v| v as f32 * 0.1).collect() }),
+        (
+            "X_pca".to_string(),
+            DenseMatrix {
+                rows: 5,
+                cols: 2,
+                data: (0..10).map(|v| v as f32 - 3.5).collect(),
+            },
+        ),
+        (
+            "X_acsleuth".to_string(),
+            DenseMatrix {
+                rows: 5,
+                cols: 3,
+                data: (0..15).map(|v| v as f32 * 0.1).collect(),
+            },
+        ),
     ];
-    for (label, x) in [("csr", Matrix::Csr(CsrMatrix::from_dense(&dense))), ("dense", Matrix::Dense(dense.clone()))] {
+    for (label, x) in [
+        ("csr", Matrix::Csr(CsrMatrix::from_dense(&dense))),
+        ("dense", Matrix::Dense(dense.clone())),
+    ] {
         let ds = all_kinds(x);
         let p = dir.path().join(format!("kinds_{label}.h5ad"));
         write_h5ad(&p, &ds, &obsm).unwrap();
@@ -307,7 +397,12 @@ fn write_read_round_trip_every_kind() {
             assert_eq!(n1, n2);
             match (c1, c2) {
                 (ObsColumn::Numeric(a), ObsColumn::Numeric(b)) => {
-                    assert!(a.iter().zip(b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan())), "{n1}")
+                    assert!(
+                        a.iter()
+                            .zip(b)
+                            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan())),
+                        "{n1}"
+                    )
                 }
                 _ => assert_eq!(c1, c2, "{n1}"),
             }
@@ -330,7 +425,10 @@ fn write_read_round_trip_every_kind() {
         }
     }
     // Only the two outputs: no temporary files left behind.
-    let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     left.sort();
     assert_eq!(left, vec!["kinds_csr.h5ad", "kinds_dense.h5ad"]);
 }
@@ -351,7 +449,11 @@ fn rewrite_of_python_fixture_reads_back_the_same() {
         if let Some(out) = export_dir() {
             std::fs::create_dir_all(&out).unwrap();
             std::fs::copy(&p, out.join(format!("rewrite_{name}.h5ad"))).unwrap();
-            std::fs::write(out.join(format!("rewrite_{name}.json")), serde_json::to_string(&describe(&ds, &[])).unwrap()).unwrap();
+            std::fs::write(
+                out.join(format!("rewrite_{name}.json")),
+                serde_json::to_string(&describe(&ds, &[])).unwrap(),
+            )
+            .unwrap();
         }
     }
 }
@@ -359,13 +461,20 @@ fn rewrite_of_python_fixture_reads_back_the_same() {
 /// Heavy: only with ACSLEUTH_H5AD_EXPORT set (for the Python check).
 #[test]
 fn export_kang_rewrite() {
-    let (Some(out), Some(p)) = (export_dir(), shared("kang_ifnb_pbmc/kang_ifnb_counts.h5ad")) else { return };
+    let (Some(out), Some(p)) = (export_dir(), shared("kang_ifnb_pbmc/kang_ifnb_counts.h5ad"))
+    else {
+        return;
+    };
     let ds = read(&p);
     std::fs::create_dir_all(&out).unwrap();
     let t = Instant::now();
     let dst = out.join("rewrite_kang.h5ad");
     write_h5ad(&dst, &ds, &[]).unwrap();
-    eprintln!("kang written in {:.2} s ({} MB)", t.elapsed().as_secs_f64(), std::fs::metadata(&dst).unwrap().len() >> 20);
+    eprintln!(
+        "kang written in {:.2} s ({} MB)",
+        t.elapsed().as_secs_f64(),
+        std::fs::metadata(&dst).unwrap().len() >> 20
+    );
     assert_eq!(read(&dst), ds);
 }
 
@@ -378,11 +487,97 @@ fn write_refuses_bad_input_and_leaves_nothing() {
     assert!(matches!(write_h5ad(&p, &ds, &[]), Err(Error::Invalid(_))));
     let ds = all_kinds(Matrix::Dense(example_x(4, 3)));
     let wrong = vec![("X_pca".to_string(), DenseMatrix::zeros(3, 2))];
-    assert!(matches!(write_h5ad(&p, &ds, &wrong), Err(Error::Invalid(_))));
+    assert!(matches!(
+        write_h5ad(&p, &ds, &wrong),
+        Err(Error::Invalid(_))
+    ));
     let mut bad_name = ds.clone();
     bad_name.obs[0].0 = "a/b".into();
-    assert!(matches!(write_h5ad(&p, &bad_name, &[]), Err(Error::Invalid(_))));
+    assert!(matches!(
+        write_h5ad(&p, &bad_name, &[]),
+        Err(Error::Invalid(_))
+    ));
     let missing_dir = dir.path().join("no/such/dir/out.h5ad");
     assert!(write_h5ad(&missing_dir, &ds, &[]).is_err());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// Writes a minimal hand-made h5ad: X built by `x`, obs/var indexes given.
+fn hand_made(path: &Path, obs: &[&str], var: &[&str], x: impl FnOnce(&mut hdf5_pure::FileBuilder)) {
+    use hdf5_pure::{AttrValue, FileBuilder};
+    let mut b = FileBuilder::new();
+    x(&mut b);
+    for (name, index) in [("obs", obs), ("var", var)] {
+        let mut g = b.create_group(name);
+        g.set_attr("_index", AttrValue::VarLenString("_index".into()));
+        g.set_attr("encoding-type", AttrValue::VarLenString("dataframe".into()));
+        g.create_dataset("_index").with_vlen_strings(index);
+        b.add_group(g.finish());
+    }
+    b.write(path).unwrap();
+}
+
+#[test]
+fn shape_mismatch_and_unsupported_encoding_are_reported() {
+    use hdf5_pure::AttrValue;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = H5adOptions::default();
+
+    let p = dir.path().join("mismatch.h5ad");
+    hand_made(&p, &["a", "b", "c"], &["g1", "g2"], |b| {
+        b.create_dataset("X")
+            .with_f32_data(&[1.0, 2.0, 3.0, 4.0])
+            .with_shape(&[2, 2]);
+    });
+    let e = read_h5ad(&p, &opts).unwrap_err();
+    assert!(
+        matches!(e, Error::Corrupt { .. }) && e.to_string().contains("2 rows but obs has 3 names"),
+        "{e}"
+    );
+
+    let p = dir.path().join("genes.h5ad");
+    hand_made(&p, &["a", "b"], &["g1"], |b| {
+        b.create_dataset("X")
+            .with_f32_data(&[1.0, 2.0, 3.0, 4.0])
+            .with_shape(&[2, 2]);
+    });
+    let e = read_h5ad(&p, &opts).unwrap_err();
+    assert!(
+        e.to_string().contains("2 columns but var has 1 names"),
+        "{e}"
+    );
+
+    let p = dir.path().join("awkward.h5ad");
+    hand_made(&p, &["a"], &["g1"], |b| {
+        let mut g = b.create_group("X");
+        g.set_attr(
+            "encoding-type",
+            AttrValue::VarLenString("awkward-array".into()),
+        );
+        b.add_group(g.finish());
+    });
+    let e = read_h5ad(&p, &opts).unwrap_err();
+    assert!(
+        matches!(e, Error::Corrupt { .. })
+            && e.to_string()
+                .contains("unsupported X encoding 'awkward-array'"),
+        "{e}"
+    );
+
+    // A CSR whose index points past the last gene.
+    let p = dir.path().join("bad_index.h5ad");
+    hand_made(&p, &["a"], &["g1", "g2"], |b| {
+        let mut g = b.create_group("X");
+        g.set_attr(
+            "encoding-type",
+            AttrValue::VarLenString("csr_matrix".into()),
+        );
+        g.set_attr("shape", AttrValue::I64Array(vec![1, 2]));
+        g.create_dataset("data").with_f32_data(&[1.0]);
+        g.create_dataset("indices").with_i32_data(&[2]);
+        g.create_dataset("indptr").with_i32_data(&[0, 1]);
+        b.add_group(g.finish());
+    });
+    let e = read_h5ad(&p, &opts).unwrap_err();
+    assert!(e.to_string().contains("index out of range"), "{e}");
 }

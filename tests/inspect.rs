@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/h5ad").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/h5ad")
+        .join(name)
 }
 
 fn inspect(args: &[&str]) -> Output {
@@ -31,11 +33,19 @@ fn kang_lists_stim_with_both_conditions() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("13,999 cells × 14,053 genes"), "{out}");
     assert!(out.contains("raw counts"), "{out}");
-    let stim = out.find("stim (categorical, 2 levels)").expect("stim column listed");
+    let stim = out
+        .find("stim (categorical, 2 levels)")
+        .expect("stim column listed");
     let block = &out[stim..];
     let (ctrl, stim_line) = (block.find("CTRL").unwrap(), block.find("STIM").unwrap());
-    assert!(block[ctrl..].lines().next().unwrap().contains("6,548"), "{out}");
-    assert!(block[stim_line..].lines().next().unwrap().contains("7,451"), "{out}");
+    assert!(
+        block[ctrl..].lines().next().unwrap().contains("6,548"),
+        "{out}"
+    );
+    assert!(
+        block[stim_line..].lines().next().unwrap().contains("7,451"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -47,10 +57,20 @@ fn json_output_on_a_fixture() {
     assert_eq!(v["summary"]["rows"], 6);
     assert_eq!(v["summary"]["kind"], "scaled");
     assert_eq!(v["h5ad"]["obsm"][0], "X_pca");
-    let group = v["obs"].as_array().unwrap().iter().find(|c| c["name"] == "group").unwrap();
+    let group = v["obs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "group")
+        .unwrap();
     assert_eq!(group["source"], "categorical");
     assert_eq!(group["missing"], 1);
-    let score = v["obs"].as_array().unwrap().iter().find(|c| c["name"] == "score").unwrap();
+    let score = v["obs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "score")
+        .unwrap();
     assert_eq!(score["kind"], "numeric");
     assert_eq!(score["range"]["max"], 3.0);
 }
@@ -66,7 +86,11 @@ fn level_lists_are_capped() {
 
 #[test]
 fn bad_input_fails_with_one_line() {
-    for (name, want) in [("not_hdf5.h5ad", "unknown format"), ("no_x.h5ad", "no X matrix"), ("missing.h5ad", "no such file")] {
+    for (name, want) in [
+        ("not_hdf5.h5ad", "unknown format"),
+        ("no_x.h5ad", "no X matrix"),
+        ("missing.h5ad", "no such file"),
+    ] {
         let o = inspect(&[fixture(name).to_str().unwrap()]);
         assert!(!o.status.success(), "{name}");
         let err = String::from_utf8_lossy(&o.stderr);

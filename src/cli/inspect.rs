@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::data::Dataset;
 use crate::data::h5ad::{self, H5adLayout, H5adOptions};
 use crate::data::io::{self, Format, ReadOptions};
 use crate::data::summary::{self, ColumnSummary, MatrixSummary, ValueKind};
-use crate::data::Dataset;
 use crate::error::{Error, Result};
 
 #[derive(clap::Args, Debug)]
@@ -58,10 +58,14 @@ pub fn run(args: Args) -> Result<()> {
             // Read without the strict validation, so that duplicated names
             // are reported as a problem instead of hiding everything else.
             let ds = h5ad::read_h5ad(path, &H5adOptions { use_raw: args.raw })?;
-            let problems = ds.validate().err().map(|e| problem_text(e)).into_iter().collect();
+            let problems = ds.validate().err().map(problem_text).into_iter().collect();
             (ds, Some(h5ad::describe_h5ad(path)?), problems)
         }
-        _ => (io::read_dataset(path, &ReadOptions { use_raw: args.raw })?, None, vec![]),
+        _ => (
+            io::read_dataset(path, &ReadOptions { use_raw: args.raw })?,
+            None,
+            vec![],
+        ),
     };
     let report = build_report(&args, format, ds, layout, problems);
     if args.json {
@@ -81,12 +85,21 @@ fn problem_text(e: Error) -> String {
     }
 }
 
-fn build_report(args: &Args, format: Format, ds: Dataset, layout: Option<H5adLayout>, problems: Vec<String>) -> Report {
+fn build_report(
+    args: &Args,
+    format: Format,
+    ds: Dataset,
+    layout: Option<H5adLayout>,
+    problems: Vec<String>,
+) -> Report {
     let summary = summary::summarize_matrix(&ds.x);
     let obs = ds
         .obs
         .iter()
-        .map(|(name, col)| ColumnReport { name: name.clone(), summary: summary::summarize_column(col) })
+        .map(|(name, col)| ColumnReport {
+            name: name.clone(),
+            summary: summary::summarize_column(col),
+        })
         .collect();
     Report {
         path: args.input.display().to_string(),
@@ -115,7 +128,13 @@ fn render(r: &Report, max_levels: usize) -> String {
                 (true, None) => ".raw present".into(),
                 (false, _) => "no .raw".into(),
             };
-            let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
             format!(
                 ".h5ad, reading {} (X stored as {}; {raw}; obsm: {}; layers: {})",
                 r.matrix,
@@ -128,28 +147,72 @@ fn render(r: &Report, max_levels: usize) -> String {
         (None, _) => "acsleuth store".into(),
     };
     let _ = writeln!(o, "  format      {format}");
-    let _ = writeln!(o, "  shape       {} cells × {} genes", group(s.rows as f64), group(s.cols as f64));
-    let _ = writeln!(o, "  non-zeros   {} (sparsity {:.2} %)", group(s.nnz as f64), s.sparsity_pct);
-    let _ = writeln!(o, "  values      min {}, max {}: {}", num(s.min as f64), num(s.max as f64), s.kind.describe());
+    let _ = writeln!(
+        o,
+        "  shape       {} cells × {} genes",
+        group(s.rows as f64),
+        group(s.cols as f64)
+    );
+    let _ = writeln!(
+        o,
+        "  non-zeros   {} (sparsity {:.2} %)",
+        group(s.nnz as f64),
+        s.sparsity_pct
+    );
+    let _ = writeln!(
+        o,
+        "  values      min {}, max {}: {}",
+        num(s.min as f64),
+        num(s.max as f64),
+        s.kind.describe()
+    );
     if s.non_finite > 0 {
-        let _ = writeln!(o, "  warning     {} NaN or infinite values", group(s.non_finite as f64));
+        let _ = writeln!(
+            o,
+            "  warning     {} NaN or infinite values",
+            group(s.non_finite as f64)
+        );
     }
     if let Some(l) = s.library_size {
-        let what = if s.kind == ValueKind::RawCounts { "counts/cell" } else { "row sums" };
-        let _ = writeln!(o, "  {what:<12}min {}, median {}, max {}", num(l.min), num(l.median), num(l.max));
+        let what = if s.kind == ValueKind::RawCounts {
+            "counts/cell"
+        } else {
+            "row sums"
+        };
+        let _ = writeln!(
+            o,
+            "  {what:<12}min {}, median {}, max {}",
+            num(l.min),
+            num(l.median),
+            num(l.max)
+        );
     }
     if let (Some(e), Some(constant)) = (s.expm1_row_sums, s.expm1_sums_constant) {
         let verdict = if constant {
-            format!("constant, as after normalize_total(target_sum≈{}) + log1p", num(e.median))
+            format!(
+                "constant, as after normalize_total(target_sum≈{}) + log1p",
+                num(e.median)
+            )
         } else {
             "not constant (normalised over other genes, or not by total)".into()
         };
-        let _ = writeln!(o, "  expm1 sums  min {}, median {}, max {}: {verdict}", num(e.min), num(e.median), num(e.max));
+        let _ = writeln!(
+            o,
+            "  expm1 sums  min {}, median {}, max {}: {verdict}",
+            num(e.min),
+            num(e.median),
+            num(e.max)
+        );
     }
-    if let Some(l) = &r.h5ad {
-        if l.has_raw && r.matrix == "X" && s.kind != ValueKind::RawCounts {
-            let _ = writeln!(o, "  hint        .raw holds another matrix: inspect it with --raw");
-        }
+    if let Some(l) = &r.h5ad
+        && l.has_raw
+        && r.matrix == "X"
+        && s.kind != ValueKind::RawCounts
+    {
+        let _ = writeln!(
+            o,
+            "  hint        .raw holds another matrix: inspect it with --raw"
+        );
     }
     for p in &r.problems {
         let _ = writeln!(o, "  problem     {p}");
@@ -163,10 +226,23 @@ fn render(r: &Report, max_levels: usize) -> String {
 
 fn render_column(o: &mut String, c: &ColumnReport, max_levels: usize) {
     match &c.summary {
-        ColumnSummary::Levels { source, levels, missing } => {
-            let miss = if *missing > 0 { format!(", {} missing", group(*missing as f64)) } else { String::new() };
+        ColumnSummary::Levels {
+            source,
+            levels,
+            missing,
+        } => {
+            let miss = if *missing > 0 {
+                format!(", {} missing", group(*missing as f64))
+            } else {
+                String::new()
+            };
             let _ = writeln!(o, "  {} ({source}, {} levels{miss})", c.name, levels.len());
-            let width = levels.iter().take(max_levels).map(|l| l.0.chars().count()).max().unwrap_or(0);
+            let width = levels
+                .iter()
+                .take(max_levels)
+                .map(|l| l.0.chars().count())
+                .max()
+                .unwrap_or(0);
             for (name, n) in levels.iter().take(max_levels) {
                 let _ = writeln!(o, "      {name:<width$}  {:>10}", group(*n as f64));
             }
@@ -180,9 +256,17 @@ fn render_column(o: &mut String, c: &ColumnReport, max_levels: usize) {
                 );
             }
         }
-        ColumnSummary::Numeric { range, missing, all_integer } => {
+        ColumnSummary::Numeric {
+            range,
+            missing,
+            all_integer,
+        } => {
             let kind = if *all_integer { "integer" } else { "numeric" };
-            let miss = if *missing > 0 { format!(", {} missing", group(*missing as f64)) } else { String::new() };
+            let miss = if *missing > 0 {
+                format!(", {} missing", group(*missing as f64))
+            } else {
+                String::new()
+            };
             match range {
                 Some(r) => {
                     let _ = writeln!(
@@ -200,7 +284,13 @@ fn render_column(o: &mut String, c: &ColumnReport, max_levels: usize) {
             }
         }
         ColumnSummary::Text { distinct, examples } => {
-            let _ = writeln!(o, "  {} (text, {} distinct, e.g. {})", c.name, group(*distinct as f64), examples.join(", "));
+            let _ = writeln!(
+                o,
+                "  {} (text, {} distinct, e.g. {})",
+                c.name,
+                group(*distinct as f64),
+                examples.join(", ")
+            );
         }
     }
 }
@@ -230,7 +320,11 @@ fn num(v: f64) -> String {
         return group(v);
     }
     if v.abs() >= 1000.0 {
-        return format!("{}{}", group(v.trunc()), &format!("{:.1}", v.fract().abs())[1..]);
+        return format!(
+            "{}{}",
+            group(v.trunc()),
+            &format!("{:.1}", v.fract().abs())[1..]
+        );
     }
     let decimals = (3 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
     format!("{v:.decimals$}")

@@ -31,7 +31,9 @@ impl ValueKind {
         match self {
             ValueKind::RawCounts => "raw counts (non-negative integers)",
             ValueKind::LogNormalized => "log-normalized (non-negative, non-integer, small)",
-            ValueKind::NormalizedLinear => "normalized, not log-transformed (non-negative, non-integer, large; CPM/TPM-like)",
+            ValueKind::NormalizedLinear => {
+                "normalized, not log-transformed (non-negative, non-integer, large; CPM/TPM-like)"
+            }
             ValueKind::Scaled => "scaled or centred (has negative values)",
             ValueKind::Other => "unclear (all zero or not finite)",
         }
@@ -63,8 +65,16 @@ impl Range {
         }
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
-        Some(Range { min: v[0], median, max: v[n - 1] })
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            0.5 * (v[n / 2 - 1] + v[n / 2])
+        };
+        Some(Range {
+            min: v[0],
+            median,
+            max: v[n - 1],
+        })
     }
 }
 
@@ -104,7 +114,12 @@ struct Acc {
 }
 
 impl Acc {
-    const EMPTY: Acc = Acc { min: f32::INFINITY, max: f32::NEG_INFINITY, non_finite: 0, non_integer: 0 };
+    const EMPTY: Acc = Acc {
+        min: f32::INFINITY,
+        max: f32::NEG_INFINITY,
+        non_finite: 0,
+        non_integer: 0,
+    };
     fn merge(a: Acc, b: Acc) -> Acc {
         Acc {
             min: a.min.min(b.min),
@@ -140,8 +155,14 @@ pub fn summarize_matrix(m: &Matrix) -> MatrixSummary {
     let (rows, cols) = (m.rows(), m.cols());
     // Per row: (stats, sum, expm1 sum).
     let per_row: Vec<(Acc, f64, f64)> = match m {
-        Matrix::Csr(c) => (0..rows).into_par_iter().map(|i| row_stats(c.row(i).1)).collect(),
-        Matrix::Dense(d) => (0..rows).into_par_iter().map(|i| row_stats(d.row(i))).collect(),
+        Matrix::Csr(c) => (0..rows)
+            .into_par_iter()
+            .map(|i| row_stats(c.row(i).1))
+            .collect(),
+        Matrix::Dense(d) => (0..rows)
+            .into_par_iter()
+            .map(|i| row_stats(d.row(i)))
+            .collect(),
     };
     let acc = per_row.iter().fold(Acc::EMPTY, |a, r| Acc::merge(a, r.0));
     let nnz = m.nnz();
@@ -172,7 +193,8 @@ pub fn summarize_matrix(m: &Matrix) -> MatrixSummary {
     let (expm1_row_sums, expm1_sums_constant) = if kind == ValueKind::LogNormalized {
         let e: Vec<f64> = per_row.iter().map(|r| r.2).collect();
         let r = Range::of(&e);
-        let constant = r.map(|r| r.median > 0.0 && (r.max - r.min) / r.median <= CONSTANT_SUM_SPREAD);
+        let constant =
+            r.map(|r| r.median > 0.0 && (r.max - r.min) / r.median <= CONSTANT_SUM_SPREAD);
         (r, constant)
     } else {
         (None, None)
@@ -181,7 +203,11 @@ pub fn summarize_matrix(m: &Matrix) -> MatrixSummary {
         rows,
         cols,
         nnz,
-        sparsity_pct: if total > 0.0 { 100.0 * (1.0 - nnz as f64 / total) } else { 0.0 },
+        sparsity_pct: if total > 0.0 {
+            100.0 * (1.0 - nnz as f64 / total)
+        } else {
+            0.0
+        },
         min,
         max,
         non_finite: acc.non_finite,
@@ -196,7 +222,10 @@ pub fn summarize_matrix(m: &Matrix) -> MatrixSummary {
 /// Whether every value is a finite non-negative whole number (raw counts).
 /// Stops at the first value that is not.
 pub fn looks_like_raw_counts(m: &Matrix) -> bool {
-    let ok = |v: &[f32]| v.iter().all(|&x| x.is_finite() && x >= 0.0 && x.fract() == 0.0);
+    let ok = |v: &[f32]| {
+        v.iter()
+            .all(|&x| x.is_finite() && x >= 0.0 && x.fract() == 0.0)
+    };
     match m {
         Matrix::Csr(c) => c.data.par_chunks(1 << 16).all(ok),
         Matrix::Dense(d) => d.data.par_chunks(1 << 16).all(ok),
@@ -226,7 +255,10 @@ pub enum ColumnSummary {
         all_integer: bool,
     },
     /// Text with many distinct values (names, barcodes).
-    Text { distinct: usize, examples: Vec<String> },
+    Text {
+        distinct: usize,
+        examples: Vec<String>,
+    },
 }
 
 /// Summarises an obs column.
@@ -242,12 +274,20 @@ pub fn summarize_column(col: &ObsColumn) -> ColumnSummary {
                 }
             }
             let levels = sorted_levels(categories.iter().cloned().zip(counts).collect());
-            ColumnSummary::Levels { source: "categorical", levels, missing }
+            ColumnSummary::Levels {
+                source: "categorical",
+                levels,
+                missing,
+            }
         }
         ObsColumn::Bool(v) => {
             let t = v.iter().filter(|&&b| b).count();
             let levels = sorted_levels(vec![("False".into(), v.len() - t), ("True".into(), t)]);
-            ColumnSummary::Levels { source: "bool", levels, missing: 0 }
+            ColumnSummary::Levels {
+                source: "bool",
+                levels,
+                missing: 0,
+            }
         }
         ObsColumn::Numeric(v) => ColumnSummary::Numeric {
             range: Range::of(v),
@@ -266,10 +306,17 @@ pub fn summarize_column(col: &ObsColumn) -> ColumnSummary {
                 levels[k].1 += 1;
             }
             if levels.len() <= MAX_TEXT_LEVELS {
-                ColumnSummary::Levels { source: "text", levels: sorted_levels(levels), missing: 0 }
+                ColumnSummary::Levels {
+                    source: "text",
+                    levels: sorted_levels(levels),
+                    missing: 0,
+                }
             } else {
                 let examples = levels.iter().take(3).map(|l| l.0.clone()).collect();
-                ColumnSummary::Text { distinct: levels.len(), examples }
+                ColumnSummary::Text {
+                    distinct: levels.len(),
+                    examples,
+                }
             }
         }
     }
@@ -277,7 +324,7 @@ pub fn summarize_column(col: &ObsColumn) -> ColumnSummary {
 
 /// Most frequent first; the sort is stable, so ties keep their order.
 fn sorted_levels(mut levels: Vec<(String, usize)>) -> Vec<(String, usize)> {
-    levels.sort_by(|a, b| b.1.cmp(&a.1));
+    levels.sort_by_key(|l| std::cmp::Reverse(l.1));
     levels
 }
 
@@ -292,10 +339,22 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(summarize_matrix(&dense(2, 2, vec![0., 3., 1., 0.])).kind, ValueKind::RawCounts);
-        assert_eq!(summarize_matrix(&dense(2, 2, vec![0., -0.5, 1., 0.])).kind, ValueKind::Scaled);
-        assert_eq!(summarize_matrix(&dense(1, 2, vec![0.5, 100.5])).kind, ValueKind::NormalizedLinear);
-        assert_eq!(summarize_matrix(&dense(1, 2, vec![0., 0.])).kind, ValueKind::Other);
+        assert_eq!(
+            summarize_matrix(&dense(2, 2, vec![0., 3., 1., 0.])).kind,
+            ValueKind::RawCounts
+        );
+        assert_eq!(
+            summarize_matrix(&dense(2, 2, vec![0., -0.5, 1., 0.])).kind,
+            ValueKind::Scaled
+        );
+        assert_eq!(
+            summarize_matrix(&dense(1, 2, vec![0.5, 100.5])).kind,
+            ValueKind::NormalizedLinear
+        );
+        assert_eq!(
+            summarize_matrix(&dense(1, 2, vec![0., 0.])).kind,
+            ValueKind::Other
+        );
         assert!(looks_like_raw_counts(&dense(1, 2, vec![0., 7.])));
         assert!(!looks_like_raw_counts(&dense(1, 2, vec![0.5, 7.])));
         assert!(!looks_like_raw_counts(&dense(1, 2, vec![f32::NAN, 7.])));
@@ -306,7 +365,11 @@ mod tests {
         // Two cells normalised to a total of 10, then log1p.
         let rows = [[4.0f64, 6.0, 0.0], [1.0, 1.0, 8.0]];
         let data = rows.iter().flatten().map(|&v| v.ln_1p() as f32).collect();
-        let m = Matrix::Csr(CsrMatrix::from_dense(&DenseMatrix { rows: 2, cols: 3, data }));
+        let m = Matrix::Csr(CsrMatrix::from_dense(&DenseMatrix {
+            rows: 2,
+            cols: 3,
+            data,
+        }));
         let s = summarize_matrix(&m);
         assert_eq!(s.kind, ValueKind::LogNormalized);
         assert_eq!(s.expm1_sums_constant, Some(true));
@@ -317,15 +380,30 @@ mod tests {
 
     #[test]
     fn column_levels() {
-        let col = ObsColumn::Categorical { categories: vec!["a".into(), "b".into()], codes: vec![1, 1, 0, -1] };
+        let col = ObsColumn::Categorical {
+            categories: vec!["a".into(), "b".into()],
+            codes: vec![1, 1, 0, -1],
+        };
         assert_eq!(
             summarize_column(&col),
-            ColumnSummary::Levels { source: "categorical", levels: vec![("b".into(), 2), ("a".into(), 1)], missing: 1 }
+            ColumnSummary::Levels {
+                source: "categorical",
+                levels: vec![("b".into(), 2), ("a".into(), 1)],
+                missing: 1
+            }
         );
         let num = summarize_column(&ObsColumn::Numeric(vec![3.0, f64::NAN, 1.0, 2.0]));
         assert_eq!(
             num,
-            ColumnSummary::Numeric { range: Some(Range { min: 1.0, median: 2.0, max: 3.0 }), missing: 1, all_integer: true }
+            ColumnSummary::Numeric {
+                range: Some(Range {
+                    min: 1.0,
+                    median: 2.0,
+                    max: 3.0
+                }),
+                missing: 1,
+                all_integer: true
+            }
         );
     }
 }

@@ -5,63 +5,113 @@
 
 use hdf5_pure::{Dataset as H5Dataset, Datatype, DatatypeByteOrder, StringPadding};
 
-use super::read::{Frame, Node, Reader};
+use super::frame::Frame;
+use super::read::{Node, Reader};
 use crate::data::ObsColumn;
 use crate::error::Result;
 
-pub(super) fn read_compound_frame(r: &Reader, d: &H5Dataset, path: &str, columns: bool) -> Result<Frame> {
+pub(super) fn read_compound_frame(
+    r: &Reader,
+    d: &H5Dataset,
+    path: &str,
+    columns: bool,
+) -> Result<Frame> {
     let Datatype::Compound { size, members } = r.h5(d.datatype(), path)? else {
-        return Err(r.err(format!("{path}: expected a dataframe (a group or a compound dataset)")));
+        return Err(r.err(format!(
+            "{path}: expected a dataframe (a group or a compound dataset)"
+        )));
     };
     let size = size as usize;
     let raw = r.h5(d.read_raw(), path)?;
     if size == 0 || raw.len() % size != 0 {
-        return Err(r.err(format!("{path}: {} bytes is not a whole number of {size}-byte records", raw.len())));
+        return Err(r.err(format!(
+            "{path}: {} bytes is not a whole number of {size}-byte records",
+            raw.len()
+        )));
     }
     let n = raw.len() / size;
     // Each record's bytes for one field.
     let field = |offset: u64, width: usize| {
         let offset = offset as usize;
-        raw.chunks_exact(size).map(move |rec| &rec[offset..offset + width])
+        raw.chunks_exact(size)
+            .map(move |rec| &rec[offset..offset + width])
     };
     let index_member = members
         .iter()
         .find(|m| m.name == "index" || m.name == "_index")
-        .or_else(|| members.iter().find(|m| matches!(m.datatype, Datatype::String { .. })))
+        .or_else(|| {
+            members
+                .iter()
+                .find(|m| matches!(m.datatype, Datatype::String { .. }))
+        })
         .ok_or_else(|| r.err(format!("{path}: no index field")))?;
     let index = match &index_member.datatype {
-        Datatype::String { size: w, padding, .. } => {
+        Datatype::String {
+            size: w, padding, ..
+        } => {
             let w = *w as usize;
-            check_fits(r, path, &index_member.name, index_member.byte_offset, w, size)?;
-            field(index_member.byte_offset, w).map(|b| decode_str(b, padding)).collect()
+            check_fits(
+                r,
+                path,
+                &index_member.name,
+                index_member.byte_offset,
+                w,
+                size,
+            )?;
+            field(index_member.byte_offset, w)
+                .map(|b| decode_str(b, padding))
+                .collect()
         }
         _ => return Err(r.err(format!("{path}: the index field is not a string"))),
     };
     let mut cols = Vec::new();
     if !columns {
-        return Ok(Frame { index, columns: cols });
+        return Ok(Frame {
+            index,
+            columns: cols,
+        });
     }
     for m in members.iter().filter(|m| m.name != index_member.name) {
         let (off, name) = (m.byte_offset, m.name.as_str());
         let col = match &m.datatype {
-            Datatype::String { size: w, padding, .. } => {
+            Datatype::String {
+                size: w, padding, ..
+            } => {
                 check_fits(r, path, name, off, *w as usize, size)?;
-                ObsColumn::Text(field(off, *w as usize).map(|b| decode_str(b, padding)).collect())
+                ObsColumn::Text(
+                    field(off, *w as usize)
+                        .map(|b| decode_str(b, padding))
+                        .collect(),
+                )
             }
-            Datatype::FloatingPoint { size: w @ (4 | 8), byte_order, .. } => {
+            Datatype::FloatingPoint {
+                size: w @ (4 | 8),
+                byte_order,
+                ..
+            } => {
                 check_fits(r, path, name, off, *w as usize, size)?;
                 let big = matches!(byte_order, DatatypeByteOrder::BigEndian);
-                ObsColumn::Numeric(field(off, *w as usize).map(|b| decode_float(b, big)).collect())
+                ObsColumn::Numeric(
+                    field(off, *w as usize)
+                        .map(|b| decode_float(b, big))
+                        .collect(),
+                )
             }
-            Datatype::Enumeration { base_type, members: em, .. }
-                if em.len() == 2 && em.iter().any(|e| e.name.eq_ignore_ascii_case("true")) =>
-            {
-                let Some((w, _, _)) = int_layout(base_type) else { continue };
+            Datatype::Enumeration {
+                base_type,
+                members: em,
+                ..
+            } if em.len() == 2 && em.iter().any(|e| e.name.eq_ignore_ascii_case("true")) => {
+                let Some((w, _, _)) = int_layout(base_type) else {
+                    continue;
+                };
                 check_fits(r, path, name, off, w, size)?;
                 ObsColumn::Bool(field(off, w).map(|b| b.iter().any(|&x| x != 0)).collect())
             }
             dt => {
-                let Some((w, signed, big)) = int_layout(dt) else { continue };
+                let Some((w, signed, big)) = int_layout(dt) else {
+                    continue;
+                };
                 check_fits(r, path, name, off, w, size)?;
                 let values: Vec<i64> = field(off, w).map(|b| decode_int(b, signed, big)).collect();
                 let cat_path = format!("uns/{name}_categories");
@@ -70,7 +120,9 @@ pub(super) fn read_compound_frame(r: &Reader, d: &H5Dataset, path: &str, columns
                         let categories = r.read_strings(&cd, &cat_path)?;
                         let k = categories.len() as i64;
                         if let Some(bad) = values.iter().find(|&&c| c < -1 || c >= k) {
-                            return Err(r.err(format!("{path}/{name}: category code {bad} outside -1..{k}")));
+                            return Err(r.err(format!(
+                                "{path}/{name}: category code {bad} outside -1..{k}"
+                            )));
                         }
                         let codes = values.into_iter().map(|c| c as i32).collect();
                         ObsColumn::Categorical { categories, codes }
@@ -82,20 +134,36 @@ pub(super) fn read_compound_frame(r: &Reader, d: &H5Dataset, path: &str, columns
         debug_assert_eq!(col.len(), n);
         cols.push((m.name.clone(), col));
     }
-    Ok(Frame { index, columns: cols })
+    Ok(Frame {
+        index,
+        columns: cols,
+    })
 }
 
 /// (bytes, signed, big-endian) of an integer datatype of 1, 2, 4 or 8 bytes.
 fn int_layout(dt: &Datatype) -> Option<(usize, bool, bool)> {
     match dt {
-        Datatype::FixedPoint { size: s @ (1 | 2 | 4 | 8), byte_order, layout } => {
-            Some((*s as usize, layout.signed, matches!(byte_order, DatatypeByteOrder::BigEndian)))
-        }
+        Datatype::FixedPoint {
+            size: s @ (1 | 2 | 4 | 8),
+            byte_order,
+            layout,
+        } => Some((
+            *s as usize,
+            layout.signed,
+            matches!(byte_order, DatatypeByteOrder::BigEndian),
+        )),
         _ => None,
     }
 }
 
-fn check_fits(r: &Reader, path: &str, name: &str, offset: u64, width: usize, record: usize) -> Result<()> {
+fn check_fits(
+    r: &Reader,
+    path: &str,
+    name: &str,
+    offset: u64,
+    width: usize,
+    record: usize,
+) -> Result<()> {
     if offset as usize + width > record {
         return Err(r.err(format!("{path}: field '{name}' runs past its record")));
     }

@@ -18,6 +18,7 @@ use std::path::Path;
 use crate::data::{Dataset, DenseMatrix};
 use crate::error::{Error, Result};
 
+mod frame;
 mod legacy;
 mod read;
 mod write;

@@ -7,20 +7,14 @@ use std::path::Path;
 
 use hdf5_pure::{AttrValue, DType, Dataset as H5Dataset, File, FormatError, Group};
 
-use super::{legacy, H5adLayout};
-use crate::data::{CsrMatrix, Dataset, DenseMatrix, Matrix, ObsColumn};
+use super::H5adLayout;
+use crate::data::{CsrMatrix, Dataset, DenseMatrix, Matrix};
 use crate::error::{Error, Result};
 
 /// An object found at a path: a group or a dataset.
 pub(super) enum Node {
     Group(Group),
     Dataset(H5Dataset),
-}
-
-/// A dataframe (`obs`, `var`, `raw/var`): the index and its columns.
-pub(super) struct Frame {
-    pub index: Vec<String>,
-    pub columns: Vec<(String, ObsColumn)>,
 }
 
 /// One open .h5ad file and its path (for error messages).
@@ -77,7 +71,9 @@ impl<'a> Reader<'a> {
         } else {
             ("X", "var")
         };
-        let x = self.read_matrix(x_path)?.ok_or_else(|| self.err("no X matrix"))?;
+        let x = self
+            .read_matrix(x_path)?
+            .ok_or_else(|| self.err("no X matrix"))?;
         let obs = self.read_frame("obs", true)?;
         let var = self.read_frame(var_path, false)?;
         if obs.index.len() != x.rows() {
@@ -94,7 +90,12 @@ impl<'a> Reader<'a> {
                 var.index.len()
             )));
         }
-        Ok(Dataset { x, cell_names: obs.index, gene_names: var.index, obs: obs.columns })
+        Ok(Dataset {
+            x,
+            cell_names: obs.index,
+            gene_names: var.index,
+            obs: obs.columns,
+        })
     }
 
     /// The file's layout, without reading any matrix.
@@ -102,8 +103,9 @@ impl<'a> Reader<'a> {
         let x_encoding = match self.node("X")? {
             None => return Err(self.err("no X matrix")),
             Some(Node::Dataset(_)) => "dense".to_string(),
-            Some(Node::Group(g)) => sparse_format(&self.group_attrs(&g, "X")?)
-                .unwrap_or_else(|| "unknown".into()),
+            Some(Node::Group(g)) => {
+                sparse_format(&self.group_attrs(&g, "X")?).unwrap_or_else(|| "unknown".into())
+            }
         };
         let raw = match self.node("raw/X")? {
             Some(n) => Some(("raw/X", n)),
@@ -162,7 +164,10 @@ impl<'a> Reader<'a> {
                 let data = self.read_values(&d, path)?;
                 let (rows, cols) = (shape[0] as usize, shape[1] as usize);
                 if data.len() != rows * cols {
-                    return Err(self.err(format!("{path}: {} values for shape {rows}×{cols}", data.len())));
+                    return Err(self.err(format!(
+                        "{path}: {} values for shape {rows}×{cols}",
+                        data.len()
+                    )));
                 }
                 Ok(Some(Matrix::Dense(DenseMatrix { rows, cols, data })))
             }
@@ -187,7 +192,11 @@ impl<'a> Reader<'a> {
                     .ok_or_else(|| self.err(format!("{path}: no valid 'shape' attribute")))?;
                 let (major, minor) = if csc { (cols, rows) } else { (rows, cols) };
                 let comp = self.read_compressed(path, major, minor)?;
-                let csr = if csc { csc_to_csr(rows, cols, comp) } else { comp.into_csr(rows, cols) };
+                let csr = if csc {
+                    csc_to_csr(rows, cols, comp)
+                } else {
+                    comp.into_csr(rows, cols)
+                };
                 Ok(Some(Matrix::Csr(canonicalize(csr))))
             }
         }
@@ -204,11 +213,17 @@ impl<'a> Reader<'a> {
             }
         };
         let (d_data, d_indices, d_indptr) = (ds("data")?, ds("indices")?, ds("indptr")?);
-        let data = self.read_values(&d_data, &format!("{path}/data"))?;
-        let indices = self.read_indices(&d_indices, &format!("{path}/indices"), minor)?;
+        // The two big arrays decompress on two threads.
+        let (data, indices) = rayon::join(
+            || self.read_values(&d_data, &format!("{path}/data")),
+            || self.read_indices(&d_indices, &format!("{path}/indices"), minor),
+        );
+        let (data, indices) = (data?, indices?);
         let ip = format!("{path}/indptr");
         let indptr: Vec<u64> = match self.h5(d_indptr.dtype(), &ip)? {
-            DType::U64 | DType::U32 | DType::U16 | DType::U8 => self.h5(d_indptr.read_u64(), &ip)?,
+            DType::U64 | DType::U32 | DType::U16 | DType::U8 => {
+                self.h5(d_indptr.read_u64(), &ip)?
+            }
             _ => {
                 let v = self.h5(d_indptr.read_i64(), &ip)?;
                 if v.iter().any(|&p| p < 0) {
@@ -231,17 +246,35 @@ impl<'a> Reader<'a> {
                 major + 1
             )));
         }
-        if indptr[0] != 0 || indptr[major] != data.len() as u64 || indptr.windows(2).any(|w| w[0] > w[1]) {
-            return Err(self.err(format!("{ip} is not a valid pointer array for {} values", data.len())));
+        if indptr[0] != 0
+            || indptr[major] != data.len() as u64
+            || indptr.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(self.err(format!(
+                "{ip} is not a valid pointer array for {} values",
+                data.len()
+            )));
         }
-        Ok(Compressed { indptr, indices, data })
+        Ok(Compressed {
+            indptr,
+            indices,
+            data,
+        })
     }
 
     /// Reads a numeric dataset as f32 (any float or integer type).
     pub fn read_values(&self, d: &H5Dataset, path: &str) -> Result<Vec<f32>> {
         match self.h5(d.dtype(), path)? {
-            DType::F32 | DType::F64 | DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::U8
-            | DType::U16 | DType::U32 | DType::U64 => self.h5(d.read_f32(), path),
+            DType::F32
+            | DType::F64
+            | DType::I8
+            | DType::I16
+            | DType::I32
+            | DType::I64
+            | DType::U8
+            | DType::U16
+            | DType::U32
+            | DType::U64 => self.h5(d.read_f32(), path),
             other => Err(self.err(format!("{path}: values of type {other}, expected numbers"))),
         }
     }
@@ -265,188 +298,18 @@ impl<'a> Reader<'a> {
                 }
                 v.into_iter().map(|i| i as u32).collect()
             }
-            other => return Err(self.err(format!("{path}: indices of type {other}, expected integers"))),
+            other => {
+                return Err(self.err(format!(
+                    "{path}: indices of type {other}, expected integers"
+                )));
+            }
         };
         if v.iter().any(|&i| i as usize >= bound) {
             return Err(out_of_range());
         }
         Ok(v)
     }
-
-    /// Reads a 1-D dataset of names (strings; numbers are formatted).
-    pub fn read_strings(&self, d: &H5Dataset, path: &str) -> Result<Vec<String>> {
-        match self.h5(d.dtype(), path)? {
-            DType::String | DType::VariableLengthString => self.h5(d.read_string(), path),
-            DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::U8 | DType::U16 | DType::U32 => {
-                Ok(self.h5(d.read_i64(), path)?.into_iter().map(|v| v.to_string()).collect())
-            }
-            DType::U64 => Ok(self.h5(d.read_u64(), path)?.into_iter().map(|v| v.to_string()).collect()),
-            DType::F32 | DType::F64 => {
-                Ok(self.h5(d.read_f64(), path)?.into_iter().map(|v| v.to_string()).collect())
-            }
-            DType::Enum(_) if is_bool(d) => {
-                Ok(self.h5(d.read_u8(), path)?.into_iter().map(|v| (v != 0).to_string()).collect())
-            }
-            other => Err(self.err(format!("{path}: names of type {other}, expected strings"))),
-        }
-    }
-
-    /// Reads a dataframe: a group (anndata ≥ 0.7) or a compound dataset (≤ 0.6).
-    /// With `columns` false only the index is read.
-    pub fn read_frame(&self, path: &str, columns: bool) -> Result<Frame> {
-        match self.node(path)? {
-            None => Err(self.err(format!("no {path} dataframe"))),
-            Some(Node::Dataset(d)) => legacy::read_compound_frame(self, &d, path, columns),
-            Some(Node::Group(g)) => self.read_group_frame(&g, path, columns),
-        }
-    }
-
-    fn read_group_frame(&self, g: &Group, path: &str, columns: bool) -> Result<Frame> {
-        let attrs = self.group_attrs(g, path)?;
-        let index_name = attrs.get("_index").and_then(AttrValue::as_str).unwrap_or("_index").to_string();
-        let index_path = format!("{path}/{index_name}");
-        let index = match self.node(&index_path)? {
-            Some(Node::Dataset(d)) => self.read_strings(&d, &index_path)?,
-            _ => return Err(self.err(format!("{path}: no index dataset '{index_name}'"))),
-        };
-        if !columns {
-            return Ok(Frame { index, columns: vec![] });
-        }
-        let order: Vec<String> = match attrs.get("column-order") {
-            // An empty column list is written as an empty float array.
-            Some(v) => v.as_strings().map(<[String]>::to_vec).unwrap_or_default(),
-            None => {
-                let mut v = self.h5(g.datasets(), path)?;
-                v.extend(self.h5(g.groups(), path)?);
-                v.retain(|n| *n != index_name && n != "__categories");
-                v.sort();
-                v
-            }
-        };
-        let mut cols = Vec::with_capacity(order.len());
-        for name in order {
-            let col_path = format!("{path}/{name}");
-            let Some(col) = self.read_column(path, &name)? else { continue };
-            if col.len() != index.len() {
-                return Err(self.err(format!(
-                    "{col_path} has {} values but {path} has {} rows",
-                    col.len(),
-                    index.len()
-                )));
-            }
-            cols.push((name, col));
-        }
-        Ok(Frame { index, columns: cols })
-    }
-
-    /// Reads one dataframe column; `None` for encodings with no `ObsColumn` kind.
-    fn read_column(&self, frame: &str, name: &str) -> Result<Option<ObsColumn>> {
-        let path = format!("{frame}/{name}");
-        match self.node(&path)? {
-            None => Err(self.err(format!("{frame}: column '{name}' is listed but missing"))),
-            Some(Node::Group(g)) => {
-                let attrs = self.group_attrs(&g, &path)?;
-                let enc = attrs.get("encoding-type").and_then(AttrValue::as_str).unwrap_or("");
-                match enc {
-                    "categorical" => {
-                        let codes = self.dataset_at(&format!("{path}/codes"))?;
-                        let cats = self.dataset_at(&format!("{path}/categories"))?;
-                        let categories = self.read_strings(&cats, &format!("{path}/categories"))?;
-                        self.categorical(&codes, &path, categories).map(Some)
-                    }
-                    "nullable-integer" | "nullable-boolean" | "nullable-string-array" => {
-                        self.read_nullable(&path, enc).map(Some)
-                    }
-                    _ => Ok(None),
-                }
-            }
-            Some(Node::Dataset(d)) => {
-                let shape = self.h5(d.shape(), &path)?;
-                if shape.len() != 1 {
-                    return Ok(None);
-                }
-                // anndata 0.7: codes here, categories in `__categories/<name>`.
-                let cat_path = format!("{frame}/__categories/{name}");
-                if let Some(Node::Dataset(cats)) = self.node(&cat_path)? {
-                    let categories = self.read_strings(&cats, &cat_path)?;
-                    return self.categorical(&d, &path, categories).map(Some);
-                }
-                self.plain_column(&d, &path)
-            }
-        }
-    }
-
-    fn dataset_at(&self, path: &str) -> Result<H5Dataset> {
-        match self.node(path)? {
-            Some(Node::Dataset(d)) => Ok(d),
-            _ => Err(self.err(format!("no dataset {path}"))),
-        }
-    }
-
-    /// A 1-D dataset column: numbers, booleans or strings.
-    pub fn plain_column(&self, d: &H5Dataset, path: &str) -> Result<Option<ObsColumn>> {
-        Ok(Some(match self.h5(d.dtype(), path)? {
-            DType::String | DType::VariableLengthString => ObsColumn::Text(self.h5(d.read_string(), path)?),
-            DType::F32 | DType::F64 | DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::U8
-            | DType::U16 | DType::U32 | DType::U64 => ObsColumn::Numeric(self.h5(d.read_f64(), path)?),
-            DType::Enum(_) if is_bool(d) => {
-                ObsColumn::Bool(self.h5(d.read_u8(), path)?.into_iter().map(|v| v != 0).collect())
-            }
-            _ => return Ok(None),
-        }))
-    }
-
-    /// Builds a categorical column from a codes dataset, checking every code.
-    pub fn categorical(&self, codes: &H5Dataset, path: &str, categories: Vec<String>) -> Result<ObsColumn> {
-        let codes = self.h5(codes.read_i32(), format_args!("{path} codes"))?;
-        let n = categories.len() as i32;
-        if let Some(bad) = codes.iter().find(|&&c| c < -1 || c >= n) {
-            return Err(self.err(format!("{path}: category code {bad} outside -1..{n}")));
-        }
-        Ok(ObsColumn::Categorical { categories, codes })
-    }
-
-    /// anndata's nullable arrays: `values` plus a `mask` (true = missing).
-    /// Integers become f64 with NaN for missing; booleans become a Bool
-    /// column when nothing is missing, else a False/True categorical; strings
-    /// become text with "" for missing.
-    fn read_nullable(&self, path: &str, enc: &str) -> Result<ObsColumn> {
-        let values = self.dataset_at(&format!("{path}/values"))?;
-        let mask: Vec<bool> = match self.node(&format!("{path}/mask"))? {
-            Some(Node::Dataset(m)) => self.h5(m.read_u8(), format_args!("{path}/mask"))?.into_iter().map(|v| v != 0).collect(),
-            _ => vec![],
-        };
-        let missing = |i: usize| mask.get(i).copied().unwrap_or(false);
-        Ok(match enc {
-            "nullable-integer" => {
-                let v = self.h5(values.read_f64(), path)?;
-                ObsColumn::Numeric(v.into_iter().enumerate().map(|(i, x)| if missing(i) { f64::NAN } else { x }).collect())
-            }
-            "nullable-boolean" => {
-                let v = self.h5(values.read_u8(), path)?;
-                if mask.iter().any(|&m| m) {
-                    let codes = v.iter().enumerate().map(|(i, &x)| if missing(i) { -1 } else { (x != 0) as i32 }).collect();
-                    ObsColumn::Categorical { categories: vec!["False".into(), "True".into()], codes }
-                } else {
-                    ObsColumn::Bool(v.into_iter().map(|x| x != 0).collect())
-                }
-            }
-            _ => {
-                let v = self.h5(values.read_string(), path)?;
-                ObsColumn::Text(v.into_iter().enumerate().map(|(i, s)| if missing(i) { String::new() } else { s }).collect())
-            }
-        })
-    }
 }
-
-/// Whether a dataset is h5py's boolean: an enum over one byte with FALSE/TRUE.
-pub(super) fn is_bool(d: &H5Dataset) -> bool {
-    matches!(d.dtype(), Ok(DType::Enum(names)) if names.len() == 2
-        && names.iter().any(|n| n.eq_ignore_ascii_case("true"))
-        && names.iter().any(|n| n.eq_ignore_ascii_case("false")))
-        && matches!(d.element_size(), Ok(1))
-}
-
 /// The sparse encoding named by a group's attributes ("csr_matrix",
 /// "csc_matrix", another encoding name, or None when there is none).
 fn sparse_format(attrs: &HashMap<String, AttrValue>) -> Option<String> {
@@ -457,12 +320,21 @@ fn sparse_format(attrs: &HashMap<String, AttrValue>) -> Option<String> {
     attrs
         .get("h5sparse_format")
         .and_then(AttrValue::as_str)
-        .map(|f| if f == "csr" || f == "csc" { format!("{f}_matrix") } else { f.to_string() })
+        .map(|f| {
+            if f == "csr" || f == "csc" {
+                format!("{f}_matrix")
+            } else {
+                f.to_string()
+            }
+        })
 }
 
 /// (rows, cols) from a sparse group's `shape` (or old `h5sparse_shape`).
 fn sparse_shape(attrs: &HashMap<String, AttrValue>) -> Option<(usize, usize)> {
-    let v = attrs.get("shape").or_else(|| attrs.get("h5sparse_shape"))?.to_i64s()?;
+    let v = attrs
+        .get("shape")
+        .or_else(|| attrs.get("h5sparse_shape"))?
+        .to_i64s()?;
     match v.as_slice() {
         &[r, c] if r >= 0 && c >= 0 => Some((r as usize, c as usize)),
         _ => None,
@@ -478,7 +350,13 @@ struct Compressed {
 
 impl Compressed {
     fn into_csr(self, rows: usize, cols: usize) -> CsrMatrix {
-        CsrMatrix { rows, cols, indptr: self.indptr, indices: self.indices, data: self.data }
+        CsrMatrix {
+            rows,
+            cols,
+            indptr: self.indptr,
+            indices: self.indices,
+            data: self.data,
+        }
     }
 }
 
@@ -506,7 +384,13 @@ fn csc_to_csr(rows: usize, cols: usize, c: Compressed) -> CsrMatrix {
             next[r] += 1;
         }
     }
-    CsrMatrix { rows, cols, indptr, indices, data }
+    CsrMatrix {
+        rows,
+        cols,
+        indptr,
+        indices,
+        data,
+    }
 }
 
 /// Makes column indices strictly increasing in every row (sorting rows that

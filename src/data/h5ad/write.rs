@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hdf5_pure::{make_i8_type, AttrValue, EnumTypeBuilder, FileBuilder, GroupBuilder};
+use hdf5_pure::{AttrValue, EnumTypeBuilder, FileBuilder, GroupBuilder, make_i8_type};
 
 use crate::data::{Dataset, DenseMatrix, Matrix, ObsColumn};
 use crate::error::{Error, Result};
@@ -21,7 +21,8 @@ fn tag_group(g: &mut GroupBuilder, enc: &str, version: &str) {
 
 macro_rules! tag_dataset {
     ($d:expr, $enc:expr, $ver:expr) => {
-        $d.set_attr("encoding-type", text($enc)).set_attr("encoding-version", text($ver))
+        $d.set_attr("encoding-type", text($enc))
+            .set_attr("encoding-version", text($ver))
     };
 }
 
@@ -31,7 +32,9 @@ fn check(ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
     let bad_name = |n: &str| n.is_empty() || n.contains('/') || n == "." || n == "..";
     for (name, _) in &ds.obs {
         if bad_name(name) || name == "_index" || name == "__categories" {
-            return Err(Error::invalid(format!("obs column name '{name}' cannot be written to .h5ad")));
+            return Err(Error::invalid(format!(
+                "obs column name '{name}' cannot be written to .h5ad"
+            )));
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -43,7 +46,9 @@ fn check(ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
     seen.clear();
     for (name, m) in obsm {
         if bad_name(name) {
-            return Err(Error::invalid(format!("obsm name '{name}' cannot be written to .h5ad")));
+            return Err(Error::invalid(format!(
+                "obsm name '{name}' cannot be written to .h5ad"
+            )));
         }
         if !seen.insert(name.as_str()) {
             return Err(Error::invalid(format!("duplicated obsm entry '{name}'")));
@@ -57,18 +62,24 @@ fn check(ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
             )));
         }
     }
-    if let Matrix::Csr(c) = &ds.x {
-        if c.cols > i32::MAX as usize {
-            return Err(Error::invalid(format!("{} genes exceed the 32-bit index range", c.cols)));
-        }
+    if let Matrix::Csr(c) = &ds.x
+        && c.cols > i32::MAX as usize
+    {
+        return Err(Error::invalid(format!(
+            "{} genes exceed the 32-bit index range",
+            c.cols
+        )));
     }
     Ok(())
 }
 
 pub(super) fn write(path: &Path, ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
     check(ds, obsm)?;
-    let fmt_err = |e: hdf5_pure::Error| Error::Other(format!("{}: cannot write .h5ad: {e}", path.display()));
-    let fmt_err2 = |e: hdf5_pure::FormatError| Error::Other(format!("{}: cannot write .h5ad: {e}", path.display()));
+    let fmt_err =
+        |e: hdf5_pure::Error| Error::Other(format!("{}: cannot write .h5ad: {e}", path.display()));
+    let fmt_err2 = |e: hdf5_pure::FormatError| {
+        Error::Other(format!("{}: cannot write .h5ad: {e}", path.display()))
+    };
 
     let mut b = FileBuilder::new();
     b.set_attr("encoding-type", text("anndata"));
@@ -78,13 +89,17 @@ pub(super) fn write(path: &Path, ds: &Dataset, obsm: &[(String, DenseMatrix)]) -
     match &ds.x {
         Matrix::Dense(d) => {
             let x = b.create_dataset("X");
-            x.with_f32_data(&d.data).with_shape(&[d.rows as u64, d.cols as u64]);
+            x.with_f32_data(&d.data)
+                .with_shape(&[d.rows as u64, d.cols as u64]);
             tag_dataset!(x, "array", "0.2.0");
         }
         Matrix::Csr(c) => {
             let mut g = b.create_group("X");
             tag_group(&mut g, "csr_matrix", "0.1.0");
-            g.set_attr("shape", AttrValue::I64Array(vec![c.rows as i64, c.cols as i64]));
+            g.set_attr(
+                "shape",
+                AttrValue::I64Array(vec![c.rows as i64, c.cols as i64]),
+            );
             g.create_dataset("data").with_f32_data(&c.data);
             // Column indices fit i32 (checked), the scipy default.
             let indices: Vec<i32> = c.indices.iter().map(|&i| i as i32).collect();
@@ -150,7 +165,8 @@ pub(super) fn write(path: &Path, ds: &Dataset, obsm: &[(String, DenseMatrix)]) -
     tag_group(&mut g, "dict", "0.1.0");
     for (name, m) in obsm {
         let d = g.create_dataset(name);
-        d.with_f32_data(&m.data).with_shape(&[m.rows as u64, m.cols as u64]);
+        d.with_f32_data(&m.data)
+            .with_shape(&[m.rows as u64, m.cols as u64]);
         tag_dataset!(d, "array", "0.2.0");
     }
     b.add_group(g.finish());
@@ -194,6 +210,9 @@ fn string_array(g: &mut GroupBuilder, name: &str, values: &[String]) {
 
 /// A hidden sibling of `path` to write before renaming into place.
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
