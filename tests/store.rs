@@ -24,7 +24,7 @@ fn sample(n_cells: usize, n_genes: usize, density: f32, seed: u64) -> Dataset {
     let mut d = DenseMatrix::zeros(n_cells, n_genes);
     for v in d.data.iter_mut() {
         if r.unit() < density {
-            *v = 1.0 + (r.next() % 50) as f32 * 0.25 - if r.next() % 7 == 0 { 30.0 } else { 0.0 };
+            *v = 1.0 + (r.next() % 50) as f32 * 0.25 - if r.next().is_multiple_of(7) { 30.0 } else { 0.0 };
         }
     }
     let obs = vec![
@@ -246,6 +246,12 @@ fn wrong_magic_is_unknown_format() {
     std::fs::write(&m, &b).unwrap();
     assert!(!is_store(&p));
     assert!(matches!(Store::open(&p), Err(Error::UnknownFormat { .. })));
+    std::fs::write(&m, b"").unwrap();
+    assert!(matches!(Store::open(&p), Err(Error::UnknownFormat { .. })));
+    std::fs::write(&m, b"ACSSTORE\x01").unwrap();
+    assert!(Store::open(&p).err().unwrap().to_string().contains("truncated"));
+    let e = StoreWriter::create(&dir.path().join("no/such/dir.acs"), &["a".into()], Layout::Csr).err().unwrap();
+    assert!(e.to_string().contains("parent directory does not exist"), "{e}");
 }
 
 #[test]

@@ -120,7 +120,7 @@ fn real_and_pattern_values_and_repeated_entries() {
 
 fn err_of(mtx: &str) -> String {
     let d = folder(false, "features.tsv", FEATURES, mtx);
-    let e = read_10x(d.path()).err().expect("must fail");
+    let e = read_10x(d.path()).expect_err("must fail");
     assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
     e.to_string()
 }

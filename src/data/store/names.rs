@@ -131,13 +131,10 @@ pub fn check_obs(obs: &[(String, ObsColumn)], n_cells: u64) -> Result<()> {
         if col.len() as u64 != n_cells {
             return Err(Error::invalid(format!("obs column '{name}' has {} values for {n_cells} cells", col.len())));
         }
-        if let ObsColumn::Categorical { categories, codes } = col {
-            if let Some(c) = codes.iter().find(|&&c| c < -1 || c >= categories.len() as i32) {
-                return Err(Error::invalid(format!(
-                    "obs column '{name}': code {c} outside -1..{}",
-                    categories.len()
-                )));
-            }
+        if let ObsColumn::Categorical { categories, codes } = col
+            && let Some(c) = codes.iter().find(|&&c| c < -1 || c >= categories.len() as i32)
+        {
+            return Err(Error::invalid(format!("obs column '{name}': code {c} outside -1..{}", categories.len())));
         }
     }
     Ok(())

@@ -95,6 +95,12 @@ impl StoreWriter {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        if !parent.is_dir() {
+            return Err(Error::io(
+                &parent,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "the store's parent directory does not exist"),
+            ));
+        }
         let mut tmp_name = OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(format!(".tmp-{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
