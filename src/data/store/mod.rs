@@ -60,7 +60,7 @@
 //!
 //! From Python (numpy), a CSR store reads as:
 //! ```text
-//! h = np.fromfile("x.acs/matrix.bin", np.uint64, 11, offset=16)
+//! h = np.fromfile("x.acs/matrix.bin", np.uint64, 10, offset=16)
 //! n, g, nnz, do, dl, io, il, po, pl = h[:9]
 //! m = np.memmap("x.acs/matrix.bin", np.uint8, "r")
 //! X = scipy.sparse.csr_matrix((m[do:do+dl].view(np.float32),
