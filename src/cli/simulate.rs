@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
     /// Library sizes ~ LogNormal(LOC, SCALE): location [default: 8.0].
-    #[arg(long, value_name = "LOC")]
+    #[arg(long, value_name = "LOC", allow_negative_numbers = true)]
     pub lib_loc: Option<f64>,
     /// Library-size scale [default: 0.3].
     #[arg(long, value_name = "SCALE")]
@@ -81,7 +81,7 @@ pub struct Args {
     #[arg(long, value_name = "P")]
     pub de_prob: Option<f64>,
     /// DE factors of normal types ~ LogNormal(LOC, ..) [default: 0.5].
-    #[arg(long, value_name = "LOC")]
+    #[arg(long, value_name = "LOC", allow_negative_numbers = true)]
     pub de_loc: Option<f64>,
     /// DE factors of normal types ~ LogNormal(.., SCALE) [default: 0.4].
     #[arg(long, value_name = "SCALE")]
@@ -90,16 +90,16 @@ pub struct Args {
     #[arg(long, value_name = "P")]
     pub anomaly_de_prob: Option<f64>,
     /// DE factors of anomaly types ~ LogNormal(LOC, ..) [default: 0.5].
-    #[arg(long, value_name = "LOC")]
+    #[arg(long, value_name = "LOC", allow_negative_numbers = true)]
     pub anomaly_de_loc: Option<f64>,
     /// DE factors of anomaly types ~ LogNormal(.., SCALE) [default: 0.4].
     #[arg(long, value_name = "SCALE")]
     pub anomaly_de_scale: Option<f64>,
     /// Turn dropout on: midpoint of the logistic in ln(mean) [default: off].
-    #[arg(long, value_name = "MID")]
+    #[arg(long, value_name = "MID", allow_negative_numbers = true)]
     pub dropout_mid: Option<f64>,
     /// Dropout logistic shape (negative: low means drop more) [default: -1].
-    #[arg(long, value_name = "K", requires = "dropout_mid", allow_hyphen_values = true)]
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub dropout_shape: Option<f64>,
     /// Store layout.
     #[arg(long, value_enum, default_value = "csr")]
@@ -142,8 +142,16 @@ impl Args {
         set(&mut c.bcv_common, self.bcv);
         set_de(&mut c.de, self.de_prob, self.de_loc, self.de_scale);
         set_de(&mut c.anomaly_de, self.anomaly_de_prob, self.anomaly_de_loc, self.anomaly_de_scale);
-        if let Some(mid) = self.dropout_mid {
-            c.dropout = Some(Dropout { mid, shape: self.dropout_shape.unwrap_or(-1.0) });
+        match (self.dropout_mid, self.dropout_shape, &mut c.dropout) {
+            (Some(mid), shape, current) => {
+                let shape = shape.or(current.as_ref().map(|d| d.shape)).unwrap_or(-1.0);
+                c.dropout = Some(Dropout { mid, shape });
+            }
+            (None, Some(shape), Some(d)) => d.shape = shape,
+            (None, Some(_), None) => {
+                return Err(Error::Config("--dropout-shape needs --dropout-mid (dropout is off)".into()));
+            }
+            (None, None, _) => {}
         }
         Ok(c)
     }
@@ -328,4 +336,60 @@ fn sibling(out: &Path, tag: &str) -> Result<PathBuf> {
         _ => PathBuf::from("."),
     };
     Ok(parent.join(format!(".{}.{tag}-{}", name.to_string_lossy(), std::process::id())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["acsleuth", "simulate", "--out", "o"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv).expect("valid flags").command {
+            crate::cli::Command::Simulate(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        assert_eq!(args(&[]).to_config().unwrap(), SimConfig::default());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.json");
+        fs::write(&file, r#"{"n_ref": 10, "seed": 4, "dropout": {"mid": 0.0, "shape": -3.0}}"#).unwrap();
+        let f = file.to_str().unwrap();
+        let c = args(&["--config", f, "--seed", "9", "--ref-batches", "0,1", "--de-loc", "-0.2", "--dropout-shape", "-1.5"])
+            .to_config()
+            .unwrap();
+        assert_eq!(c.n_ref, 10);
+        assert_eq!(c.seed, 9);
+        assert_eq!(c.ref_batches, vec![0, 1]);
+        assert_eq!(c.de.loc, -0.2);
+        assert_eq!(c.dropout, Some(Dropout { mid: 0.0, shape: -1.5 }));
+        assert_eq!(c.n_target, SimConfig::default().n_target);
+    }
+
+    #[test]
+    fn temporary_directory_is_removed_unless_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sim");
+        let tmp = TempDir::beside(&out, "tmp").unwrap();
+        fs::write(tmp.path().join("half.txt"), "x").unwrap();
+        drop(tmp);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let tmp = TempDir::beside(&out, "tmp").unwrap();
+        fs::write(tmp.path().join("a.txt"), "new").unwrap();
+        tmp.commit(&out, false).unwrap();
+        assert_eq!(fs::read_to_string(out.join("a.txt")).unwrap(), "new");
+
+        // Replacing keeps only the new directory.
+        let tmp = TempDir::beside(&out, "tmp").unwrap();
+        fs::write(tmp.path().join("b.txt"), "newer").unwrap();
+        tmp.commit(&out, true).unwrap();
+        assert!(!out.join("a.txt").exists());
+        assert_eq!(fs::read_to_string(out.join("b.txt")).unwrap(), "newer");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

@@ -30,23 +30,24 @@ pub fn sample_nb<R: Rng + ?Sized>(rng: &mut R, mu: f64, r: f64) -> u32 {
     sample_nb_lazy(rng, mu, || r)
 }
 
-/// [`sample_nb`] with the size computed only when needed. Markov's
-/// inequality gives P(Y ≥ 1) ≤ μ, so P(0) ≥ 1 − μ: a uniform below 1 − μ is a
-/// zero by inversion whatever r is, and the costly part (r, a log, an exp)
-/// is skipped for most lowly expressed genes. The result is identical to
-/// computing r first.
+/// [`sample_nb`] with the size computed only when needed. A Poisson mixture
+/// is zero at least as often as the Poisson of its mean (Jensen:
+/// E[e^(−λ)] ≥ e^(−μ)), and e^(−μ) ≥ 1 − μ + μ²/2 − μ³/6, so a uniform below
+/// that cubic is a zero by inversion whatever r is: the costly part (r, a
+/// log, an exp) is skipped for most lowly expressed genes, and the result is
+/// identical to computing r first.
 #[inline]
 fn sample_nb_lazy<R: Rng + ?Sized>(rng: &mut R, mu: f64, size: impl FnOnce() -> f64) -> u32 {
-    if !(mu > 0.0) || !mu.is_finite() {
+    if !mu.is_finite() || mu <= 0.0 {
         return 0;
     }
     if mu < INVERSION_MAX_MEAN {
         let u: f64 = rng.random();
-        if u < 1.0 - mu {
+        if u < 1.0 - mu * (1.0 - mu * (0.5 - mu * (1.0 / 6.0))) {
             return 0;
         }
         let r = size();
-        if !(r > 0.0) {
+        if r.is_nan() || r <= 0.0 {
             return 0;
         }
         let mut p = (-r * (mu / r).ln_1p()).exp();
