@@ -108,6 +108,10 @@ pub struct Dense<B: Backend> {
     sn: Option<Sn<B>>,
     /// When false, `backward` skips `dx` (first layer of a network).
     pub need_input_grad: bool,
+    /// Spectral norm only: run the power iteration in training forwards
+    /// (true, as PyTorch). Turned off to hold u, v fixed, e.g. for the second
+    /// pass of a gradient penalty or a finite-difference check.
+    pub power_iteration: bool,
     /// State-dict names of the Linear and of the BN inside the parent
     /// (e.g. `"0"` and `"1"` in an `nn.Sequential`).
     pub linear_name: String,
@@ -183,6 +187,7 @@ impl<B: Backend> Dense<B> {
             bn,
             sn,
             need_input_grad: true,
+            power_iteration: true,
             linear_name: String::new(),
             bn_name: String::new(),
             rng: rng.fork(tag),
@@ -236,7 +241,7 @@ impl<B: Backend> Dense<B> {
         self.batch = batch;
         self.train = train;
         if let Some(sn) = &mut self.sn {
-            spectral_weight(be, &self.weight.value, sn, nout, nin, train);
+            spectral_weight(be, &self.weight.value, sn, nout, nin, train && self.power_iteration);
         }
         ensure(be, &mut self.x, batch * nin);
         be.copy(x, 0, &mut self.x, 0, batch * nin);
@@ -341,8 +346,8 @@ fn normalize<B: Backend>(be: &B, x: &mut B::Buf, eps: f32) -> f32 {
 }
 
 /// Power iteration (training only) and `W_sn = W/σ`.
-fn spectral_weight<B: Backend>(be: &B, w: &B::Buf, sn: &mut Sn<B>, nout: usize, nin: usize, train: bool) {
-    if train {
+fn spectral_weight<B: Backend>(be: &B, w: &B::Buf, sn: &mut Sn<B>, nout: usize, nin: usize, iterate: bool) {
+    if iterate {
         // v = normalize(Wᵀ u): [1, out]·[out, in].
         be.gemm(&Gemm::new(Trans::N, Trans::N, 1, nin, nout), &sn.u.value, w, &mut sn.t_in);
         normalize(be, &mut sn.t_in, sn.eps);
