@@ -55,7 +55,7 @@ fn gemm_all_layouts() {
                     seed += 3;
                     let mut want = c0.clone();
                     naive_gemm(&g, &a, &b, &mut want);
-                    for t in [GemmThreading::Single, GemmThreading::Internal, GemmThreading::RowSplit] {
+                    for t in [GemmThreading::Single, GemmThreading::Internal, GemmThreading::RowSplit, GemmThreading::ColSplit, GemmThreading::Auto] {
                         let be = CpuBackend::with_gemm_threading(t);
                         let mut c = CpuBuf(c0.clone());
                         be.gemm(&g, &CpuBuf(a.clone()), &CpuBuf(b.clone()), &mut c);
