@@ -48,7 +48,8 @@ def save(name, tensors):
 def layer_case(name, module, x, train=True, extra_fwd=None):
     """Record state before, forward with loss sum(y*dy), state after, grads."""
     module.train(train)
-    before = {k: v.clone() for k, v in module.state_dict().items() if v.dtype.is_floating_point}
+    # All state (num_batches_tracked, an int64 counter, is stored as f32).
+    before = {k: v.clone() for k, v in module.state_dict().items()}
     x = x.clone().requires_grad_(True)
     y = module(x) if extra_fwd is None else extra_fwd(module, x)
     dy = torch.randn_like(y)
@@ -56,8 +57,7 @@ def layer_case(name, module, x, train=True, extra_fwd=None):
     t = {"in.x": x.detach(), "in.dy": dy, "out.y": y.detach(), "grad.x": x.grad}
     t.update(before)
     for k, v in module.state_dict().items():
-        if v.dtype.is_floating_point:
-            t["out." + k] = v
+        t["out." + k] = v
     for k, p in module.named_parameters():
         t["grad." + k] = p.grad
     save(name, t)
@@ -156,7 +156,7 @@ save("l1", {"in.pred": pred.detach(), "in.target": target, "out.loss": loss.deta
 
 # Ten Adam steps (coupled weight decay) with cosine annealing of a small MLP.
 mlp = nn.Sequential(nn.Linear(10, 8), nn.BatchNorm1d(8), nn.LeakyReLU(0.2), nn.Linear(8, 3))
-init = {k: v.clone() for k, v in mlp.state_dict().items() if v.dtype.is_floating_point}
+init = {k: v.clone() for k, v in mlp.state_dict().items()}
 x = torch.randn(16, 10)
 target = torch.randn(16, 3)
 opt = torch.optim.Adam(mlp.parameters(), lr=1e-2, betas=(0.5, 0.999), weight_decay=1e-3)
@@ -173,7 +173,6 @@ for _ in range(10):
 t = {"in.x": x, "in.target": target, "out.losses": torch.tensor(losses)}
 t.update(init)
 for k, v in mlp.state_dict().items():
-    if v.dtype.is_floating_point:
-        t["out." + k] = v
+    t["out." + k] = v
 save("mlp_adam", t)
 print("wrote fixtures to", os.path.normpath(OUT))

@@ -271,7 +271,7 @@ fn checkpoint_roundtrip() {
     names.sort();
     assert_eq!(
         names,
-        ["0.bias", "0.weight", "1.bias", "1.running_mean", "1.running_var", "1.weight", "3.bias", "3.weight"]
+        ["0.bias", "0.weight", "1.bias", "1.num_batches_tracked", "1.running_mean", "1.running_var", "1.weight", "3.bias", "3.weight"]
     );
     assert_eq!(st.tensor("0.weight").unwrap().shape(), &[8, 10]);
     params::load(&be, &mut b, &path).unwrap();

@@ -76,6 +76,10 @@ struct Bn<B: Backend> {
     beta: Param<B>,
     running_mean: Param<B>,
     running_var: Param<B>,
+    /// Training forwards seen (PyTorch's int64 counter, stored as f32; shape []).
+    num_batches_tracked: Param<B>,
+    /// `[1.0]`, to count on the device without a sync.
+    one: B::Buf,
     save_mean: B::Buf,
     save_invstd: B::Buf,
 }
@@ -152,6 +156,8 @@ impl<B: Backend> Dense<B> {
                 beta: Param::new(be, &[out_features]),
                 running_mean: Param::buffer(be, &[out_features], 0.0),
                 running_var: Param::buffer(be, &[out_features], 1.0),
+                num_batches_tracked: Param::buffer(be, &[], 0.0),
+                one: be.upload(&[1.0]),
                 save_mean: be.zeros(out_features),
                 save_invstd: be.zeros(out_features),
             }
@@ -259,6 +265,9 @@ impl<B: Backend> Dense<B> {
             DropoutMask { p: self.cfg.dropout, seed: self.rng.seed, offset }
         });
         let cfg = self.fused_cfg();
+        if let (Some(bn), true) = (&mut self.bn, train) {
+            be.axpy(1.0, &bn.one, &mut bn.num_batches_tracked.value);
+        }
         let bn = self.bn.as_mut().map(|bn| BnFwd {
             gamma: &bn.gamma.value,
             beta: &bn.beta.value,
@@ -385,6 +394,7 @@ impl<B: Backend> Module<B> for Dense<B> {
             f(&join(&bp, "bias"), &mut bn.beta);
             f(&join(&bp, "running_mean"), &mut bn.running_mean);
             f(&join(&bp, "running_var"), &mut bn.running_var);
+            f(&join(&bp, "num_batches_tracked"), &mut bn.num_batches_tracked);
         }
     }
 }
