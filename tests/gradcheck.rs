@@ -53,16 +53,19 @@ fn rel_err(num: &[f64], ana: &[f64]) -> f64 {
 
 /// Per-tensor relative errors of the analytic gradient (optionally scaled by
 /// `fudge`, to show that a wrong gradient is caught).
+type Pass<L> = Box<dyn Fn(&mut L, &CpuBuf) -> Vec<f32>>;
+type Prep<L> = Box<dyn Fn(&mut L, &CpuBuf)>;
+
 struct Check<L> {
     make: Box<dyn Fn() -> L>,
     /// Forward: layer, input → output.
-    fwd: Box<dyn Fn(&mut L, &CpuBuf) -> Vec<f32>>,
+    fwd: Pass<L>,
     /// Backward: layer, dy → dx (empty when the layer has none).
-    bwd: Box<dyn Fn(&mut L, &CpuBuf) -> Vec<f32>>,
+    bwd: Pass<L>,
     x: Vec<f32>,
     /// Runs once before the snapshot (e.g. a training forward that moves the
     /// spectral-norm vectors, then freezes them).
-    prep: Box<dyn Fn(&mut L, &CpuBuf)>,
+    prep: Prep<L>,
 }
 
 fn run<L: Module<CpuBackend>>(c: &Check<L>, fudge: f64) -> Vec<(String, f64)> {
@@ -233,7 +236,8 @@ fn layer_norm() {
 fn activations_and_dropout() {
     // Inputs kept away from the kinks at 0 (|x| ≥ 0.1 > step).
     let x: Vec<f32> = rnd(20, 3, 1.0).iter().map(|v| if v.abs() < 0.1 { v.signum() * 0.1 + v } else { *v }).collect();
-    let makers: Vec<(&str, fn() -> Activation<CpuBackend>)> = vec![
+    type Maker = fn() -> Activation<CpuBackend>;
+    let makers: Vec<(&str, Maker)> = vec![
         ("leaky_relu", || Activation::leaky_relu(&CpuBackend::new(), 0.2)),
         ("relu", || Activation::relu(&CpuBackend::new())),
         ("sigmoid", || Activation::sigmoid(&CpuBackend::new())),

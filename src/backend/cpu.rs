@@ -138,6 +138,7 @@ impl Backend for CpuBackend {
     fn fused_forward(&self, cfg: &Fused, z: &CpuBuf, bias: Option<&CpuBuf>, bn: Option<BnFwd<'_, CpuBuf>>, y: &mut CpuBuf) {
         super::cpu_fused::fused_forward(cfg, z, bias, bn, y);
     }
+    #[allow(clippy::too_many_arguments)]
     fn fused_backward(
         &self,
         cfg: &Fused,

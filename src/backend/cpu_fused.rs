@@ -243,8 +243,8 @@ pub(crate) fn fused_backward(
     if let Some(db) = dbias {
         let g = &dz.0;
         let sums = col_reduce(rows, cols, |r, out| out.copy_from_slice(&g[r * cols..(r + 1) * cols]));
-        for c in 0..cols {
-            db.0[c] += sums[c] as f32;
+        for (d, &v) in db.0[..cols].iter_mut().zip(&sums) {
+            *d += v as f32;
         }
     }
 }

@@ -146,6 +146,7 @@ fn fused_forward_matches_naive() {
                     let mut y = be.zeros(rows * cols);
                     let (g, b) = (CpuBuf(gamma), CpuBuf(beta));
                     let (mut sm, mut si) = (be.zeros(cols), be.zeros(cols));
+                    #[allow(clippy::unnecessary_lazy_evaluations)]
                     let bnf = bn.then(|| BnFwd {
                         gamma: &g,
                         beta: &b,

@@ -11,6 +11,7 @@ use super::params::{Module, Param};
 use super::resblock::ResBlock;
 use super::join;
 
+#[allow(clippy::large_enum_variant)]
 pub enum Stage<B: Backend> {
     Dense(Dense<B>),
     Res(ResBlock<B>),
@@ -58,13 +59,12 @@ impl<B: Backend> Sequential<B> {
         self
     }
 
-    /// Whether the first layer computes its input gradient (false by default:
-    /// a network input needs none; the critic's gradient penalty needs it).
+    /// Whether a first dense layer computes its input gradient (false by
+    /// default: a network input needs none; the critic's gradient penalty
+    /// needs it). A residual block always returns its input gradient.
     pub fn set_input_grad(&mut self, on: bool) {
-        match self.stages.first_mut() {
-            Some(Stage::Dense(d)) => d.need_input_grad = on,
-            Some(Stage::Res(r)) => r.first.need_input_grad = on,
-            None => {}
+        if let Some(Stage::Dense(d)) = self.stages.first_mut() {
+            d.need_input_grad = on;
         }
     }
 
