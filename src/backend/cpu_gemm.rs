@@ -1,11 +1,15 @@
 //! Row-major GEMM on the CPU through the `gemm` crate (strided operands, so
 //! transposes, leading dimensions and offsets cost nothing extra).
 //!
-//! Threading: `gemm` can parallelise internally over rayon; on a 2-core
-//! machine it measured slower than splitting C into one block of rows (or
-//! columns, when C is wide and short) per thread with a single-threaded
-//! `gemm` each (benches/gemm.rs), so [`GemmThreading::RowSplit`] is the
-//! backend's default.
+//! Threading: `gemm` can parallelise internally over rayon, or C can be split
+//! into one block of rows/columns per thread with a single-threaded `gemm`
+//! each. On the shared 2-core development machine (benches/gemm.rs, best of
+//! 40–100 interleaved runs) the strategies were within noise of each other
+//! (all 175–200 GFLOP/s on the 128×3000×512 shapes in quiet moments); the
+//! split was ahead for plain (N, N) products and `gemm`'s own threading for
+//! products with a transposed operand, which is what
+//! [`GemmThreading::Auto`] (the default) does. Products under ~2 MFLOP run
+//! single-threaded.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
