@@ -215,8 +215,11 @@ impl<B: Backend> Dense<B> {
         self
     }
 
-    /// The effective weight of the last forward (`W` or `W/σ`).
-    fn weight_eff(&self) -> &B::Buf {
+    /// The effective weight of the last forward (`W` or `W/σ`), `[out, in]`.
+    /// With the accessors below, this is what a hand-written double backward
+    /// (the critic's gradient penalty) needs: activation derivatives and
+    /// dropout masks of the first pass are constants of the second.
+    pub fn weight_eff(&self) -> &B::Buf {
         self.sn.as_ref().map_or(&self.weight.value, |s| &s.w_sn)
     }
 
@@ -227,6 +230,18 @@ impl<B: Backend> Dense<B> {
 
     pub fn output(&self) -> &B::Buf {
         &self.y
+    }
+    /// Input copy of the last forward, `[batch, in]`.
+    pub fn input(&self) -> &B::Buf {
+        &self.x
+    }
+    /// `x·Wᵀ (+ residual)` of the last forward, before bias/BN, `[batch, out]`.
+    pub fn z(&self) -> &B::Buf {
+        &self.z
+    }
+    /// Dropout mask of the last training forward.
+    pub fn mask(&self) -> Option<DropoutMask> {
+        self.mask
     }
     /// Gradient w.r.t. `z` (the GEMM output + residual) of the last backward;
     /// it is also the gradient of a residual added by [`Dense::forward_res`].
