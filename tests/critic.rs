@@ -247,3 +247,96 @@ fn gradient_penalty_matches_finite_differences_without_dropout() {
 fn gradient_penalty_matches_finite_differences_with_fixed_dropout_masks() {
     check_gp(0.3);
 }
+
+// ---- PyTorch reference (scripts/make_critic_fixture.py) ----
+
+fn fixture() -> serde_json::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/critic/reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read fixture")).expect("parse fixture")
+}
+
+fn f32s(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+}
+
+fn f64s(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+}
+
+/// The fixture's critic with the fixture's state loaded.
+fn fixture_critic(be: &CpuBackend, fx: &serde_json::Value) -> Critic<CpuBackend> {
+    let c = &fx["cfg"];
+    let cfg = CriticConfig {
+        in_dim: c["in_dim"].as_u64().unwrap() as usize,
+        hidden: c["hidden"].as_u64().unwrap() as usize,
+        out_dim: c["out_dim"].as_u64().unwrap() as usize,
+        slope: c["slope"].as_f64().unwrap() as f32,
+        dropout: c["dropout"].as_f64().unwrap() as f32,
+    };
+    let mut critic = Critic::new(be, &cfg, &mut Stream::new(1));
+    let state: Tensors = fx["state"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), f32s(v))).collect();
+    let mut names = Vec::new();
+    critic.visit("", &mut |n, _| names.push(n.to_string()));
+    let mut expected: Vec<String> = state.keys().cloned().collect();
+    names.sort();
+    expected.sort();
+    assert_eq!(names, expected, "state-dict names differ from PyTorch's");
+    load(be, &mut critic, &state);
+    critic
+}
+
+fn assert_tensors(what: &str, got: &Tensors, want: &serde_json::Value, tol: f64) {
+    for (name, w) in want.as_object().unwrap() {
+        let w = f64s(w);
+        let e = rel_err(&got[name], &w);
+        eprintln!("{what}: {name} rel err {e:.1e}");
+        assert!(e < tol, "{what}: {name} rel err {e:.2e}");
+    }
+}
+
+#[test]
+fn gradient_penalty_matches_pytorch() {
+    let be = CpuBackend::new();
+    let fx = fixture();
+    let mut c = fixture_critic(&be, &fx);
+    let b = fx["batch"].as_u64().unwrap() as usize;
+    let (xr, xf, eta) = (be.upload(&f32s(&fx["x_real"])), be.upload(&f32s(&fx["x_fake"])), be.upload(&f32s(&fx["eta"])));
+    zero_grads(&be, &mut c);
+    let lambda = 3.0;
+    let gp = c.gradient_penalty_eta(&be, &xr, &xf, &eta, b, lambda);
+    let want = fx["gp_only"]["gp"].as_f64().unwrap();
+    assert!((gp as f64 - want).abs() < 1e-4 * want, "GP {gp} vs torch {want}");
+    let g: Tensors = grads(&be, &mut c).into_iter().map(|(k, v)| (k, v.iter().map(|x| x / lambda).collect())).collect();
+    assert_tensors("∂GP/∂θ", &g, &fx["gp_only"]["grads"], 2e-5);
+    assert_tensors("u, v after", &values(&be, &mut c), &fx["gp_only"]["uv_after"], 1e-5);
+}
+
+#[test]
+fn critic_loss_step_matches_pytorch() {
+    let be = CpuBackend::new();
+    let fx = fixture();
+    let mut c = fixture_critic(&be, &fx);
+    c.need_input_grad = false;
+    let b = fx["batch"].as_u64().unwrap() as usize;
+    let o = fx["cfg"]["out_dim"].as_u64().unwrap() as usize;
+    let full = &fx["full"];
+    let (xr, xf, eta) = (be.upload(&f32s(&fx["x_real"])), be.upload(&f32s(&fx["x_fake"])), be.upload(&f32s(&fx["eta"])));
+    zero_grads(&be, &mut c);
+    let mut dy = be.zeros(b * o);
+
+    // L_D = −mean D(x_real) + mean D(x_fake) + λ·GP, in PyTorch's order.
+    let d_real = be.download(c.forward(&be, &xr, b, true));
+    assert!(rel_err(&d_real, &f64s(&full["d_real"])) < 1e-5, "D(x_real)");
+    be.fill(&mut dy, -1.0 / (b * o) as f32);
+    assert_eq!(be.len(c.backward(&be, &dy)), 0, "no input gradient requested");
+    let d_fake = be.download(c.forward(&be, &xf, b, true));
+    assert!(rel_err(&d_fake, &f64s(&full["d_fake"])) < 1e-5, "D(x_fake)");
+    be.fill(&mut dy, 1.0 / (b * o) as f32);
+    c.backward(&be, &dy);
+    let lambda = full["lambda"].as_f64().unwrap() as f32;
+    let gp = c.gradient_penalty_eta(&be, &xr, &xf, &eta, b, lambda);
+    let want = full["gp"].as_f64().unwrap();
+    assert!((gp as f64 - want).abs() < 1e-4 * want, "GP {gp} vs torch {want}");
+    assert_tensors("∂L_D/∂θ", &grads(&be, &mut c), &full["grads"], 2e-5);
+    assert_tensors("u, v after three forwards", &values(&be, &mut c), &full["uv_after"], 1e-5);
+}
