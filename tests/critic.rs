@@ -340,3 +340,52 @@ fn critic_loss_step_matches_pytorch() {
     assert_tensors("∂L_D/∂θ", &grads(&be, &mut c), &full["grads"], 2e-5);
     assert_tensors("u, v after three forwards", &values(&be, &mut c), &full["uv_after"], 1e-5);
 }
+
+/// The generator step's use: input gradient only, parameter gradients left
+/// alone; and `need_input_grad = false` gives an empty `dx`.
+#[test]
+fn backward_flags_skip_work_without_changing_results() {
+    let be = CpuBackend::new();
+    let tiny = Tiny::new(&be, 0.3);
+    let (b, g, o) = (4, tiny.cfg.in_dim, tiny.cfg.out_dim);
+    let (xb, dyb) = (be.upload(&host_input(b, g, 7)), be.upload(&host_normal(b * o, 8)));
+    let mut full = tiny.fresh(&be, &tiny.state);
+    zero_grads(&be, &mut full);
+    full.forward(&be, &xb, b, true);
+    let dx_full = be.download(full.backward(&be, &dyb));
+
+    let mut gstep = tiny.fresh(&be, &tiny.state);
+    gstep.need_param_grads = false;
+    zero_grads(&be, &mut gstep);
+    gstep.forward(&be, &xb, b, true);
+    assert_eq!(be.download(gstep.backward(&be, &dyb)), dx_full);
+    assert!(grads(&be, &mut gstep).values().flatten().all(|&v| v == 0.0));
+
+    let mut own = tiny.fresh(&be, &tiny.state).with_input_grad(false);
+    zero_grads(&be, &mut own);
+    own.forward(&be, &xb, b, true);
+    assert_eq!(be.len(own.backward(&be, &dyb)), 0);
+    assert_eq!(grads(&be, &mut own), grads(&be, &mut full));
+}
+
+/// One power iteration per training forward, none in eval (PyTorch's
+/// spectral_norm); σ is recomputed from the current weights either way.
+#[test]
+fn power_iteration_once_per_training_forward() {
+    let be = CpuBackend::new();
+    let cfg = tiny_cfg(0.0);
+    let x = be.upload(&host_input(3, cfg.in_dim, 5));
+    let mut c = Critic::new(&be, &cfg, &mut Stream::new(3));
+    let u0 = values(&be, &mut c);
+    c.forward(&be, &x, 3, false);
+    assert_eq!(values(&be, &mut c), u0, "eval forward must not iterate");
+    c.forward(&be, &x, 3, true);
+    let u1 = values(&be, &mut c);
+    assert_ne!(u1, u0);
+    c.forward(&be, &x, 3, true);
+    assert_ne!(values(&be, &mut c), u1, "each training forward iterates once");
+    c.freeze_sn = true;
+    let u2 = values(&be, &mut c);
+    c.forward(&be, &x, 3, true);
+    assert_eq!(values(&be, &mut c), u2, "frozen spectral norm must not iterate");
+}

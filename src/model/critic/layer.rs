@@ -155,15 +155,19 @@ impl<B: Backend> SnLayer<B> {
         be.fused_backward(&self.fused_cfg(), &self.z, Some(&self.bias.value), None, e, out, None);
     }
 
-    /// Backward of the last forward: `dz = M ⊙ dy`, `db += Σ_rows dz`,
-    /// `dW += SN-chain(dzᵀ·x)`, and `dx = dz·W_sn` when `need_dx`.
-    pub fn backward(&mut self, be: &B, dy: &B::Buf, need_dx: bool) {
+    /// Backward of the last forward: `dz = M ⊙ dy`; when `need_params`,
+    /// `db += Σ_rows dz` and `dW += SN-chain(dzᵀ·x)`; when `need_dx`,
+    /// `dx = dz·W_sn`.
+    pub fn backward(&mut self, be: &B, dy: &B::Buf, need_dx: bool, need_params: bool) {
         let (nin, nout, batch) = (self.nin, self.nout, self.batch);
         ensure(be, &mut self.dz, batch * nout);
         let cfg = self.fused_cfg();
-        be.fused_backward(&cfg, &self.z, Some(&self.bias.value), None, dy, &mut self.dz, Some(&mut self.bias.grad));
-        be.gemm(&Gemm::new(Trans::T, Trans::N, nout, nin, batch), &self.dz, &self.x, &mut self.g_sn);
-        self.accumulate_sn_grad(be, 1.0);
+        let dbias = need_params.then_some(&mut self.bias.grad);
+        be.fused_backward(&cfg, &self.z, Some(&self.bias.value), None, dy, &mut self.dz, dbias);
+        if need_params {
+            be.gemm(&Gemm::new(Trans::T, Trans::N, nout, nin, batch), &self.dz, &self.x, &mut self.g_sn);
+            self.accumulate_sn_grad(be, 1.0);
+        }
         if need_dx {
             ensure(be, &mut self.dx, batch * nin);
             be.gemm(&Gemm::new(Trans::N, Trans::N, batch, nin, nout), &self.dz, &self.w_sn, &mut self.dx);
