@@ -317,13 +317,10 @@ impl<B: Backend> Critic<B> {
         be.mul(&self.rowf, &self.g, &mut self.gbar);
 
         // Tangent pass and the weight gradients ∂GP/∂W_l = Δ_lᵀ P_{l−1}.
-        self.l1.gp_weight_grad(be, &self.gbar, lambda);
-        self.l1.tangent(be, &self.gbar);
-        self.l2.gp_weight_grad(be, &self.l1.tan, lambda);
-        self.l2.tangent(be, &self.l1.tan);
-        self.l3.gp_weight_grad(be, &self.l2.tan, lambda);
-        self.l3.tangent(be, &self.l2.tan);
-        self.l4.gp_weight_grad(be, &self.l3.tan, lambda);
+        self.l1.gp_step(be, &self.gbar, lambda);
+        self.l2.gp_step(be, &self.l1.tan, lambda);
+        self.l3.gp_step(be, &self.l2.tan, lambda);
+        self.l4.gp_step(be, &self.l3.tan, lambda);
         gp
     }
 
