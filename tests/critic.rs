@@ -99,17 +99,17 @@ fn fd_params(be: &CpuBackend, tiny: &Tiny, h: f32, f: &dyn Fn(&mut Critic<CpuBac
     let trainable: Vec<String> =
         tiny.state.keys().filter(|k| !k.ends_with("weight_u") && !k.ends_with("weight_v")).cloned().collect();
     for name in trainable {
-        let n = tiny.state[&name].len();
-        let mut d = vec![0.0; n];
-        for j in 0..n {
-            let eval = |delta: f32| {
-                let mut s = tiny.state.clone();
-                s.get_mut(&name).unwrap()[j] += delta;
-                let mut c = tiny.fresh(be, &s);
-                f(&mut c)
-            };
-            d[j] = (eval(h) - eval(-h)) / (2.0 * h as f64);
-        }
+        let d = (0..tiny.state[&name].len())
+            .map(|j| {
+                let eval = |delta: f32| {
+                    let mut s = tiny.state.clone();
+                    s.get_mut(&name).unwrap()[j] += delta;
+                    let mut c = tiny.fresh(be, &s);
+                    f(&mut c)
+                };
+                (eval(h) - eval(-h)) / (2.0 * h as f64)
+            })
+            .collect();
         out.insert(name, d);
     }
     out

@@ -73,8 +73,10 @@
 //!   (u, v constant): `∂/∂W_orig = (G − ⟨G, W_l⟩ u vᵀ)/σ` for `G = ∂/∂W_l`.
 //!
 //! Cost at batch B, G genes, hidden H: the GP's forward, `g = Δ1·W1`,
-//! `Δ1ᵀ·P0` and `P0·W1ᵀ` are four `B×G×H` GEMMs; everything else is
-//! `O(B·H·16)`.
+//! `Δ1ᵀ·P0` and `P0·W1ᵀ` are four `B×G×H` GEMMs (as many as the forward and
+//! weight-gradient GEMMs of `D` on real and fake cells together); the rest is
+//! `O(B·(G + H))` elementwise work, three GEMVs over `W1` for the power
+//! iteration and σ, and one rank-1 update of `dW1` (`W_sn` is never stored).
 
 mod layer;
 
@@ -287,7 +289,6 @@ impl<B: Backend> Critic<B> {
             ensure(be, &mut l.q, w);
         }
         ensure(be, &mut self.e2, no);
-        ensure(be, &mut self.l3.q, no);
         self.l4.set_delta(be, Some(&self.ones));
         self.l4.times_w(be, &self.l4.delta, &mut self.l3.q, 0.0);
         self.l3.set_delta(be, None);
