@@ -1,4 +1,5 @@
 //! The ACsleuth models.
 
+pub mod critic;
 pub mod mmd;
 pub mod pca;
