@@ -1,4 +1,6 @@
 //! The ACsleuth models.
 
+pub mod generator;
+pub mod memory;
 pub mod mmd;
 pub mod pca;

@@ -96,7 +96,10 @@ impl<B: Backend> Module<B> for Sequential<B> {
             match s {
                 Stage::Dense(d) => {
                     d.visit(prefix, f);
-                    idx = d.linear_name.parse::<usize>().map_or(idx, |i| i + 1);
+                    // Next index after this layer's Linear, [BN], [act], [Dropout].
+                    let c = d.cfg;
+                    let used = 1 + c.batch_norm as usize + (c.act != Act::Identity) as usize + (c.dropout > 0.0) as usize;
+                    idx = d.linear_name.parse::<usize>().map_or(idx, |i| i + used);
                 }
                 Stage::Res(r) => {
                     // A block's index is the position after the previous stage.
