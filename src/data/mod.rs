@@ -9,5 +9,6 @@ pub mod tenx;
 pub mod io;
 pub mod preprocess;
 pub mod simulate;
+pub mod summary;
 
 pub use matrix::{check_unique, CsrMatrix, Dataset, DenseMatrix, Matrix, ObsColumn, RowSink};

@@ -1,0 +1,252 @@
+//! The simulator's parameters: every number that shapes the data, with
+//! splatter-like defaults, serialisable so a run can be written down
+//! (`params.json`) and replayed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Differential expression of one family of cell types (normal or anomalous):
+/// each gene is DE in a type with probability `prob`; a DE factor is
+/// `LogNormal(loc, scale)`, inverted (down-regulation) with probability
+/// `down_prob`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeParams {
+    pub prob: f64,
+    pub down_prob: f64,
+    pub loc: f64,
+    pub scale: f64,
+}
+
+impl Default for DeParams {
+    /// Stronger than splatter's default (loc 0.1) so that types separate in a
+    /// PCA of a few thousand cells, yet overlap gene by gene.
+    fn default() -> Self {
+        DeParams { prob: 0.1, down_prob: 0.5, loc: 0.5, scale: 0.4 }
+    }
+}
+
+/// Splatter's dropout: a count is zeroed with probability
+/// `1 / (1 + exp(-shape · (ln μ − mid)))`, μ the cell's expected count.
+/// A negative `shape` drops low-mean genes more.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dropout {
+    pub mid: f64,
+    pub shape: f64,
+}
+
+/// Everything the simulator needs. Sizes first, then the model's
+/// distributions (see the module documentation for the formulas).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Reference cells (normal types only).
+    pub n_ref: usize,
+    /// Target cells (normal types plus anomaly types).
+    pub n_target: usize,
+    pub n_genes: usize,
+    /// Normal cell types, present in both sets.
+    pub n_types: usize,
+    /// Anomalous cell types, present only in the target.
+    pub n_anomaly_types: usize,
+    /// Fraction of target cells that are anomalous; the count is exactly
+    /// `round(anomaly_ratio · n_target)`, split evenly over the anomaly types.
+    pub anomaly_ratio: f64,
+    /// Batches in all; each has its own gene-wise multiplicative factors.
+    pub n_batches: usize,
+    /// Batches the reference cells come from (evenly split).
+    pub ref_batches: Vec<usize>,
+    /// Batches the target cells come from (evenly split); `None` = all.
+    pub target_batches: Option<Vec<usize>>,
+    pub seed: u64,
+
+    /// Gene base means ~ Gamma(shape, rate).
+    pub mean_shape: f64,
+    pub mean_rate: f64,
+    /// Outlier genes: with probability `outlier_prob` a gene's base mean is
+    /// median(base means) · LogNormal(outlier_loc, outlier_scale).
+    pub outlier_prob: f64,
+    pub outlier_loc: f64,
+    pub outlier_scale: f64,
+    /// Library sizes ~ LogNormal(lib_loc, lib_scale).
+    pub lib_loc: f64,
+    pub lib_scale: f64,
+    /// DE of the normal types.
+    pub de: DeParams,
+    /// DE of the anomaly types (relative to the same base means).
+    pub anomaly_de: DeParams,
+    /// Batch factors ~ LogNormal(0, batch_scale), per batch and gene.
+    pub batch_scale: f64,
+    /// Biological coefficient of variation (splatter's `bcv.common`).
+    pub bcv_common: f64,
+    /// Degrees of freedom of the gene-wise BCV scatter (`bcv.df`).
+    pub bcv_df: f64,
+    /// Optional dropout; `None` keeps every sampled count.
+    pub dropout: Option<Dropout>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            n_ref: 2000,
+            n_target: 2000,
+            n_genes: 3000,
+            n_types: 5,
+            n_anomaly_types: 2,
+            anomaly_ratio: 0.1,
+            n_batches: 2,
+            ref_batches: vec![0],
+            target_batches: None,
+            seed: 0,
+            mean_shape: 0.6,
+            mean_rate: 0.3,
+            outlier_prob: 0.05,
+            outlier_loc: 4.0,
+            outlier_scale: 0.5,
+            // exp(8.0 + 0.3²/2) ≈ 3,130 counts per cell on average.
+            lib_loc: 8.0,
+            lib_scale: 0.3,
+            de: DeParams::default(),
+            anomaly_de: DeParams::default(),
+            batch_scale: 0.2,
+            bcv_common: 0.1,
+            bcv_df: 60.0,
+            dropout: None,
+        }
+    }
+}
+
+/// Type and batch indices are stored as u16 per cell.
+const MAX_LABELS: usize = u16::MAX as usize;
+
+impl SimConfig {
+    /// The exact number of anomalous target cells.
+    pub fn n_anomalies(&self) -> usize {
+        (self.anomaly_ratio * self.n_target as f64).round() as usize
+    }
+
+    /// The batches target cells are drawn from.
+    pub fn target_batch_list(&self) -> Vec<usize> {
+        match &self.target_batches {
+            Some(b) => b.clone(),
+            None => (0..self.n_batches).collect(),
+        }
+    }
+
+    /// Checks every value; the error names the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        if self.n_ref == 0 {
+            return bad("n_ref must be at least 1".into());
+        }
+        if self.n_target == 0 {
+            return bad("n_target must be at least 1".into());
+        }
+        if self.n_genes == 0 || self.n_genes > u32::MAX as usize {
+            return bad(format!("n_genes must be between 1 and {}, got {}", u32::MAX, self.n_genes));
+        }
+        if self.n_types == 0 {
+            return bad("n_types must be at least 1".into());
+        }
+        if self.n_anomaly_types == 0 {
+            return bad("n_anomaly_types must be at least 1".into());
+        }
+        if self.n_types + self.n_anomaly_types > MAX_LABELS {
+            return bad(format!("at most {MAX_LABELS} cell types in all"));
+        }
+        if !(self.anomaly_ratio > 0.0 && self.anomaly_ratio < 1.0) {
+            return bad(format!("anomaly_ratio must be in (0, 1), got {}", self.anomaly_ratio));
+        }
+        let n_anom = self.n_anomalies();
+        if n_anom < self.n_anomaly_types {
+            return bad(format!(
+                "anomaly_ratio {} of {} target cells gives {n_anom} anomalous cells, fewer than the {} anomaly types",
+                self.anomaly_ratio, self.n_target, self.n_anomaly_types
+            ));
+        }
+        if n_anom >= self.n_target {
+            return bad(format!(
+                "anomaly_ratio {} of {} target cells leaves no normal target cell",
+                self.anomaly_ratio, self.n_target
+            ));
+        }
+        if self.n_batches == 0 || self.n_batches > MAX_LABELS {
+            return bad(format!("n_batches must be between 1 and {MAX_LABELS}, got {}", self.n_batches));
+        }
+        check_batches("ref_batches", &self.ref_batches, self.n_batches)?;
+        check_batches("target_batches", &self.target_batch_list(), self.n_batches)?;
+
+        positive("mean_shape", self.mean_shape)?;
+        positive("mean_rate", self.mean_rate)?;
+        probability("outlier_prob", self.outlier_prob)?;
+        finite("outlier_loc", self.outlier_loc)?;
+        non_negative("outlier_scale", self.outlier_scale)?;
+        finite("lib_loc", self.lib_loc)?;
+        non_negative("lib_scale", self.lib_scale)?;
+        check_de("de", &self.de)?;
+        check_de("anomaly_de", &self.anomaly_de)?;
+        non_negative("batch_scale", self.batch_scale)?;
+        non_negative("bcv_common", self.bcv_common)?;
+        positive("bcv_df", self.bcv_df)?;
+        if let Some(d) = &self.dropout {
+            finite("dropout.mid", d.mid)?;
+            finite("dropout.shape", d.shape)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_batches(what: &str, list: &[usize], n_batches: usize) -> Result<()> {
+    if list.is_empty() {
+        return Err(Error::Config(format!("{what} is empty")));
+    }
+    for (i, &b) in list.iter().enumerate() {
+        if b >= n_batches {
+            return Err(Error::Config(format!(
+                "{what} names batch {b}, but there are only {n_batches} batches (0..{})",
+                n_batches - 1
+            )));
+        }
+        if list[..i].contains(&b) {
+            return Err(Error::Config(format!("{what} names batch {b} twice")));
+        }
+    }
+    Ok(())
+}
+
+fn check_de(what: &str, de: &DeParams) -> Result<()> {
+    probability(&format!("{what}.prob"), de.prob)?;
+    probability(&format!("{what}.down_prob"), de.down_prob)?;
+    finite(&format!("{what}.loc"), de.loc)?;
+    non_negative(&format!("{what}.scale"), de.scale)
+}
+
+fn finite(what: &str, v: f64) -> Result<()> {
+    if v.is_finite() { Ok(()) } else { Err(Error::Config(format!("{what} must be finite, got {v}"))) }
+}
+
+fn positive(what: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("{what} must be positive, got {v}")))
+    }
+}
+
+fn non_negative(what: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("{what} must be zero or positive, got {v}")))
+    }
+}
+
+fn probability(what: &str, v: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("{what} must be in [0, 1], got {v}")))
+    }
+}
