@@ -4,3 +4,5 @@ pub mod generator;
 pub mod memory;
 pub mod mmd;
 pub mod pca;
+pub mod scorer;
+pub mod source;
