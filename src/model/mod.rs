@@ -1,5 +1,6 @@
 //! The ACsleuth models.
 
+pub mod critic;
 pub mod generator;
 pub mod memory;
 pub mod mmd;

@@ -1,0 +1,249 @@
+//! The critic and its WGAN-GP double backward: forward/backward and the
+//! GP's parameter gradients against central finite differences (spectral
+//! norm's u, v and the dropout masks held fixed), the GP value against a
+//! finite-difference input gradient, and everything against PyTorch
+//! (`scripts/make_critic_fixture.py`).
+
+use std::collections::BTreeMap;
+
+use acsleuth::backend::rng::{self, Stream};
+use acsleuth::backend::{Backend, CpuBackend};
+use acsleuth::model::critic::{Critic, CriticConfig};
+use acsleuth::nn::params::{zero_grads, Module};
+
+type Tensors = BTreeMap<String, Vec<f32>>;
+
+fn values(be: &CpuBackend, c: &mut Critic<CpuBackend>) -> Tensors {
+    let mut m = Tensors::new();
+    c.visit("", &mut |n, p| {
+        m.insert(n.to_string(), be.download(&p.value));
+    });
+    m
+}
+
+fn grads(be: &CpuBackend, c: &mut Critic<CpuBackend>) -> Tensors {
+    let mut m = Tensors::new();
+    c.visit("", &mut |n, p| {
+        if p.trainable {
+            m.insert(n.to_string(), be.download(&p.grad));
+        }
+    });
+    m
+}
+
+fn load(be: &CpuBackend, c: &mut Critic<CpuBackend>, t: &Tensors) {
+    c.visit("", &mut |n, p| {
+        let v = &t[n];
+        assert_eq!(v.len(), p.numel(), "{n}");
+        be.write(&mut p.value, 0, v);
+    });
+}
+
+const TINY_SEED: u64 = 20240611;
+
+fn tiny_cfg(dropout: f32) -> CriticConfig {
+    CriticConfig { in_dim: 7, hidden: 5, out_dim: 3, slope: 0.2, dropout }
+}
+
+/// A tiny critic after a few power iterations, and its state: `fresh`
+/// rebuilds it (same dropout stream, so the next training forward draws the
+/// same masks) with frozen spectral norm, so D is a fixed function of the
+/// weights and the input.
+struct Tiny {
+    cfg: CriticConfig,
+    state: Tensors,
+}
+
+impl Tiny {
+    fn new(be: &CpuBackend, dropout: f32) -> Self {
+        let cfg = tiny_cfg(dropout);
+        let mut c = Critic::new(be, &cfg, &mut Stream::new(TINY_SEED));
+        let x = be.upload(&host_input(4, cfg.in_dim, 1));
+        for _ in 0..5 {
+            c.forward(be, &x, 4, true);
+        }
+        Tiny { cfg, state: values(be, &mut c) }
+    }
+    fn fresh(&self, be: &CpuBackend, state: &Tensors) -> Critic<CpuBackend> {
+        let mut c = Critic::new(be, &self.cfg, &mut Stream::new(TINY_SEED));
+        load(be, &mut c, state);
+        c.freeze_sn = true;
+        c
+    }
+}
+
+/// Expression-like input: non-negative, some zeros.
+fn host_input(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let mut v = vec![0.0; rows * cols];
+    rng::fill_normal(seed, 0, 0.5, 1.0, &mut v);
+    v.iter_mut().for_each(|x| *x = x.max(0.0));
+    v
+}
+
+fn host_normal(n: usize, seed: u64) -> Vec<f32> {
+    let mut v = vec![0.0; n];
+    rng::fill_normal(seed, 0, 0.0, 1.0, &mut v);
+    v
+}
+
+/// `max |a − b| / max |b|` (b the reference), or the absolute error when b ≈ 0.
+fn rel_err(a: &[f32], b: &[f64]) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()));
+    if scale > 1e-3 { err / scale } else { err }
+}
+
+/// Central differences of `f` over every entry of every trainable tensor.
+fn fd_params(be: &CpuBackend, tiny: &Tiny, h: f32, f: &dyn Fn(&mut Critic<CpuBackend>) -> f64) -> BTreeMap<String, Vec<f64>> {
+    let mut out = BTreeMap::new();
+    let trainable: Vec<String> =
+        tiny.state.keys().filter(|k| !k.ends_with("weight_u") && !k.ends_with("weight_v")).cloned().collect();
+    for name in trainable {
+        let n = tiny.state[&name].len();
+        let mut d = vec![0.0; n];
+        for j in 0..n {
+            let eval = |delta: f32| {
+                let mut s = tiny.state.clone();
+                s.get_mut(&name).unwrap()[j] += delta;
+                let mut c = tiny.fresh(be, &s);
+                f(&mut c)
+            };
+            d[j] = (eval(h) - eval(-h)) / (2.0 * h as f64);
+        }
+        out.insert(name, d);
+    }
+    out
+}
+
+fn sum_weighted(v: &[f32], w: &[f32]) -> f64 {
+    v.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+fn check_backward(dropout: f32) {
+    let be = CpuBackend::new();
+    let tiny = Tiny::new(&be, dropout);
+    let (b, g, o) = (4, tiny.cfg.in_dim, tiny.cfg.out_dim);
+    let x = host_input(b, g, 7);
+    let dy = host_normal(b * o, 8);
+    let (xb, dyb) = (be.upload(&x), be.upload(&dy));
+
+    let mut c = tiny.fresh(&be, &tiny.state);
+    zero_grads(&be, &mut c);
+    c.forward(&be, &xb, b, true);
+    let dx = be.download(c.backward(&be, &dyb));
+    let an = grads(&be, &mut c);
+
+    let loss = |c: &mut Critic<CpuBackend>, xb: &<CpuBackend as Backend>::Buf| {
+        let y = be.download(c.forward(&be, xb, b, true));
+        sum_weighted(&y, &dy)
+    };
+    let h = 2e-3;
+    let fd = fd_params(&be, &tiny, h, &|c| loss(c, &xb));
+    for (name, d) in &fd {
+        let e = rel_err(&an[name], d);
+        eprintln!("bw p={dropout} {name}: {e:.2e} max {:.3}", d.iter().fold(0f64, |m, v| m.max(v.abs())));
+        assert!(e < 2e-3, "dropout {dropout}: ∂L/∂{name} rel err {e:.2e}\n an {:?}\n fd {d:?}", an[name]);
+        // A derivative wrong by 3 % must fail the same check.
+        let wrong: Vec<f32> = an[name].iter().map(|v| v * 1.03).collect();
+        if d.iter().any(|v| v.abs() > 1e-2) {
+            assert!(rel_err(&wrong, d) > 2e-3, "{name}: check not discriminating");
+        }
+    }
+    let mut fdx = vec![0.0; x.len()];
+    for j in 0..x.len() {
+        let eval = |delta: f32| {
+            let mut xp = x.clone();
+            xp[j] += delta;
+            let mut c = tiny.fresh(&be, &tiny.state);
+            loss(&mut c, &be.upload(&xp))
+        };
+        fdx[j] = (eval(h) - eval(-h)) / (2.0 * h as f64);
+    }
+    let e = rel_err(&dx, &fdx);
+    assert!(e < 2e-3, "dropout {dropout}: ∂L/∂x rel err {e:.2e}");
+}
+
+#[test]
+fn backward_matches_finite_differences_without_dropout() {
+    check_backward(0.0);
+}
+
+#[test]
+fn backward_matches_finite_differences_with_fixed_dropout_masks() {
+    check_backward(0.3);
+}
+
+/// GP inputs of the tiny critic: real, fake, η.
+fn gp_inputs(b: usize, g: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let xr = host_input(b, g, 11);
+    let xf = host_input(b, g, 12);
+    let mut eta = vec![0.0; b];
+    rng::fill_uniform(13, 0, 0.0, 1.0, &mut eta);
+    (xr, xf, eta)
+}
+
+fn check_gp(dropout: f32) {
+    let be = CpuBackend::new();
+    let tiny = Tiny::new(&be, dropout);
+    let (b, g) = (5, tiny.cfg.in_dim);
+    let (xr, xf, eta) = gp_inputs(b, g);
+    let (xrb, xfb, etab) = (be.upload(&xr), be.upload(&xf), be.upload(&eta));
+    let lambda = 2.5f32;
+
+    let mut c = tiny.fresh(&be, &tiny.state);
+    zero_grads(&be, &mut c);
+    let gp = c.gradient_penalty_eta(&be, &xrb, &xfb, &etab, b, lambda);
+    let an = grads(&be, &mut c);
+
+    // GP value against g by central differences of Σ_k D_k w.r.t. x̃.
+    let xt: Vec<f32> = (0..b * g).map(|j| eta[j / g] * xr[j] + (1.0 - eta[j / g]) * xf[j]).collect();
+    let h = 2e-3f32;
+    let mut gp_direct = 0.0f64;
+    for i in 0..b {
+        let mut norm2 = 0.0f64;
+        for k in 0..g {
+            let eval = |delta: f32| {
+                let mut xp = xt.clone();
+                xp[i * g + k] += delta;
+                let mut c = tiny.fresh(&be, &tiny.state);
+                be.download(c.forward(&be, &be.upload(&xp), b, true)).iter().map(|&v| v as f64).sum::<f64>()
+            };
+            let d = (eval(h) - eval(-h)) / (2.0 * h as f64);
+            norm2 += d * d;
+        }
+        gp_direct += (norm2.sqrt() - 1.0).powi(2);
+    }
+    gp_direct /= b as f64;
+    let e = (gp as f64 - gp_direct).abs() / gp_direct.max(1e-3);
+    eprintln!("GP {gp} direct {gp_direct}");
+    assert!(e < 2e-3, "dropout {dropout}: GP {gp} vs direct {gp_direct}");
+
+    // ∂GP/∂θ against central differences of the GP value.
+    let fd = fd_params(&be, &tiny, h, &|c| {
+        c.gradient_penalty_eta(&be, &xrb, &xfb, &etab, b, 0.0) as f64
+    });
+    for (name, d) in &fd {
+        let a: Vec<f32> = an[name].iter().map(|v| v / lambda).collect();
+        if name.ends_with("bias") {
+            // Biases move g only through the (piecewise-constant) masks.
+            assert!(a.iter().all(|&v| v == 0.0), "{name}: GP bias gradient not exactly 0");
+        }
+        let e = rel_err(&a, d);
+        eprintln!("gp p={dropout} {name}: {e:.2e} max {:.3}", d.iter().fold(0f64, |m, v| m.max(v.abs())));
+        assert!(e < 2e-3, "dropout {dropout}: ∂GP/∂{name} rel err {e:.2e}\n an {a:?}\n fd {d:?}");
+        let wrong: Vec<f32> = a.iter().map(|v| v * 1.03).collect();
+        if d.iter().any(|v| v.abs() > 1e-2) {
+            assert!(rel_err(&wrong, d) > 2e-3, "{name}: check not discriminating");
+        }
+    }
+}
+
+#[test]
+fn gradient_penalty_matches_finite_differences_without_dropout() {
+    check_gp(0.0);
+}
+
+#[test]
+fn gradient_penalty_matches_finite_differences_with_fixed_dropout_masks() {
+    check_gp(0.3);
+}
