@@ -7,3 +7,4 @@ pub mod mmd;
 pub mod pca;
 pub mod scorer;
 pub mod source;
+pub mod train;
