@@ -264,3 +264,37 @@ fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
     assert!(Cli::try_parse_from(["acsleuth", "detect", "--reference", "a", "--target", "b", "--out", "c", "--kernel", "cubic"]).is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Seconds per training iteration (one G step + 2 critic steps with GP) at
+/// the authors' shapes: batch 128, 3000 genes, in the prepare and memory
+/// phases. Run with `cargo test --release --test detect iteration_time -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn iteration_time() {
+    use acsleuth::backend::{Backend, CpuBackend};
+    use acsleuth::model::train::Trainer;
+    let be = CpuBackend::new();
+    let (g, b) = (3000, 128);
+    let cfg = DetectConfig::default();
+    let mut tr = Trainer::new(&be, &cfg, g);
+    let mut r = Rng(5);
+    let host: Vec<f32> = (0..b * g).map(|_| if r.next() < 0.1 { (1.0 + 2.0 * r.next()) as f32 } else { 0.0 }).collect();
+    let x = be.upload(&host);
+    for phase in [false, true] {
+        tr.generator.use_memory = phase;
+        for _ in 0..3 {
+            tr.iteration(&be, &x, b);
+        }
+        let n = 20;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            tr.iteration(&be, &x, b);
+        }
+        eprintln!(
+            "{} phase: {:.3} s per iteration ({} threads)",
+            if phase { "memory" } else { "prepare" },
+            t.elapsed().as_secs_f64() / n as f64,
+            rayon::current_num_threads()
+        );
+    }
+}
