@@ -30,9 +30,7 @@ fn simulate(n_ref: usize, n_tgt: usize, genes: usize, frac: f64, seed: u64) -> (
     let mut r = Rng(seed);
     let types: Vec<Vec<f64>> = (0..3).map(|_| (0..genes).map(|_| 0.5 + 2.0 * r.next()).collect()).collect();
     let mut anomaly = types[0].clone();
-    for g in 0..genes / 5 {
-        anomaly[g] += 1.5;
-    }
+    anomaly.iter_mut().take(genes / 5).for_each(|v| *v += 1.5);
     let cell = |prof: &[f64], r: &mut Rng| -> Vec<f32> {
         prof.iter()
             .map(|&m| {
@@ -50,7 +48,6 @@ fn simulate(n_ref: usize, n_tgt: usize, genes: usize, frac: f64, seed: u64) -> (
     for i in 0..n_tgt {
         let is_anom = r.next() < frac;
         truth.push(is_anom);
-        rd.len();
         td.extend(if is_anom { cell(&anomaly, &mut r) } else { cell(&types[i % 3], &mut r) });
     }
     let genes_names: Vec<String> = (0..genes).map(|g| format!("G{g}")).collect();

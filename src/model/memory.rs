@@ -108,7 +108,7 @@ impl<B: Backend> MemoryBlock<B> {
     /// `DetectConfig::validate` before training).
     pub fn push(&mut self, be: &B, z: &B::Buf, batch: usize) {
         assert!(
-            batch > 0 && self.mem_size % batch == 0,
+            batch > 0 && self.mem_size.is_multiple_of(batch),
             "memory queue of {} rows cannot take batches of {batch}",
             self.mem_size
         );

@@ -77,7 +77,7 @@ impl RowCache {
 
     fn range(&self, r0: usize, len: usize) -> Result<(usize, usize)> {
         let cols = self.cols.max(1);
-        if len % cols != 0 || r0 + len / cols > self.rows {
+        if !len.is_multiple_of(cols) || r0 + len / cols > self.rows {
             return Err(Error::Other(format!(
                 "internal: rows {r0}..+{} of a {}-row cache",
                 len / cols,

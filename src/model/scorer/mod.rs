@@ -390,7 +390,7 @@ pub fn train_scorer<B: Backend>(be: &B, dev: &mut DeviationSet, cfg: &ScorerConf
     if n < 2 * mmd::MIN_GROUP as usize {
         return Err(Error::invalid(format!("scoring needs at least {} target cells, got {n}", 2 * mmd::MIN_GROUP as usize)));
     }
-    let mut rng = Stream::new(cfg.seed).fork(0x5C0_4E);
+    let mut rng = Stream::new(cfg.seed).fork(0x5C04E);
     let mut mlp = ScorerMlp::new(be, g, cfg.h1, cfg.h2, cfg.slope, cfg.dropout, &mut rng);
     let mut adam = Adam::new(cfg.lr, cfg.beta1, cfg.beta2);
     let chunk = if cfg.chunk_rows == 0 { auto_chunk(n, g, cfg.h1) } else { cfg.chunk_rows.min(n) };
