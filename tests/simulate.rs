@@ -310,7 +310,6 @@ fn read_truth(path: &Path) -> Vec<Vec<String>> {
 }
 
 #[test]
-#[ignore = "needs the store writer"]
 fn cli_writes_stores_truth_and_params() {
     use acsleuth::data::store::Store;
     let dir = tempfile::tempdir().unwrap();
@@ -343,12 +342,18 @@ fn cli_writes_stores_truth_and_params() {
     assert_eq!(params, config);
 
     // Replaying params.json with --force gives the same bytes.
-    let before = std::fs::read(out.join("target.acs")).unwrap();
+    let store_bytes = |d: &std::path::Path| -> Vec<Vec<u8>> {
+        ["matrix.bin", "cells.txt", "genes.txt", "obs.tsv", "obs.json"]
+            .iter()
+            .map(|f| std::fs::read(d.join("target.acs").join(f)).unwrap())
+            .collect()
+    };
+    let before = store_bytes(&out);
     let params_copy = dir.path().join("params.json");
     std::fs::copy(out.join("params.json"), &params_copy).unwrap();
     let again = acsleuth(&["simulate", "--out", o, "--force", "--config", params_copy.to_str().unwrap()]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-    assert_eq!(std::fs::read(out.join("target.acs")).unwrap(), before);
+    assert_eq!(store_bytes(&out), before);
     let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(leftovers, 2, "only the output and the copied params remain");
 }

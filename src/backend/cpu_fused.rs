@@ -9,7 +9,32 @@
 use rayon::prelude::*;
 
 use super::cpu::{CpuBuf, CHUNK};
-use super::{rng, BnBwd, BnFwd, DropoutMask, Fused};
+use super::{rng, Act, BnBwd, BnFwd, DropoutMask, Fused};
+
+/// Run `$body` with `$f`/`$df` bound to the activation and its derivative as
+/// closures, so the element loops are monomorphised per activation and
+/// vectorise (no `match` per element).
+macro_rules! with_act {
+    ($act:expr, |$f:ident, $df:ident| $body:expr) => {
+        match $act {
+            Act::Identity => {
+                let $f = |x: f32| x;
+                let $df = |_x: f32| 1.0f32;
+                $body
+            }
+            Act::Relu => {
+                let $f = |x: f32| x.max(0.0);
+                let $df = |x: f32| if x > 0.0 { 1.0f32 } else { 0.0 };
+                $body
+            }
+            Act::LeakyRelu(sl) => {
+                let $f = |x: f32| if x > 0.0 { x } else { sl * x };
+                let $df = |x: f32| if x > 0.0 { 1.0f32 } else { sl };
+                $body
+            }
+        }
+    };
+}
 
 /// Dropout factors of elements `start..start + out.len()` (one Philox block
 /// per four elements).
@@ -118,9 +143,11 @@ pub(crate) fn fused_forward(cfg: &Fused, z: &CpuBuf, bias: Option<&CpuBuf>, bn: 
             let r = ti * rpt + ri;
             mask_factors(mask, r * cols, &mut f);
             let zr = &z.0[r * cols..(r + 1) * cols];
-            for c in 0..cols {
-                yr[c] = act.f(zr[c] * s[c] + t[c]) * f[c];
-            }
+            with_act!(act, |fa, _dfa| {
+                for ((((y, &z), &s), &t), &f) in yr.iter_mut().zip(zr).zip(&s).zip(&t).zip(&f) {
+                    *y = fa(z * s + t) * f;
+                }
+            });
         }
     });
 }
@@ -161,9 +188,11 @@ pub(crate) fn fused_backward(
             mask_factors(mask, r * cols, &mut f);
             let zr = &z.0[r * cols..(r + 1) * cols];
             let dyr = &dy.0[r * cols..(r + 1) * cols];
-            for c in 0..cols {
-                gr[c] = dyr[c] * f[c] * act.df(zr[c] * s[c] + t[c]);
-            }
+            with_act!(act, |_fa, dfa| {
+                for (((((g, &dy), &f), &z), &s), &t) in gr.iter_mut().zip(dyr).zip(&f).zip(zr).zip(&s).zip(&t) {
+                    *g = dy * f * dfa(z * s + t);
+                }
+            });
         }
     });
     if let Some(bn) = bn {
@@ -214,8 +243,8 @@ pub(crate) fn fused_backward(
     if let Some(db) = dbias {
         let g = &dz.0;
         let sums = col_reduce(rows, cols, |r, out| out.copy_from_slice(&g[r * cols..(r + 1) * cols]));
-        for c in 0..cols {
-            db.0[c] += sums[c] as f32;
+        for (d, &v) in db.0[..cols].iter_mut().zip(&sums) {
+            *d += v as f32;
         }
     }
 }

@@ -1,11 +1,15 @@
 //! Row-major GEMM on the CPU through the `gemm` crate (strided operands, so
 //! transposes, leading dimensions and offsets cost nothing extra).
 //!
-//! Threading: `gemm` can parallelise internally over rayon; on a 2-core
-//! machine it measured slower than splitting C into one block of rows (or
-//! columns, when C is wide and short) per thread with a single-threaded
-//! `gemm` each (benches/gemm.rs), so [`GemmThreading::RowSplit`] is the
-//! backend's default.
+//! Threading: `gemm` can parallelise internally over rayon, or C can be split
+//! into one block of rows/columns per thread with a single-threaded `gemm`
+//! each. On the shared 2-core development machine (benches/gemm.rs, best of
+//! 40–100 interleaved runs) the strategies were within noise of each other
+//! (all 175–200 GFLOP/s on the 128×3000×512 shapes in quiet moments); the
+//! split was ahead for plain (N, N) products and `gemm`'s own threading for
+//! products with a transposed operand, which is what
+//! [`GemmThreading::Auto`] (the default) does. Products under ~2 MFLOP run
+//! single-threaded.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -102,33 +106,55 @@ pub(crate) fn gemm(threading: GemmThreading, g: &Gemm, a: &[f32], b: &[f32], c: 
         GemmThreading::Internal => unsafe {
             raw(g.m, g.n, g.k, ap, sa, bp, sb, cp, g.ldc, g.alpha, g.beta, Parallelism::Rayon(threads))
         },
-        GemmThreading::RowSplit => {
-            let (ap, bp, cp) = (Ptr(ap as *mut f32), Ptr(bp as *mut f32), Ptr(cp));
-            // Split the longer side of C in `threads` blocks, rounded to 16
-            // (a multiple of the microkernel's register block).
-            let split_rows = g.m >= g.n || g.m >= 64 * threads;
-            let len = if split_rows { g.m } else { g.n };
-            let block = len.div_ceil(threads).div_ceil(16) * 16;
-            let nblocks = len.div_ceil(block);
-            (0..nblocks).into_par_iter().for_each(|t| {
-                let lo = t * block;
-                let hi = (lo + block).min(len);
-                // SAFETY: blocks [lo, hi) of rows (or columns) of C are
-                // disjoint; offsets stay inside the extents checked above.
-                unsafe {
-                    if split_rows {
-                        let a0 = ap.get().offset(lo as isize * sa.0);
-                        let c0 = cp.get().add(lo * g.ldc);
-                        raw(hi - lo, g.n, g.k, a0, sa, bp.get(), sb, c0, g.ldc, g.alpha, g.beta, Parallelism::None);
-                    } else {
-                        let b0 = bp.get().offset(lo as isize * sb.1);
-                        let c0 = cp.get().add(lo);
-                        raw(g.m, hi - lo, g.k, ap.get(), sa, b0, sb, c0, g.ldc, g.alpha, g.beta, Parallelism::None);
-                    }
-                }
-            });
+        GemmThreading::RowSplit => split(g, ap, sa, bp, sb, cp, true, threads),
+        GemmThreading::ColSplit => split(g, ap, sa, bp, sb, cp, false, threads),
+        GemmThreading::Auto => {
+            // Measured on 2 cores (benches/gemm.rs): splitting C in blocks
+            // wins for a plain (N, N) product; for products with a
+            // transposed operand `gemm`'s own packing-aware threading wins.
+            if g.ta == Trans::N && g.tb == Trans::N {
+                split(g, ap, sa, bp, sb, cp, g.m >= g.n, threads)
+            } else {
+                unsafe { raw(g.m, g.n, g.k, ap, sa, bp, sb, cp, g.ldc, g.alpha, g.beta, Parallelism::Rayon(threads)) }
+            }
         }
     }
+}
+
+/// One single-threaded `gemm` per block of rows (or columns) of C.
+#[allow(clippy::too_many_arguments)]
+fn split(
+    g: &Gemm,
+    ap: *const f32,
+    sa: (isize, isize),
+    bp: *const f32,
+    sb: (isize, isize),
+    cp: *mut f32,
+    split_rows: bool,
+    threads: usize,
+) {
+    let (ap, bp, cp) = (Ptr(ap as *mut f32), Ptr(bp as *mut f32), Ptr(cp));
+    // Blocks rounded to 16 (a multiple of the microkernel's register block).
+    let len = if split_rows { g.m } else { g.n };
+    let block = len.div_ceil(threads).div_ceil(16) * 16;
+    let nblocks = len.div_ceil(block);
+    (0..nblocks).into_par_iter().for_each(|t| {
+        let lo = t * block;
+        let hi = (lo + block).min(len);
+        // SAFETY: blocks [lo, hi) of rows (or columns) of C are disjoint;
+        // offsets stay inside the extents checked by the caller.
+        unsafe {
+            if split_rows {
+                let a0 = ap.get().offset(lo as isize * sa.0);
+                let c0 = cp.get().add(lo * g.ldc);
+                raw(hi - lo, g.n, g.k, a0, sa, bp.get(), sb, c0, g.ldc, g.alpha, g.beta, Parallelism::None);
+            } else {
+                let b0 = bp.get().offset(lo as isize * sb.1);
+                let c0 = cp.get().add(lo);
+                raw(g.m, hi - lo, g.k, ap.get(), sa, b0, sb, c0, g.ldc, g.alpha, g.beta, Parallelism::None);
+            }
+        }
+    });
 }
 
 pub(crate) fn gemm_batched(g: &Gemm, batch: &Batch, a: &[f32], b: &[f32], c: &mut [f32]) {

@@ -55,7 +55,7 @@ fn gemm_all_layouts() {
                     seed += 3;
                     let mut want = c0.clone();
                     naive_gemm(&g, &a, &b, &mut want);
-                    for t in [GemmThreading::Single, GemmThreading::Internal, GemmThreading::RowSplit] {
+                    for t in [GemmThreading::Single, GemmThreading::Internal, GemmThreading::RowSplit, GemmThreading::ColSplit, GemmThreading::Auto] {
                         let be = CpuBackend::with_gemm_threading(t);
                         let mut c = CpuBuf(c0.clone());
                         be.gemm(&g, &CpuBuf(a.clone()), &CpuBuf(b.clone()), &mut c);
@@ -146,6 +146,7 @@ fn fused_forward_matches_naive() {
                     let mut y = be.zeros(rows * cols);
                     let (g, b) = (CpuBuf(gamma), CpuBuf(beta));
                     let (mut sm, mut si) = (be.zeros(cols), be.zeros(cols));
+                    #[allow(clippy::unnecessary_lazy_evaluations)]
                     let bnf = bn.then(|| BnFwd {
                         gamma: &g,
                         beta: &b,

@@ -262,6 +262,7 @@ pub trait Backend: Send + Sync {
     /// saved statistics and `dy: [rows, cols]`: writes `dz: [rows, cols]`,
     /// accumulates `dbias: [cols]`, `dgamma`, `dbeta`. The activation
     /// derivative and the dropout mask are recomputed (nothing else saved).
+    #[allow(clippy::too_many_arguments)]
     fn fused_backward(
         &self,
         cfg: &Fused,

@@ -76,7 +76,7 @@ pub fn normal(seed: u64, j: u64) -> f32 {
     let w = block(seed, j / 4);
     let pair = ((j % 4) / 2) as usize;
     let (z0, z1) = box_muller(w[2 * pair], w[2 * pair + 1]);
-    if j % 2 == 0 { z0 } else { z1 }
+    if j.is_multiple_of(2) { z0 } else { z1 }
 }
 
 #[inline]

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::data::Dataset;
 use crate::data::h5ad::{self, H5adLayout, H5adOptions};
 use crate::data::io::{self, Format, ReadOptions};
 use crate::data::summary::{self, ColumnSummary, MatrixSummary, ValueKind};
@@ -61,13 +60,28 @@ pub fn run(args: Args) -> Result<()> {
             let problems = ds.validate().err().map(problem_text).into_iter().collect();
             (ds, Some(h5ad::describe_h5ad(path)?), problems)
         }
+        Format::Store => {
+            if args.raw {
+                return Err(Error::Config("--raw applies to .h5ad input only".into()));
+            }
+            // Summarised from the memory map: a million-cell store is never loaded.
+            let st = crate::data::store::Store::open(path)?;
+            let summary = summary::summarize_store(&st);
+            let report = build_report(&args, format, summary, st.obs(), None, vec![]);
+            return print_report(&args, &report);
+        }
         _ => (
             io::read_dataset(path, &ReadOptions { use_raw: args.raw })?,
             None,
             vec![],
         ),
     };
-    let report = build_report(&args, format, ds, layout, problems);
+    let summary = summary::summarize_matrix(&ds.x);
+    let report = build_report(&args, format, summary, &ds.obs, layout, problems);
+    print_report(&args, &report)
+}
+
+fn print_report(args: &Args, report: &Report) -> Result<()> {
     if args.json {
         let s = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::Other(format!("cannot encode the report as JSON: {e}")))?;
@@ -88,13 +102,12 @@ fn problem_text(e: Error) -> String {
 fn build_report(
     args: &Args,
     format: Format,
-    ds: Dataset,
+    summary: summary::MatrixSummary,
+    obs: &[(String, crate::data::ObsColumn)],
     layout: Option<H5adLayout>,
     problems: Vec<String>,
 ) -> Report {
-    let summary = summary::summarize_matrix(&ds.x);
-    let obs = ds
-        .obs
+    let obs = obs
         .iter()
         .map(|(name, col)| ColumnReport {
             name: name.clone(),

@@ -202,6 +202,62 @@ impl Dataset {
     pub fn obs_column(&self, name: &str) -> Option<&ObsColumn> {
         self.obs.iter().find(|(n, _)| n == name).map(|(_, c)| c)
     }
+    /// The cells at `rows` (in that order) with their names and obs values.
+    /// Panics on an out-of-range index (callers pass indices they derived
+    /// from this dataset).
+    pub fn subset_rows(&self, rows: &[usize]) -> Dataset {
+        let x = match &self.x {
+            Matrix::Csr(c) => {
+                let mut m = CsrMatrix::empty(c.cols);
+                for &i in rows {
+                    let (idx, val) = c.row(i);
+                    m.push_row(idx, val);
+                }
+                Matrix::Csr(m)
+            }
+            Matrix::Dense(d) => {
+                let mut m = DenseMatrix::zeros(rows.len(), d.cols);
+                for (k, &i) in rows.iter().enumerate() {
+                    m.row_mut(k).copy_from_slice(d.row(i));
+                }
+                Matrix::Dense(m)
+            }
+        };
+        let obs = self
+            .obs
+            .iter()
+            .map(|(name, col)| {
+                let col = match col {
+                    ObsColumn::Categorical { categories, codes } => ObsColumn::Categorical {
+                        categories: categories.clone(),
+                        codes: rows.iter().map(|&i| codes[i]).collect(),
+                    },
+                    ObsColumn::Numeric(v) => ObsColumn::Numeric(rows.iter().map(|&i| v[i]).collect()),
+                    ObsColumn::Bool(v) => ObsColumn::Bool(rows.iter().map(|&i| v[i]).collect()),
+                    ObsColumn::Text(v) => ObsColumn::Text(rows.iter().map(|&i| v[i].clone()).collect()),
+                };
+                (name.clone(), col)
+            })
+            .collect();
+        Dataset {
+            x,
+            cell_names: rows.iter().map(|&i| self.cell_names[i].clone()).collect(),
+            gene_names: self.gene_names.clone(),
+            obs,
+        }
+    }
+
+    /// Row indices of the cells named in `names`, in that order; an error
+    /// names the first name not found.
+    pub fn rows_of(&self, names: &[String]) -> Result<Vec<usize>> {
+        let index: std::collections::HashMap<&str, usize> =
+            self.cell_names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        names
+            .iter()
+            .map(|n| index.get(n.as_str()).copied().ok_or_else(|| Error::invalid(format!("cell '{n}' not found"))))
+            .collect()
+    }
+
     /// Checks shapes and names: every name list matches the matrix and has
     /// no duplicates; at least one cell and one gene.
     pub fn validate(&self) -> Result<()> {
@@ -263,5 +319,30 @@ impl RowSink for CsrMatrix {
     fn push_row(&mut self, indices: &[u32], values: &[f32]) -> Result<()> {
         CsrMatrix::push_row(self, indices, values);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subset_rows_keeps_names_values_and_obs() {
+        let d = DenseMatrix { rows: 3, cols: 2, data: vec![1., 0., 0., 2., 3., 4.] };
+        let ds = Dataset {
+            x: Matrix::Csr(CsrMatrix::from_dense(&d)),
+            cell_names: vec!["a".into(), "b".into(), "c".into()],
+            gene_names: vec!["g1".into(), "g2".into()],
+            obs: vec![("k".into(), ObsColumn::Categorical { categories: vec!["x".into(), "y".into()], codes: vec![0, 1, -1] })],
+        };
+        let s = ds.subset_rows(&[2, 0]);
+        assert_eq!(s.x.to_dense().data, vec![3., 4., 1., 0.]);
+        assert_eq!(s.cell_names, vec!["c".to_string(), "a".to_string()]);
+        assert_eq!(s.obs[0].1.get_str(0), "");
+        assert_eq!(s.obs[0].1.get_str(1), "x");
+        assert_eq!(ds.rows_of(&["b".into(), "a".into()]).unwrap(), vec![1, 0]);
+        assert!(ds.rows_of(&["z".into()]).unwrap_err().to_string().contains("'z'"));
+        let dense = Dataset { x: Matrix::Dense(d), ..ds.clone() };
+        assert_eq!(dense.subset_rows(&[1]).x.to_dense().data, vec![0., 2.]);
     }
 }

@@ -152,20 +152,29 @@ fn row_stats(vals: &[f32]) -> (Acc, f64, f64) {
 
 /// Summarises a matrix in one parallel pass over its rows.
 pub fn summarize_matrix(m: &Matrix) -> MatrixSummary {
-    let (rows, cols) = (m.rows(), m.cols());
+    match m {
+        Matrix::Csr(c) => summarize_rows(c.rows, c.cols, c.nnz(), |i| row_stats(c.row(i).1)),
+        Matrix::Dense(d) => summarize_rows(d.rows, d.cols, m.nnz(), |i| row_stats(d.row(i))),
+    }
+}
+
+/// Summarises an on-disk store straight from its memory map (a
+/// million-cell store is never loaded into memory).
+pub fn summarize_store(st: &crate::data::store::Store) -> MatrixSummary {
+    use crate::data::store::RowView;
+    let nnz = st.nnz() as usize;
+    summarize_rows(st.n_cells(), st.n_genes(), nnz, |i| match st.row(i) {
+        RowView::Dense(v) => row_stats(v),
+        RowView::Sparse(_, v) => row_stats(v),
+    })
+}
+
+/// The shared body: `stats(i)` gives row `i`'s (stats, sum, expm1 sum) over
+/// its stored values; `nnz` counts the stored non-zeros.
+fn summarize_rows(rows: usize, cols: usize, nnz: usize, stats: impl Fn(usize) -> (Acc, f64, f64) + Sync + Send) -> MatrixSummary {
     // Per row: (stats, sum, expm1 sum).
-    let per_row: Vec<(Acc, f64, f64)> = match m {
-        Matrix::Csr(c) => (0..rows)
-            .into_par_iter()
-            .map(|i| row_stats(c.row(i).1))
-            .collect(),
-        Matrix::Dense(d) => (0..rows)
-            .into_par_iter()
-            .map(|i| row_stats(d.row(i)))
-            .collect(),
-    };
+    let per_row: Vec<(Acc, f64, f64)> = (0..rows).into_par_iter().map(stats).collect();
     let acc = per_row.iter().fold(Acc::EMPTY, |a, r| Acc::merge(a, r.0));
-    let nnz = m.nnz();
     let total = rows as f64 * cols as f64;
     let (mut min, mut max) = (acc.min, acc.max);
     if (nnz as f64) < total {

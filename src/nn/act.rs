@@ -116,3 +116,11 @@ impl<B: Backend> Dropout<B> {
         &self.dx
     }
 }
+
+impl<B: Backend> super::params::Module<B> for Activation<B> {
+    fn visit(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut super::params::Param<B>)) {}
+}
+
+impl<B: Backend> super::params::Module<B> for Dropout<B> {
+    fn visit(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut super::params::Param<B>)) {}
+}

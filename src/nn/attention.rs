@@ -47,7 +47,7 @@ impl<B: Backend> MultiheadAttention<B> {
     /// Initialised as torch does: Xavier-uniform `in_proj_weight`, zero
     /// biases, default-init `out_proj.weight`.
     pub fn new(be: &B, dim: usize, heads: usize, attn_dropout: f32, out_dropout: f32, rng: &mut Stream) -> Self {
-        assert!(heads > 0 && dim % heads == 0, "attention: dim must be a multiple of heads");
+        assert!(heads > 0 && dim.is_multiple_of(heads), "attention: dim must be a multiple of heads");
         let mut in_proj = Dense::new(be, dim, 3 * dim, DenseConfig::linear(), rng).named("", "");
         let bound = (6.0 / (dim + 3 * dim) as f32).sqrt();
         init::uniform_bound(be, &mut in_proj.weight.value, bound, rng);

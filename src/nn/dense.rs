@@ -76,6 +76,10 @@ struct Bn<B: Backend> {
     beta: Param<B>,
     running_mean: Param<B>,
     running_var: Param<B>,
+    /// Training forwards seen (PyTorch's int64 counter, stored as f32; shape []).
+    num_batches_tracked: Param<B>,
+    /// `[1.0]`, to count on the device without a sync.
+    one: B::Buf,
     save_mean: B::Buf,
     save_invstd: B::Buf,
 }
@@ -108,6 +112,10 @@ pub struct Dense<B: Backend> {
     sn: Option<Sn<B>>,
     /// When false, `backward` skips `dx` (first layer of a network).
     pub need_input_grad: bool,
+    /// Spectral norm only: run the power iteration in training forwards
+    /// (true, as PyTorch). Turned off to hold u, v fixed, e.g. for the second
+    /// pass of a gradient penalty or a finite-difference check.
+    pub power_iteration: bool,
     /// State-dict names of the Linear and of the BN inside the parent
     /// (e.g. `"0"` and `"1"` in an `nn.Sequential`).
     pub linear_name: String,
@@ -148,6 +156,8 @@ impl<B: Backend> Dense<B> {
                 beta: Param::new(be, &[out_features]),
                 running_mean: Param::buffer(be, &[out_features], 0.0),
                 running_var: Param::buffer(be, &[out_features], 1.0),
+                num_batches_tracked: Param::buffer(be, &[], 0.0),
+                one: be.upload(&[1.0]),
                 save_mean: be.zeros(out_features),
                 save_invstd: be.zeros(out_features),
             }
@@ -183,6 +193,7 @@ impl<B: Backend> Dense<B> {
             bn,
             sn,
             need_input_grad: true,
+            power_iteration: true,
             linear_name: String::new(),
             bn_name: String::new(),
             rng: rng.fork(tag),
@@ -204,8 +215,11 @@ impl<B: Backend> Dense<B> {
         self
     }
 
-    /// The effective weight of the last forward (`W` or `W/σ`).
-    fn weight_eff(&self) -> &B::Buf {
+    /// The effective weight of the last forward (`W` or `W/σ`), `[out, in]`.
+    /// With the accessors below, this is what a hand-written double backward
+    /// (the critic's gradient penalty) needs: activation derivatives and
+    /// dropout masks of the first pass are constants of the second.
+    pub fn weight_eff(&self) -> &B::Buf {
         self.sn.as_ref().map_or(&self.weight.value, |s| &s.w_sn)
     }
 
@@ -216,6 +230,18 @@ impl<B: Backend> Dense<B> {
 
     pub fn output(&self) -> &B::Buf {
         &self.y
+    }
+    /// Input copy of the last forward, `[batch, in]`.
+    pub fn input(&self) -> &B::Buf {
+        &self.x
+    }
+    /// `x·Wᵀ (+ residual)` of the last forward, before bias/BN, `[batch, out]`.
+    pub fn z(&self) -> &B::Buf {
+        &self.z
+    }
+    /// Dropout mask of the last training forward.
+    pub fn mask(&self) -> Option<DropoutMask> {
+        self.mask
     }
     /// Gradient w.r.t. `z` (the GEMM output + residual) of the last backward;
     /// it is also the gradient of a residual added by [`Dense::forward_res`].
@@ -236,7 +262,7 @@ impl<B: Backend> Dense<B> {
         self.batch = batch;
         self.train = train;
         if let Some(sn) = &mut self.sn {
-            spectral_weight(be, &self.weight.value, sn, nout, nin, train);
+            spectral_weight(be, &self.weight.value, sn, nout, nin, train && self.power_iteration);
         }
         ensure(be, &mut self.x, batch * nin);
         be.copy(x, 0, &mut self.x, 0, batch * nin);
@@ -254,6 +280,9 @@ impl<B: Backend> Dense<B> {
             DropoutMask { p: self.cfg.dropout, seed: self.rng.seed, offset }
         });
         let cfg = self.fused_cfg();
+        if let (Some(bn), true) = (&mut self.bn, train) {
+            be.axpy(1.0, &bn.one, &mut bn.num_batches_tracked.value);
+        }
         let bn = self.bn.as_mut().map(|bn| BnFwd {
             gamma: &bn.gamma.value,
             beta: &bn.beta.value,
@@ -341,8 +370,8 @@ fn normalize<B: Backend>(be: &B, x: &mut B::Buf, eps: f32) -> f32 {
 }
 
 /// Power iteration (training only) and `W_sn = W/σ`.
-fn spectral_weight<B: Backend>(be: &B, w: &B::Buf, sn: &mut Sn<B>, nout: usize, nin: usize, train: bool) {
-    if train {
+fn spectral_weight<B: Backend>(be: &B, w: &B::Buf, sn: &mut Sn<B>, nout: usize, nin: usize, iterate: bool) {
+    if iterate {
         // v = normalize(Wᵀ u): [1, out]·[out, in].
         be.gemm(&Gemm::new(Trans::N, Trans::N, 1, nin, nout), &sn.u.value, w, &mut sn.t_in);
         normalize(be, &mut sn.t_in, sn.eps);
@@ -380,6 +409,7 @@ impl<B: Backend> Module<B> for Dense<B> {
             f(&join(&bp, "bias"), &mut bn.beta);
             f(&join(&bp, "running_mean"), &mut bn.running_mean);
             f(&join(&bp, "running_var"), &mut bn.running_var);
+            f(&join(&bp, "num_batches_tracked"), &mut bn.num_batches_tracked);
         }
     }
 }

@@ -39,3 +39,28 @@ pub enum Init {
     /// PyTorch's default for `nn.Linear`.
     TorchDefault,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend;
+
+    #[test]
+    fn xavier_and_default_init_statistics() {
+        let be = CpuBackend::new();
+        let mut rng = Stream::new(1);
+        let (fin, fout) = (300, 200);
+        let mut w = be.zeros(fin * fout);
+        xavier_normal(&be, &mut w, fin, fout, &mut rng);
+        let n = (fin * fout) as f64;
+        let var = w.0.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n;
+        let want = 2.0 / (fin + fout) as f64;
+        assert!((var / want - 1.0).abs() < 0.03, "xavier variance {var} vs {want}");
+        kaiming_uniform_default(&be, &mut w, fin, &mut rng);
+        let bound = 1.0 / (fin as f32).sqrt();
+        assert!(w.0.iter().all(|v| v.abs() <= bound));
+        let var = w.0.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n;
+        let want = (bound as f64).powi(2) / 3.0;
+        assert!((var / want - 1.0).abs() < 0.03, "default-init variance {var} vs {want}");
+    }
+}

@@ -11,6 +11,7 @@ use super::params::{Module, Param};
 use super::resblock::ResBlock;
 use super::join;
 
+#[allow(clippy::large_enum_variant)]
 pub enum Stage<B: Backend> {
     Dense(Dense<B>),
     Res(ResBlock<B>),
@@ -19,13 +20,15 @@ pub enum Stage<B: Backend> {
 /// Layers applied in order.
 pub struct Sequential<B: Backend> {
     pub stages: Vec<Stage<B>>,
+    /// `nn.Sequential` index of each stage (a dense stage spans several).
+    indices: Vec<usize>,
     /// Next free `nn.Sequential` index (for naming).
     next_index: usize,
 }
 
 impl<B: Backend> Default for Sequential<B> {
     fn default() -> Self {
-        Sequential { stages: Vec::new(), next_index: 0 }
+        Sequential { stages: Vec::new(), indices: Vec::new(), next_index: 0 }
     }
 }
 
@@ -43,24 +46,25 @@ impl<B: Backend> Sequential<B> {
         if self.stages.is_empty() {
             d.need_input_grad = false;
         }
+        self.indices.push(i);
         self.next_index += 1 + cfg.batch_norm as usize + (cfg.act != Act::Identity) as usize + (cfg.dropout > 0.0) as usize;
         self.stages.push(Stage::Dense(d));
         self
     }
 
     pub fn res(mut self, block: ResBlock<B>) -> Self {
+        self.indices.push(self.next_index);
         self.next_index += 1;
         self.stages.push(Stage::Res(block));
         self
     }
 
-    /// Whether the first layer computes its input gradient (false by default:
-    /// a network input needs none; the critic's gradient penalty needs it).
+    /// Whether a first dense layer computes its input gradient (false by
+    /// default: a network input needs none; the critic's gradient penalty
+    /// needs it). A residual block always returns its input gradient.
     pub fn set_input_grad(&mut self, on: bool) {
-        match self.stages.first_mut() {
-            Some(Stage::Dense(d)) => d.need_input_grad = on,
-            Some(Stage::Res(r)) => r.first.need_input_grad = on,
-            None => {}
+        if let Some(Stage::Dense(d)) = self.stages.first_mut() {
+            d.need_input_grad = on;
         }
     }
 
@@ -91,21 +95,11 @@ impl<B: Backend> Sequential<B> {
 
 impl<B: Backend> Module<B> for Sequential<B> {
     fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
-        let mut idx = 0;
-        for s in self.stages.iter_mut() {
+        for (s, &idx) in self.stages.iter_mut().zip(&self.indices) {
             match s {
-                Stage::Dense(d) => {
-                    d.visit(prefix, f);
-                    // Next index after this layer's Linear, [BN], [act], [Dropout].
-                    let c = d.cfg;
-                    let used = 1 + c.batch_norm as usize + (c.act != Act::Identity) as usize + (c.dropout > 0.0) as usize;
-                    idx = d.linear_name.parse::<usize>().map_or(idx, |i| i + used);
-                }
-                Stage::Res(r) => {
-                    // A block's index is the position after the previous stage.
-                    r.visit(&join(prefix, &idx.to_string()), f);
-                    idx += 1;
-                }
+                // A dense stage carries its own names ("4", "5").
+                Stage::Dense(d) => d.visit(prefix, f),
+                Stage::Res(r) => r.visit(&join(prefix, &idx.to_string()), f),
             }
         }
     }
@@ -155,5 +149,42 @@ impl<B: Backend> Module<B> for AutoEncoder<B> {
     fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
         self.encoder.visit(&join(prefix, "encoder"), f);
         self.decoder.visit(&join(prefix, "decoder"), f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend;
+
+    /// State-dict names follow `nn.Sequential` indexing.
+    #[test]
+    fn autoencoder_names() {
+        let be = CpuBackend::new();
+        let mut ae = AutoEncoder::new(&be, 20, 0.1, &mut Stream::new(1));
+        let mut names = Vec::new();
+        ae.visit("", &mut |n, p| names.push((n.to_string(), p.shape.clone())));
+        let has = |n: &str| names.iter().any(|(m, _)| m == n);
+        for n in [
+            "encoder.0.weight",
+            "encoder.1.running_mean",
+            "encoder.1.num_batches_tracked",
+            "encoder.4.weight",
+            "encoder.5.running_var",
+            "encoder.8.fc.0.weight",
+            "encoder.8.fc.1.weight",
+            "encoder.8.fc.4.bias",
+            "encoder.9.fc.4.weight",
+            "decoder.0.fc.0.weight",
+            "decoder.1.fc.4.weight",
+            "decoder.2.weight",
+            "decoder.3.running_mean",
+            "decoder.6.weight",
+            "decoder.6.bias",
+        ] {
+            assert!(has(n), "missing {n}: {names:?}");
+        }
+        let w0 = names.iter().find(|(n, _)| n == "encoder.0.weight").unwrap();
+        assert_eq!(w0.1, vec![512, 20]);
     }
 }

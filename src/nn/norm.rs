@@ -16,6 +16,9 @@ pub struct BatchNorm1d<B: Backend> {
     pub beta: Param<B>,
     pub running_mean: Param<B>,
     pub running_var: Param<B>,
+    /// Training forwards seen (PyTorch's int64 counter, stored as f32; shape []).
+    pub num_batches_tracked: Param<B>,
+    one: B::Buf,
     save_mean: B::Buf,
     save_invstd: B::Buf,
     batch: usize,
@@ -37,6 +40,8 @@ impl<B: Backend> BatchNorm1d<B> {
             beta: Param::new(be, &[features]),
             running_mean: Param::buffer(be, &[features], 0.0),
             running_var: Param::buffer(be, &[features], 1.0),
+            num_batches_tracked: Param::buffer(be, &[], 0.0),
+            one: be.upload(&[1.0]),
             save_mean: be.zeros(features),
             save_invstd: be.zeros(features),
             batch: 0,
@@ -64,6 +69,9 @@ impl<B: Backend> BatchNorm1d<B> {
         ensure(be, &mut self.x, n);
         ensure(be, &mut self.y, n);
         be.copy(x, 0, &mut self.x, 0, n);
+        if train {
+            be.axpy(1.0, &self.one, &mut self.num_batches_tracked.value);
+        }
         let cfg = self.cfg();
         let bn = BnFwd {
             gamma: &self.gamma.value,
@@ -98,6 +106,7 @@ impl<B: Backend> Module<B> for BatchNorm1d<B> {
         f(&join(prefix, "bias"), &mut self.beta);
         f(&join(prefix, "running_mean"), &mut self.running_mean);
         f(&join(prefix, "running_var"), &mut self.running_var);
+        f(&join(prefix, "num_batches_tracked"), &mut self.num_batches_tracked);
     }
 }
 

@@ -186,3 +186,17 @@ pub fn read_tensor(st: &safetensors::SafeTensors<'_>, name: &str, shape: &[usize
     }
     Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values of torch's CosineAnnealingLR(T_max = 4) from lr 1.
+    #[test]
+    fn cosine_schedule() {
+        let want = [1.0, 0.853_553_4, 0.5, 0.146_446_6, 0.0];
+        for (e, w) in want.iter().enumerate() {
+            assert!((cosine_lr(1.0, e, 4) - w).abs() < 1e-6);
+        }
+    }
+}

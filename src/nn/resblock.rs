@@ -13,7 +13,6 @@ use crate::backend::{ensure, Act, Backend};
 use super::dense::{Dense, DenseConfig};
 use super::init::Init;
 use super::params::{Module, Param};
-use super::join;
 
 pub struct ResBlock<B: Backend> {
     pub dim: usize,
@@ -69,7 +68,6 @@ impl<B: Backend> ResBlock<B> {
 
 impl<B: Backend> Module<B> for ResBlock<B> {
     fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
-        let _ = join;
         self.first.visit(prefix, f);
         self.second.visit(prefix, f);
     }
