@@ -73,8 +73,10 @@
 //!   (u, v constant): `∂/∂W_orig = (G − ⟨G, W_l⟩ u vᵀ)/σ` for `G = ∂/∂W_l`.
 //!
 //! Cost at batch B, G genes, hidden H: the GP's forward, `g = Δ1·W1`,
-//! `Δ1ᵀ·P0` and `P0·W1ᵀ` are four `B×G×H` GEMMs; everything else is
-//! `O(B·H·16)`.
+//! `Δ1ᵀ·P0` and `P0·W1ᵀ` are four `B×G×H` GEMMs (as many as the forward and
+//! weight-gradient GEMMs of `D` on real and fake cells together); the rest is
+//! `O(B·(G + H))` elementwise work, three GEMVs over `W1` for the power
+//! iteration and σ, and one rank-1 update of `dW1` (`W_sn` is never stored).
 
 mod layer;
 
@@ -119,6 +121,11 @@ pub struct Critic<B: Backend> {
     /// critic's own steps need none; the generator step needs it). Default
     /// true.
     pub need_input_grad: bool,
+    /// When false, [`Critic::backward`] leaves the parameter gradients
+    /// alone (the generator step only needs `∂D/∂x̂`, which saves the
+    /// `[hidden, G]` weight-gradient GEMM). Default true. The gradient
+    /// penalty always accumulates.
+    pub need_param_grads: bool,
     /// When true, training forwards skip the power iteration (u, v held):
     /// makes D a fixed function of its weights, for gradient checks.
     pub freeze_sn: bool,
@@ -151,6 +158,7 @@ impl<B: Backend> Critic<B> {
         Critic {
             cfg: *cfg,
             need_input_grad: true,
+            need_param_grads: true,
             freeze_sn: false,
             l1,
             l2,
@@ -189,17 +197,20 @@ impl<B: Backend> Critic<B> {
     }
 
     /// Accumulates the parameter gradients of the last forward given
-    /// `dy: [batch, out_dim]`; returns `dx: [batch, in_dim]` (an empty buffer
-    /// when `need_input_grad` is false).
+    /// `dy: [batch, out_dim]` (unless `need_param_grads` is false); returns
+    /// `dx: [batch, in_dim]` (an empty buffer when `need_input_grad` is
+    /// false). Gradients accumulate as in PyTorch: zero them (e.g.
+    /// `nn::params::zero_grads`) before the critic's own step.
     pub fn backward(&mut self, be: &B, dy: &B::Buf) -> &B::Buf {
-        self.l4.backward(be, dy, true);
-        self.l3.backward(be, &self.l4.dx, true);
+        let pg = self.need_param_grads;
+        self.l4.backward(be, dy, true, pg);
+        self.l3.backward(be, &self.l4.dx, true, pg);
         // ∂/∂a2 = through f (l3) + the residual's identity path (l4's dz).
         ensure(be, &mut self.e2, be.len(&self.l4.dz));
         be.add(&self.l3.dx, &self.l4.dz, &mut self.e2);
-        self.l2.backward(be, &self.e2, true);
+        self.l2.backward(be, &self.e2, true, pg);
         let need = self.need_input_grad;
-        self.l1.backward(be, &self.l2.dx, need);
+        self.l1.backward(be, &self.l2.dx, need, pg);
         if !need {
             self.l1.dx = be.zeros(0);
         }
@@ -244,13 +255,18 @@ impl<B: Backend> Critic<B> {
     ) -> f32 {
         let (nin, nout) = (self.cfg.in_dim, self.cfg.out_dim);
         let n = batch * nin;
+        assert!(batch > 0, "gradient_penalty: empty batch");
         assert!(be.len(x_real) >= n && be.len(x_fake) >= n, "gradient_penalty: inputs shorter than batch·in_dim");
         assert!(be.len(eta) >= batch, "gradient_penalty: eta shorter than batch");
         for b in [&mut self.xt, &mut self.diff, &mut self.rowf, &mut self.g, &mut self.gbar] {
             ensure(be, b, n);
         }
-        ensure(be, &mut self.ones, nin.max(nout));
-        be.fill(&mut self.ones, 1.0);
+        // Ones: a `[1, in]` row for the broadcasts and `dy = 1: [batch, out]`.
+        let n_ones = nin.max(batch * nout);
+        if be.len(&self.ones) != n_ones {
+            self.ones = be.zeros(n_ones);
+            be.fill(&mut self.ones, 1.0);
+        }
 
         // x̃ = x_fake + η ⊙_rows (x_real − x_fake).
         be.copy(x_fake, 0, &mut self.g, 0, n);
@@ -273,10 +289,7 @@ impl<B: Backend> Critic<B> {
             ensure(be, &mut l.q, w);
         }
         ensure(be, &mut self.e2, no);
-        ensure(be, &mut self.l3.q, no);
-        let mut ones_b = be.zeros(no);
-        be.fill(&mut ones_b, 1.0);
-        self.l4.set_delta(be, Some(&ones_b));
+        self.l4.set_delta(be, Some(&self.ones));
         self.l4.times_w(be, &self.l4.delta, &mut self.l3.q, 0.0);
         self.l3.set_delta(be, None);
         be.copy(&self.l4.delta, 0, &mut self.e2, 0, no);
@@ -305,13 +318,10 @@ impl<B: Backend> Critic<B> {
         be.mul(&self.rowf, &self.g, &mut self.gbar);
 
         // Tangent pass and the weight gradients ∂GP/∂W_l = Δ_lᵀ P_{l−1}.
-        self.l1.gp_weight_grad(be, &self.gbar, lambda);
-        self.l1.tangent(be, &self.gbar);
-        self.l2.gp_weight_grad(be, &self.l1.tan, lambda);
-        self.l2.tangent(be, &self.l1.tan);
-        self.l3.gp_weight_grad(be, &self.l2.tan, lambda);
-        self.l3.tangent(be, &self.l2.tan);
-        self.l4.gp_weight_grad(be, &self.l3.tan, lambda);
+        self.l1.gp_step(be, &self.gbar, lambda);
+        self.l2.gp_step(be, &self.l1.tan, lambda);
+        self.l3.gp_step(be, &self.l2.tan, lambda);
+        self.l4.gp_step(be, &self.l3.tan, lambda);
         gp
     }
 

@@ -4,9 +4,15 @@
 //!
 //! This is the spectral-norm `Dense` of `crate::nn` specialised for the
 //! critic and with its internals open to the double backward: the
-//! pre-activations, the dropout draw, `W_sn`, `u`, `v` and `σ` of the last
-//! forward are all needed by [`SnLayer::mask`] and the SN chain rule, and a
+//! pre-activations, the dropout draw, `u`, `v` and `σ` of the last forward
+//! are all needed by [`SnLayer::mask`] and the SN chain rule, and a
 //! `frozen` power iteration is needed by the gradient checks.
+//!
+//! `W_sn = W/σ` is never stored: every product with it is a GEMM on `W` with
+//! `alpha = 1/σ`. The SN chain rule needs `⟨G, W_sn⟩` for a weight gradient
+//! `G = Aᵀ·X`; it equals `⟨A, X·W_snᵀ⟩`, a dot product of two `[batch, out]`
+//! matrices the layer already has (`z` without the residual in the backward,
+//! the tangent product `q` in the GP), instead of a pass over `[out, in]`.
 
 use crate::backend::rng::Stream;
 use crate::backend::{ensure, Act, Backend, DropoutMask, Fused, Gemm, Trans};
@@ -30,10 +36,6 @@ pub(super) struct SnLayer<B: Backend> {
     slope: f32,
     dropout: f32,
     rng: Stream,
-    /// `W/σ` of the last forward, `[out, in]`.
-    w_sn: B::Buf,
-    /// Gradient w.r.t. `W_sn` before the SN chain rule, `[out, in]`.
-    g_sn: B::Buf,
     /// Scratch `[out]`, `[in]` for the power iteration.
     t_out: B::Buf,
     t_in: B::Buf,
@@ -45,6 +47,8 @@ pub(super) struct SnLayer<B: Backend> {
     x: B::Buf,
     /// `x·W_snᵀ (+ residual)`, before bias, `[batch, out]`.
     z: B::Buf,
+    /// Copy of the residual of the last forward (`[batch, out]`), if any.
+    res: Option<B::Buf>,
     /// Output `[batch, out]`.
     pub y: B::Buf,
     /// Gradient w.r.t. `z` of the last backward (also the residual's), `[batch, out]`.
@@ -86,8 +90,6 @@ impl<B: Backend> SnLayer<B> {
             slope,
             dropout,
             rng: rng.fork(tag),
-            w_sn: be.zeros(nout * nin),
-            g_sn: be.zeros(nout * nin),
             t_out: be.zeros(nout),
             t_in: be.zeros(nin),
             sigma: 1.0,
@@ -96,6 +98,7 @@ impl<B: Backend> SnLayer<B> {
             batch: 0,
             x: be.zeros(0),
             z: be.zeros(0),
+            res: None,
             y: be.zeros(0),
             dz: be.zeros(0),
             dx: be.zeros(0),
@@ -123,12 +126,18 @@ impl<B: Backend> SnLayer<B> {
         be.copy(x, 0, &mut self.x, 0, batch * nin);
         ensure(be, &mut self.z, batch * nout);
         ensure(be, &mut self.y, batch * nout);
-        let mut g = Gemm::new(Trans::N, Trans::T, batch, nout, nin);
-        if let Some(r) = residual {
-            be.copy(r, 0, &mut self.z, 0, batch * nout);
-            g = g.beta(1.0);
+        let mut g = Gemm::new(Trans::N, Trans::T, batch, nout, nin).alpha(1.0 / self.sigma);
+        match residual {
+            Some(r) => {
+                let res = self.res.get_or_insert_with(|| be.zeros(0));
+                ensure(be, res, batch * nout);
+                be.copy(r, 0, res, 0, batch * nout);
+                be.copy(r, 0, &mut self.z, 0, batch * nout);
+                g = g.beta(1.0);
+            }
+            None => self.res = None,
         }
-        be.gemm(&g, &self.x, &self.w_sn, &mut self.z);
+        be.gemm(&g, &self.x, &self.weight.value, &mut self.z);
         self.mask = (train && self.dropout > 0.0).then(|| {
             let offset = self.rng.take(batch * nout);
             DropoutMask { p: self.dropout, seed: self.rng.seed, offset }
@@ -155,26 +164,35 @@ impl<B: Backend> SnLayer<B> {
         be.fused_backward(&self.fused_cfg(), &self.z, Some(&self.bias.value), None, e, out, None);
     }
 
-    /// Backward of the last forward: `dz = M ⊙ dy`, `db += Σ_rows dz`,
-    /// `dW += SN-chain(dzᵀ·x)`, and `dx = dz·W_sn` when `need_dx`.
-    pub fn backward(&mut self, be: &B, dy: &B::Buf, need_dx: bool) {
+    /// Backward of the last forward: `dz = M ⊙ dy`; when `need_params`,
+    /// `db += Σ_rows dz` and `dW += SN-chain(dzᵀ·x)`; when `need_dx`,
+    /// `dx = dz·W_sn`.
+    pub fn backward(&mut self, be: &B, dy: &B::Buf, need_dx: bool, need_params: bool) {
         let (nin, nout, batch) = (self.nin, self.nout, self.batch);
         ensure(be, &mut self.dz, batch * nout);
         let cfg = self.fused_cfg();
-        be.fused_backward(&cfg, &self.z, Some(&self.bias.value), None, dy, &mut self.dz, Some(&mut self.bias.grad));
-        be.gemm(&Gemm::new(Trans::T, Trans::N, nout, nin, batch), &self.dz, &self.x, &mut self.g_sn);
-        self.accumulate_sn_grad(be, 1.0);
+        let dbias = need_params.then_some(&mut self.bias.grad);
+        be.fused_backward(&cfg, &self.z, Some(&self.bias.value), None, dy, &mut self.dz, dbias);
+        if need_params {
+            // ⟨dzᵀx, W_sn⟩ = ⟨dz, x·W_snᵀ⟩ = ⟨dz, z − residual⟩.
+            let mut c = dot(be, &self.dz, &self.z);
+            if let Some(r) = &self.res {
+                c -= dot(be, &self.dz, r);
+            }
+            self.accumulate_sn_grad(be, None, c, 1.0);
+        }
         if need_dx {
             ensure(be, &mut self.dx, batch * nin);
-            be.gemm(&Gemm::new(Trans::N, Trans::N, batch, nin, nout), &self.dz, &self.w_sn, &mut self.dx);
+            let g = Gemm::new(Trans::N, Trans::N, batch, nin, nout).alpha(1.0 / self.sigma);
+            be.gemm(&g, &self.dz, &self.weight.value, &mut self.dx);
         }
     }
 
     /// `out = a·W_sn` (`a: [batch, out]`, `out: [batch, in]`), optionally
     /// `+= out` (`beta = 1`).
     pub fn times_w(&self, be: &B, a: &B::Buf, out: &mut B::Buf, beta: f32) {
-        let g = Gemm::new(Trans::N, Trans::N, self.batch, self.nin, self.nout).beta(beta);
-        be.gemm(&g, a, &self.w_sn, out);
+        let g = Gemm::new(Trans::N, Trans::N, self.batch, self.nin, self.nout).alpha(1.0 / self.sigma).beta(beta);
+        be.gemm(&g, a, &self.weight.value, out);
     }
 
     /// GP backward pass: `Δ = M ⊙ e` (`e = None`: from the scratch `q`).
@@ -185,35 +203,38 @@ impl<B: Backend> SnLayer<B> {
         self.delta = delta;
     }
 
-    /// Tangent pass of the GP: `q = p_in·W_snᵀ`, `tan = M ⊙ q`.
-    pub fn tangent(&mut self, be: &B, p_in: &B::Buf) {
+    /// One step of the GP's tangent pass: `q = p_in·W_snᵀ`, `tan = M ⊙ q`,
+    /// and the weight gradient `∂GP/∂W_sn = Δᵀ·p_in` accumulated as
+    /// `dW += λ·SN-chain(Δᵀ·p_in)` (`⟨Δᵀp_in, W_sn⟩ = ⟨Δ, q⟩`);
+    /// `p_in: [batch, in]`.
+    pub fn gp_step(&mut self, be: &B, p_in: &B::Buf, lambda: f32) {
         let n = self.batch * self.nout;
         ensure(be, &mut self.q, n);
         ensure(be, &mut self.tan, n);
-        be.gemm(&Gemm::new(Trans::N, Trans::T, self.batch, self.nout, self.nin), p_in, &self.w_sn, &mut self.q);
+        let g = Gemm::new(Trans::N, Trans::T, self.batch, self.nout, self.nin).alpha(1.0 / self.sigma);
+        be.gemm(&g, p_in, &self.weight.value, &mut self.q);
         let mut tan = std::mem::replace(&mut self.tan, be.zeros(0));
         self.mask(be, &self.q, &mut tan);
         self.tan = tan;
+        let c = dot(be, &self.delta, &self.q);
+        self.accumulate_sn_grad(be, Some(p_in), c, lambda);
     }
 
-    /// GP weight gradient: `G = Δᵀ·p_in` w.r.t. `W_sn`, then
-    /// `dW += λ·SN-chain(G)`; `p_in: [batch, in]`.
-    pub fn gp_weight_grad(&mut self, be: &B, p_in: &B::Buf, lambda: f32) {
-        let g = Gemm::new(Trans::T, Trans::N, self.nout, self.nin, self.batch);
-        be.gemm(&g, &self.delta, p_in, &mut self.g_sn);
-        self.accumulate_sn_grad(be, lambda);
-    }
-
-    /// `dW += scale·(G − ⟨G, W_sn⟩·u vᵀ)/σ` with `G = g_sn`: the gradient
-    /// through `W_sn = W/(uᵀWv)` with `u, v` constants.
-    fn accumulate_sn_grad(&mut self, be: &B, scale: f32) {
-        let c = dot(be, &self.g_sn, &self.w_sn);
-        be.axpy(scale / self.sigma, &self.g_sn, &mut self.weight.grad);
-        let r1 = Gemm::new(Trans::N, Trans::N, self.nout, self.nin, 1).alpha(-scale * c / self.sigma).beta(1.0);
+    /// `dW += scale·(G − c·u vᵀ)/σ` with `G` the gradient w.r.t. `W_sn` and
+    /// `c = ⟨G, W_sn⟩`: the chain rule through `W_sn = W/(uᵀWv)` with `u, v`
+    /// constants. `G = dzᵀ·x` (backward, `p_in = None`) or `Δᵀ·p_in` (GP).
+    fn accumulate_sn_grad(&mut self, be: &B, p_in: Option<&B::Buf>, c: f32, scale: f32) {
+        let s = scale / self.sigma;
+        let g = Gemm::new(Trans::T, Trans::N, self.nout, self.nin, self.batch).alpha(s).beta(1.0);
+        match p_in {
+            None => be.gemm(&g, &self.dz, &self.x, &mut self.weight.grad),
+            Some(p) => be.gemm(&g, &self.delta, p, &mut self.weight.grad),
+        }
+        let r1 = Gemm::new(Trans::N, Trans::N, self.nout, self.nin, 1).alpha(-s * c).beta(1.0);
         be.gemm(&r1, &self.u.value, &self.v.value, &mut self.weight.grad);
     }
 
-    /// Power iteration (when `iterate`) and `W_sn = W/σ`, `σ = uᵀWv`, as
+    /// Power iteration (when `iterate`) and `σ = uᵀWv`, as
     /// `torch.nn.utils.spectral_norm`.
     fn spectral_weight(&mut self, be: &B, iterate: bool) {
         let (nin, nout) = (self.nin, self.nout);
@@ -230,8 +251,6 @@ impl<B: Backend> SnLayer<B> {
         }
         be.gemm(&Gemm::new(Trans::N, Trans::T, 1, nout, nin), &self.v.value, w, &mut self.t_out);
         self.sigma = dot(be, &self.u.value, &self.t_out);
-        be.copy(w, 0, &mut self.w_sn, 0, nout * nin);
-        be.scale(1.0 / self.sigma, &mut self.w_sn);
     }
 
     /// Hand every tensor to `f` under `prefix` with PyTorch's spectral-norm
