@@ -187,6 +187,49 @@ impl Backend for CpuBackend {
         super::cpu_fused::softmax_rows_backward(rows, cols, scale, &y.0, &dy.0, &mut dx.0);
     }
 
+    fn memory_attention_forward(
+        &self,
+        rows: usize,
+        cols: usize,
+        inv_tau: f32,
+        lambda: f32,
+        logits: &CpuBuf,
+        w_saved: &mut CpuBuf,
+        out: &mut CpuBuf,
+    ) {
+        let n = rows * cols;
+        super::cpu_memory::memory_attention_forward(
+            rows,
+            cols,
+            inv_tau,
+            lambda,
+            &logits.0[..n],
+            &mut w_saved.0[..n],
+            &mut out.0[..n],
+        );
+    }
+    fn memory_attention_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        inv_tau: f32,
+        lambda: f32,
+        w_saved: &CpuBuf,
+        dout: &CpuBuf,
+        dlogits: &mut CpuBuf,
+    ) {
+        let n = rows * cols;
+        super::cpu_memory::memory_attention_backward(
+            rows,
+            cols,
+            inv_tau,
+            lambda,
+            &w_saved.0[..n],
+            &dout.0[..n],
+            &mut dlogits.0[..n],
+        );
+    }
+
     fn row_sums(&self, rows: usize, cols: usize, x: &CpuBuf, out: &mut CpuBuf) {
         assert!(x.0.len() >= rows * cols && out.0.len() >= rows, "row_sums: buffers too short");
         for (r, o) in out.0[..rows].iter_mut().enumerate() {

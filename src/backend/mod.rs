@@ -317,6 +317,40 @@ pub trait Backend: Send + Sync {
         dx: &mut Self::Buf,
     );
 
+    // ---- memory attention (Module I's memory block) ----
+    /// Per row of `logits: [rows, cols]` (`cols` = memory slots):
+    /// `w = softmax(logits · inv_tau)`, hard shrinkage
+    /// `w' = relu(w − λ)·w/(|w − λ| + 1e-12)`, L1 renormalisation
+    /// `out = w'/max(Σ|w'|, 1e-12)`. Writes the softmax to `w_saved` (kept
+    /// for the backward) and the attention weights to `out` (both
+    /// `[rows, cols]`). One kernel (one block per row) on a GPU; the CPU twin
+    /// is [`cpu_memory::memory_attention_forward`].
+    #[allow(clippy::too_many_arguments)]
+    fn memory_attention_forward(
+        &self,
+        rows: usize,
+        cols: usize,
+        inv_tau: f32,
+        lambda: f32,
+        logits: &Self::Buf,
+        w_saved: &mut Self::Buf,
+        out: &mut Self::Buf,
+    );
+    /// Backward of [`Backend::memory_attention_forward`] from the saved
+    /// softmax and `dout = ∂L/∂out`: writes `dlogits = ∂L/∂logits` (all
+    /// `[rows, cols]`).
+    #[allow(clippy::too_many_arguments)]
+    fn memory_attention_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        inv_tau: f32,
+        lambda: f32,
+        w_saved: &Self::Buf,
+        dout: &Self::Buf,
+        dlogits: &mut Self::Buf,
+    );
+
     // ---- reductions ----
     /// `out[r] = Σ_c x[r,c]` over `x: [rows, cols]`.
     fn row_sums(&self, rows: usize, cols: usize, x: &Self::Buf, out: &mut Self::Buf);

@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod convert;
+pub mod detect;
 pub mod inspect;
 pub mod simulate;
 pub mod evaluate;
@@ -30,6 +31,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Simulate reference and target count data with known anomalies.
     Simulate(simulate::Args),
+    /// Find anomalous cells in a target set given normal reference cells (Module I).
+    Detect(detect::Args),
     /// Score anomaly calls or subtypes against the truth (AUROC, AP, F1, NMI, ARI).
     Evaluate(evaluate::Args),
 }
@@ -41,5 +44,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Evaluate(a) => evaluate::run(a),
+        Command::Detect(a) => detect::run(a),
     }
 }

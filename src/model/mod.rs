@@ -1,5 +1,10 @@
 //! The ACsleuth models.
 
 pub mod critic;
+pub mod generator;
+pub mod memory;
 pub mod mmd;
 pub mod pca;
+pub mod scorer;
+pub mod source;
+pub mod train;

@@ -1,6 +1,7 @@
 //! The modules of ACsleuth as steps of one run: settings, outputs, reports.
 
 pub mod config;
+pub mod detect;
 pub mod output;
 
 pub use config::{DetectConfig, Kernel, PreprocessMode};

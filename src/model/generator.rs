@@ -1,0 +1,135 @@
+//! Module I's generator (DESIGN §1): encoder → memory block → decoder.
+//!
+//! ```text
+//! encoder: Linear(G,h)→BN→LReLU(0.2)→Dropout → Linear(h,d)→BN→LReLU→Dropout → n × ResBlock(d)
+//! memory:  z̃ = renorm(shrink(softmax(z Qᵀ/τ))) Q        (bypassed in the prepare phase)
+//! decoder: n × ResBlock(d) → Linear(d,h)→BN→LReLU→Dropout → Linear(h,G)→ReLU
+//! ```
+//!
+//! with h = `hidden_dim` (512), d = `latent_dim` (256), n = `n_resblocks`
+//! (2). Xavier-normal weights, PyTorch-default biases. Tensors are named as
+//! the equivalent PyTorch module (`encoder.0.weight`, `memory.mem`, …).
+
+use crate::backend::rng::Stream;
+use crate::backend::{Act, Backend};
+use crate::nn::init::Init;
+use crate::nn::mlp::{Sequential, Stage};
+use crate::nn::{join, DenseConfig, Module, Param, ResBlock};
+use crate::pipeline::DetectConfig;
+
+use super::memory::MemoryBlock;
+
+/// Shape and hyper-parameters of a [`Generator`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneratorConfig {
+    pub genes: usize,
+    pub hidden: usize,
+    pub latent: usize,
+    pub n_resblocks: usize,
+    /// LeakyReLU negative slope.
+    pub slope: f32,
+    pub dropout: f32,
+    pub mem_size: usize,
+    pub mem_temperature: f32,
+    pub mem_shrink: f32,
+}
+
+impl GeneratorConfig {
+    /// The generator a detection run with `cfg` trains on `genes` genes.
+    pub fn from_detect(cfg: &DetectConfig, genes: usize) -> Self {
+        GeneratorConfig {
+            genes,
+            hidden: cfg.hidden_dim,
+            latent: cfg.latent_dim,
+            n_resblocks: cfg.n_resblocks,
+            slope: 0.2,
+            dropout: cfg.dropout,
+            mem_size: cfg.mem_size,
+            mem_temperature: cfg.mem_temperature,
+            mem_shrink: cfg.mem_shrink,
+        }
+    }
+}
+
+pub struct Generator<B: Backend> {
+    pub cfg: GeneratorConfig,
+    pub encoder: Sequential<B>,
+    pub memory: MemoryBlock<B>,
+    pub decoder: Sequential<B>,
+    /// Route the latent codes through the memory block (train phase); when
+    /// false, `x̂ = Dec(Enc(x))` (prepare phase).
+    pub use_memory: bool,
+    /// Whether the last forward went through the memory block.
+    last_used_memory: bool,
+}
+
+impl<B: Backend> Generator<B> {
+    pub fn new(be: &B, cfg: &GeneratorConfig, rng: &mut Stream) -> Self {
+        let (g, h, d) = (cfg.genes, cfg.hidden, cfg.latent);
+        let lrelu = Act::LeakyRelu(cfg.slope);
+        let block = DenseConfig::linear().init(Init::XavierNormal).bn().act(lrelu).dropout(cfg.dropout);
+        let mut encoder = Sequential::new().dense(be, g, h, block, rng).dense(be, h, d, block, rng);
+        for _ in 0..cfg.n_resblocks {
+            encoder = encoder.res(ResBlock::new(be, d, cfg.slope, cfg.dropout, Init::XavierNormal, rng));
+        }
+        let memory = MemoryBlock::new(be, cfg.mem_size, d, cfg.mem_temperature, cfg.mem_shrink, rng);
+        let mut decoder = Sequential::new();
+        for _ in 0..cfg.n_resblocks {
+            decoder = decoder.res(ResBlock::new(be, d, cfg.slope, cfg.dropout, Init::XavierNormal, rng));
+        }
+        let mut decoder = decoder
+            .dense(be, d, h, block, rng)
+            .dense(be, h, g, DenseConfig::linear().init(Init::XavierNormal).act(Act::Relu), rng);
+        decoder.set_input_grad(true);
+        Generator { cfg: cfg.clone(), encoder, memory, decoder, use_memory: false, last_used_memory: false }
+    }
+
+    /// `x̂` for `x: [batch, genes]`; returns `[batch, genes]`.
+    pub fn forward<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
+        let z = self.encoder.forward(be, x, batch, train);
+        self.last_used_memory = self.use_memory;
+        let zt = if self.use_memory { self.memory.forward(be, z, batch) } else { z };
+        self.decoder.forward(be, zt, batch, train)
+    }
+
+    /// Encoder output `z: [batch, latent]` of the last forward.
+    pub fn latent(&self) -> &B::Buf {
+        match self.encoder.stages.last() {
+            Some(Stage::Dense(d)) => d.output(),
+            Some(Stage::Res(r)) => r.output(),
+            None => unreachable!("the encoder has at least two layers"),
+        }
+    }
+
+    /// Only the encoder: `z: [batch, latent]` (Module II embeds with it).
+    pub fn encode<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
+        self.encoder.forward(be, x, batch, train)
+    }
+
+    /// Backward of the last forward from `dy = ∂L/∂x̂`; accumulates every
+    /// parameter gradient (the input gradient is not computed).
+    pub fn backward(&mut self, be: &B, dy: &B::Buf) {
+        let dzt = self.decoder.backward(be, dy);
+        let dz = if self.last_used_memory { self.memory.backward(be, dzt) } else { dzt };
+        self.encoder.backward(be, dz);
+    }
+
+    /// FIFO update of the memory queue with the last forward's latent codes.
+    pub fn update_memory(&mut self, be: &B, batch: usize) {
+        let Generator { encoder, memory, .. } = self;
+        let z = match encoder.stages.last() {
+            Some(Stage::Dense(d)) => d.output(),
+            Some(Stage::Res(r)) => r.output(),
+            None => unreachable!("the encoder has at least two layers"),
+        };
+        memory.push(be, z, batch);
+    }
+}
+
+impl<B: Backend> Module<B> for Generator<B> {
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
+        self.encoder.visit(&join(prefix, "encoder"), f);
+        self.memory.visit(&join(prefix, "memory"), f);
+        self.decoder.visit(&join(prefix, "decoder"), f);
+    }
+}

@@ -1,0 +1,484 @@
+//! Module I's scorer (DESIGN §1): reconstruction deviations of the target
+//! cells, the MLP f_p trained on the γ_c MMD objective, orientation and
+//! calls.
+//!
+//! Memory plan (10^6 cells × 3000 genes must stay within a few GB):
+//! - δ = x − G(x) is computed once, in eval mode, in batches, and kept in a
+//!   [`RowCache`]: in memory when it fits the budget (default 1 GiB), else
+//!   in a temporary file read back in row chunks (12 GB at 10^6 × 3000).
+//!   Recomputing δ instead would cost a generator forward over every cell
+//!   in each of the several passes per step; reading a file the page cache
+//!   mostly holds is far cheaper.
+//! - One scorer step is a handful of passes over row chunks (see
+//!   [`mlp`] for why BN needs them): the first-layer product `h1 = δ W1ᵀ`
+//!   (the only O(N·G·h1) forward work) is computed once per step and cached
+//!   the same way (2 GB at 10^6 × 512), later passes start from it.
+//! - The linear-kernel MMD needs only `A = Σ a_i δ_i`, `B = Σ b_i δ_i`, the
+//!   norms and two dot products per cell: two more streamed passes over δ
+//!   ([`linear_streamed`]). The RBF kernel's pairwise form needs all of δ
+//!   at once, so it requires δ to fit the in-memory budget.
+//!
+//! Everything else is O(N) (scores, gradients, norms).
+
+pub mod cache;
+pub mod mlp;
+
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::backend::rng::Stream;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::model::generator::Generator;
+use crate::model::mmd::{self, Counts, MmdValue, Orientation};
+use crate::model::source::RowSource;
+use crate::nn::{cosine_lr, params, Adam};
+use crate::pipeline::{DetectConfig, Kernel};
+
+pub use cache::RowCache;
+pub use mlp::ScorerMlp;
+use mlp::{bn_correct, BnStats, ColStats, Masks, Work};
+
+/// Settings of the scorer.
+#[derive(Clone, Debug)]
+pub struct ScorerConfig {
+    pub h1: usize,
+    pub h2: usize,
+    pub slope: f32,
+    pub dropout: f32,
+    /// Full-batch Adam steps.
+    pub steps: usize,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub kernel: Kernel,
+    pub counts: Counts,
+    pub seed: u64,
+    /// Rows per chunk (0: about 32 MB of deviations per chunk).
+    pub chunk_rows: usize,
+    /// Largest cache (δ, or the first-layer products) held in memory, bytes.
+    pub mem_budget: usize,
+    /// Where caches over the budget go (a temporary, unlinked file).
+    pub spill_dir: PathBuf,
+}
+
+impl ScorerConfig {
+    pub fn from_detect(cfg: &DetectConfig, spill_dir: PathBuf) -> Self {
+        ScorerConfig {
+            h1: cfg.hidden_dim,
+            h2: cfg.latent_dim,
+            slope: 0.2,
+            dropout: cfg.dropout,
+            steps: cfg.scorer_steps,
+            lr: cfg.scorer_lr,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            kernel: cfg.kernel,
+            counts: cfg.anomaly_ratio.map_or(Counts::Soft, Counts::Ratio),
+            seed: cfg.seed,
+            chunk_rows: 0,
+            mem_budget: 1 << 30,
+            spill_dir,
+        }
+    }
+}
+
+/// Deviations δ of every target cell, in input order.
+pub struct DeviationSet {
+    pub cache: RowCache,
+    /// ‖δ_i‖², f64.
+    pub sq_norms: Vec<f64>,
+}
+
+impl DeviationSet {
+    pub fn n_cells(&self) -> usize {
+        self.cache.rows()
+    }
+    pub fn genes(&self) -> usize {
+        self.cache.cols()
+    }
+    pub fn norms(&self) -> Vec<f64> {
+        self.sq_norms.iter().map(|s| s.sqrt()).collect()
+    }
+}
+
+/// `δ = x − G(x)` for every row of `src`, generator in eval mode (BN
+/// running statistics, no dropout), `batch` rows at a time.
+pub fn compute_deviations<B: Backend>(
+    be: &B,
+    generator: &mut Generator<B>,
+    src: &dyn RowSource,
+    batch: usize,
+    mem_budget: usize,
+    spill_dir: &std::path::Path,
+) -> Result<DeviationSet> {
+    let (n, g) = (src.n_rows(), src.n_cols());
+    if g != generator.cfg.genes {
+        return Err(Error::invalid(format!("target has {g} genes, the generator {}", generator.cfg.genes)));
+    }
+    let mut cache = RowCache::new(n, g, mem_budget, spill_dir)?;
+    let mut sq = vec![0.0f64; n];
+    let batch = batch.max(1);
+    let mut x = vec![0.0f32; batch * g];
+    let mut xh = vec![0.0f32; batch * g];
+    let mut r0 = 0;
+    while r0 < n {
+        let r = batch.min(n - r0);
+        let (xs, xhs) = (&mut x[..r * g], &mut xh[..r * g]);
+        src.gather_range(r0, r, xs)?;
+        let xb = be.upload(xs);
+        be.download_into(generator.forward(be, &xb, r, false), xhs);
+        xs.par_iter_mut().zip(xhs.par_iter()).for_each(|(a, &b)| *a -= b);
+        for (i, row) in xs.chunks_exact(g).enumerate() {
+            sq[r0 + i] = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        }
+        cache.write_rows(r0, xs)?;
+        r0 += r;
+    }
+    if let Some(i) = sq.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(format!("the reconstruction of target cell {i} is not finite (diverged training?)")));
+    }
+    Ok(DeviationSet { cache, sq_norms: sq })
+}
+
+/// One scorer step, for the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepLog {
+    pub loss: f64,
+    pub lr: f32,
+    /// Group sizes used (normal, anomalous).
+    pub m: f64,
+    pub n: f64,
+    pub clamped: bool,
+}
+
+/// What scoring produced.
+#[derive(Clone, Debug)]
+pub struct ScoreOutcome {
+    /// Oriented anomaly scores p_i, input order.
+    pub p: Vec<f32>,
+    pub orientation: Orientation,
+    pub steps: Vec<StepLog>,
+    /// RBF bandwidth (median heuristic), when that kernel was used.
+    pub bandwidth: Option<f64>,
+    pub deviations_on_disk: bool,
+    pub activations_on_disk: bool,
+    pub chunk_rows: usize,
+}
+
+/// Streams chunks of δ and of the cached first-layer products through the MLP.
+struct Runner<'a, B: Backend> {
+    be: &'a B,
+    dev: &'a mut DeviationSet,
+    h1: RowCache,
+    chunk: usize,
+    works: Vec<Work<B>>,
+    s1: BnStats<B>,
+    s2: BnStats<B>,
+    /// Host staging `[chunk, G]` and `[chunk, h1]`, `[chunk, h2]`.
+    hd: Vec<f32>,
+    hh1: Vec<f32>,
+    hh2: Vec<f32>,
+    /// BN1's full-batch Σg, Σg·x̂ between backward passes B2 and B3.
+    bn1_sums: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+fn chunks(n: usize, c: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).step_by(c.max(1)).map(move |r0| (r0, c.min(n - r0)))
+}
+
+impl<'a, B: Backend> Runner<'a, B> {
+    fn work_index(&mut self, mlp: &ScorerMlp<B>, r: usize) -> usize {
+        if let Some(i) = self.works.iter().position(|w| w.rows == r) {
+            return i;
+        }
+        self.works.push(Work::new(self.be, r, mlp.genes, mlp.h1, mlp.h2));
+        self.works.len() - 1
+    }
+
+    /// Pass 1: `h1 = δ W1ᵀ` into the cache; statistics of `h1 + b1`.
+    fn first_products(&mut self, mlp: &mut ScorerMlp<B>) -> Result<ColStats> {
+        let (n, g, h1) = (self.dev.n_cells(), mlp.genes, mlp.h1);
+        let b1 = self.be.download(&mlp.b1.value);
+        let mut st = ColStats::new(h1);
+        for (r0, r) in chunks(n, self.chunk) {
+            let wi = self.work_index(mlp, r);
+            self.dev.cache.read_rows(r0, &mut self.hd[..r * g])?;
+            let w = &mut self.works[wi];
+            self.be.write(&mut w.delta, 0, &self.hd[..r * g]);
+            mlp.first_product(self.be, w);
+            self.be.download_into(&w.h1, &mut self.hh1[..r * h1]);
+            st.add(&self.hh1[..r * h1], &b1);
+            self.h1.write_rows(r0, &self.hh1[..r * h1])?;
+        }
+        Ok(st)
+    }
+
+    /// Loads the cached `h1` of a chunk and runs layer 1 (and layer 2).
+    fn forward_chunk(&mut self, mlp: &mut ScorerMlp<B>, r0: usize, r: usize, masks: &Masks, both: bool) -> Result<usize> {
+        let h1 = mlp.h1;
+        let wi = self.work_index(mlp, r);
+        self.h1.read_rows(r0, &mut self.hh1[..r * h1])?;
+        let w = &mut self.works[wi];
+        self.be.write(&mut w.h1, 0, &self.hh1[..r * h1]);
+        mlp.layer1(self.be, w, &mut self.s1, masks);
+        if both {
+            mlp.layer2(self.be, w, &mut self.s2, masks);
+        }
+        Ok(wi)
+    }
+
+    /// Passes 1–3: full-batch statistics, then the scores.
+    fn forward(&mut self, mlp: &mut ScorerMlp<B>, mask_base: Option<(u64, u64, u64)>, update_running: bool) -> Result<Vec<f32>> {
+        let (n, h2) = (self.dev.n_cells(), mlp.h2);
+        let st1 = self.first_products(mlp)?;
+        self.s1.set(self.be, &st1);
+        let b2 = self.be.download(&mlp.b2.value);
+        let mut st2 = ColStats::new(h2);
+        for (r0, r) in chunks(n, self.chunk) {
+            let masks = Masks::at(mask_base, mlp.dropout, r0, mlp.h1, h2);
+            let wi = self.forward_chunk(mlp, r0, r, &masks, false)?;
+            self.be.download_into(&self.works[wi].h2, &mut self.hh2[..r * h2]);
+            st2.add(&self.hh2[..r * h2], &b2);
+        }
+        self.s2.set(self.be, &st2);
+        if update_running {
+            update_running_stats(self.be, &mut mlp.bn1, &st1);
+            update_running_stats(self.be, &mut mlp.bn2, &st2);
+        }
+        let mut p = vec![0.0f32; n];
+        for (r0, r) in chunks(n, self.chunk) {
+            let masks = Masks::at(mask_base, mlp.dropout, r0, mlp.h1, h2);
+            let wi = self.forward_chunk(mlp, r0, r, &masks, true)?;
+            self.be.download_into(&self.works[wi].p, &mut p[r0..r0 + r]);
+        }
+        Ok(p)
+    }
+
+    /// Backward passes from `dp = ∂L/∂p` (see [`mlp`]); accumulates every gradient.
+    fn backward(&mut self, mlp: &mut ScorerMlp<B>, dp: &[f32], mask_base: Option<(u64, u64, u64)>) -> Result<()> {
+        let be = self.be;
+        let (n, g, h1, h2) = (self.dev.n_cells(), mlp.genes, mlp.h1, mlp.h2);
+        let b1 = be.download(&mlp.b1.value);
+        let b2 = be.download(&mlp.b2.value);
+        let gamma1 = be.download(&mlp.bn1.gamma.value);
+        let gamma2 = be.download(&mlp.bn2.gamma.value);
+        // B1: last layer's gradients and BN2's sums Σg, Σg·x̂.
+        for (r0, r) in chunks(n, self.chunk) {
+            let masks = Masks::at(mask_base, mlp.dropout, r0, h1, h2);
+            let wi = self.forward_chunk(mlp, r0, r, &masks, true)?;
+            let w = &mut self.works[wi];
+            be.write(&mut w.dp, 0, &dp[r0..r0 + r]);
+            mlp.back_to_dz2(be, w, &self.s2, &masks, true);
+        }
+        let (sg2, sgx2) = (be.download(&mlp.bn2.beta.grad), be.download(&mlp.bn2.gamma.grad));
+        // B2: corrected dz2 → layer-2 gradients and BN1's sums. B3: dz1 → first layer.
+        for last_layer in [false, true] {
+            for (r0, r) in chunks(n, self.chunk) {
+                let masks = Masks::at(mask_base, mlp.dropout, r0, h1, h2);
+                let wi = self.forward_chunk(mlp, r0, r, &masks, true)?;
+                let w = &mut self.works[wi];
+                be.write(&mut w.dp, 0, &dp[r0..r0 + r]);
+                mlp.back_to_dz2(be, w, &self.s2, &masks, false);
+                let mut dz2 = be.download(&w.dz2);
+                be.download_into(&w.h2, &mut self.hh2[..r * h2]);
+                bn_correct(&mut dz2, &self.hh2[..r * h2], &b2, &self.s2.host_mean, &self.s2.host_invstd, &gamma2, &sg2, &sgx2, n);
+                be.write(&mut w.dz2, 0, &dz2);
+                mlp.back_to_dz1(be, w, &self.s1, &masks, !last_layer);
+                if last_layer {
+                    let mut dz1 = be.download(&w.dz1);
+                    let (sg1, sgx1) = self.bn1_sums.as_ref().expect("set after pass B2");
+                    bn_correct(&mut dz1, &self.hh1[..r * h1], &b1, &self.s1.host_mean, &self.s1.host_invstd, &gamma1, sg1, sgx1, n);
+                    let w = &mut self.works[wi];
+                    be.write(&mut w.dz1, 0, &dz1);
+                    self.dev.cache.read_rows(r0, &mut self.hd[..r * g])?;
+                    be.write(&mut w.delta, 0, &self.hd[..r * g]);
+                    mlp.first_grads(be, w);
+                }
+            }
+            if !last_layer {
+                self.bn1_sums = Some((be.download(&mlp.bn1.beta.grad), be.download(&mlp.bn1.gamma.grad)));
+            }
+        }
+        self.bn1_sums = None;
+        Ok(())
+    }
+}
+
+/// PyTorch's running-statistics update from one full-batch forward
+/// (momentum 0.1, unbiased variance).
+fn update_running_stats<B: Backend>(be: &B, bn: &mut mlp::Bn<B>, st: &ColStats) {
+    let m = mlp::BN_MOMENTUM as f64;
+    let rm: Vec<f32> = be.download(&bn.running_mean.value).iter().zip(&st.mean).map(|(&r, &x)| ((1.0 - m) * r as f64 + m * x) as f32).collect();
+    let rv: Vec<f32> =
+        be.download(&bn.running_var.value).iter().zip(st.var_unbiased()).map(|(&r, x)| ((1.0 - m) * r as f64 + m * x) as f32).collect();
+    be.write(&mut bn.running_mean.value, 0, &rm);
+    be.write(&mut bn.running_var.value, 0, &rv);
+}
+
+/// The exact linear-kernel MMD loss and ∂L/∂p with δ streamed from its
+/// cache in row chunks: pass 1 gathers `A = Σ a_i δ_i`, `B = Σ b_i δ_i`,
+/// pass 2 the dot products `u_i = δ_i·A − a_i‖δ_i‖²`, `v_i = δ_i·B −
+/// b_i‖δ_i‖²` (the same algebra as [`mmd::linear_exact`], which needs δ in
+/// one slice). f64 accumulation, fixed order: independent of threads.
+pub fn linear_streamed(dev: &mut DeviationSet, p: &[f32], counts: Counts, chunk: usize) -> Result<MmdValue> {
+    let (n, g) = (dev.n_cells(), dev.genes());
+    let ab = mmd::eval_ab(p, n)?;
+    let grp = mmd::groups(p, counts)?;
+    let mut buf = vec![0.0f32; chunk.min(n).max(1) * g];
+    let mut sum_ab = vec![0.0f64; 2 * g]; // [A | B]
+    const BLOCK: usize = 64;
+    for (r0, r) in chunks(n, chunk) {
+        let rows = &mut buf[..r * g];
+        dev.cache.read_rows(r0, rows)?;
+        let parts: Vec<Vec<f64>> = rows
+            .par_chunks(BLOCK * g)
+            .zip(ab[r0..r0 + r].par_chunks(BLOCK))
+            .map(|(blk, abk)| {
+                let mut acc = vec![0.0f64; 2 * g];
+                let (aa, bb) = acc.split_at_mut(g);
+                for (row, x) in blk.chunks_exact(g).zip(abk) {
+                    for ((&d, ea), eb) in row.iter().zip(aa.iter_mut()).zip(bb.iter_mut()) {
+                        *ea += x.a * d as f64;
+                        *eb += x.b * d as f64;
+                    }
+                }
+                acc
+            })
+            .collect();
+        for part in parts {
+            sum_ab.iter_mut().zip(&part).for_each(|(t, &x)| *t += x);
+        }
+    }
+    let (sa, sb) = sum_ab.split_at(g);
+    let mut u = vec![0.0f64; n];
+    let mut v = vec![0.0f64; n];
+    for (r0, r) in chunks(n, chunk) {
+        let rows = &mut buf[..r * g];
+        dev.cache.read_rows(r0, rows)?;
+        rows.par_chunks(g)
+            .zip(u[r0..r0 + r].par_iter_mut().zip(v[r0..r0 + r].par_iter_mut()))
+            .enumerate()
+            .for_each(|(i, (row, (ui, vi)))| {
+                let (mut da, mut db) = (0.0f64, 0.0f64);
+                for ((&d, &ea), &eb) in row.iter().zip(sa).zip(sb) {
+                    da += d as f64 * ea;
+                    db += d as f64 * eb;
+                }
+                let x = &ab[r0 + i];
+                let s = dev.sq_norms[r0 + i];
+                *ui = da - x.a * s;
+                *vi = db - x.b * s;
+            });
+    }
+    Ok(mmd::finish(&ab, &u, &v, &grp))
+}
+
+/// Rows per chunk: about 32 MB of the widest row type, at least 64.
+pub fn auto_chunk(n: usize, genes: usize, h1: usize) -> usize {
+    ((8 << 20) / genes.max(h1).max(1)).max(64).min(n.max(1))
+}
+
+/// Trains the scorer on the deviations, then scores, orients and returns
+/// the scores (see the module docs for the memory plan).
+///
+/// The final scores come from one more full-batch forward after the last
+/// step, with the batch statistics and without dropout (deterministic).
+pub fn train_scorer<B: Backend>(be: &B, dev: &mut DeviationSet, cfg: &ScorerConfig) -> Result<(ScorerMlp<B>, ScoreOutcome)> {
+    let (n, g) = (dev.n_cells(), dev.genes());
+    if n < 2 * mmd::MIN_GROUP as usize {
+        return Err(Error::invalid(format!("scoring needs at least {} target cells, got {n}", 2 * mmd::MIN_GROUP as usize)));
+    }
+    let mut rng = Stream::new(cfg.seed).fork(0x5C04E);
+    let mut mlp = ScorerMlp::new(be, g, cfg.h1, cfg.h2, cfg.slope, cfg.dropout, &mut rng);
+    let mut adam = Adam::new(cfg.lr, cfg.beta1, cfg.beta2);
+    let chunk = if cfg.chunk_rows == 0 { auto_chunk(n, g, cfg.h1) } else { cfg.chunk_rows.min(n) };
+    // The RBF kernel: bandwidth once, from the (fixed) deviations.
+    let rbf = match cfg.kernel {
+        Kernel::Linear => None,
+        Kernel::Rbf => {
+            let Some(all) = dev.cache.in_memory() else {
+                return Err(Error::Config(format!(
+                    "the RBF kernel needs all {n} × {g} deviations in memory ({:.1} GB, over the {:.1} GB budget); use the linear kernel",
+                    (n * g * 4) as f64 / 1e9,
+                    cfg.mem_budget as f64 / 1e9
+                )));
+            };
+            let d = mmd::Deviations::new(all, n, g)?;
+            let h = mmd::median_bandwidth(d, 2000, cfg.seed)?;
+            Some((h, mmd::Kernel::Rbf { bandwidths: vec![h] }))
+        }
+    };
+    let h1cache = RowCache::new(n, cfg.h1, cfg.mem_budget, &cfg.spill_dir)?;
+    let mut run = Runner {
+        be,
+        dev,
+        h1: h1cache,
+        chunk,
+        works: Vec::new(),
+        s1: BnStats::new(be, cfg.h1),
+        s2: BnStats::new(be, cfg.h2),
+        hd: vec![0.0; chunk * g],
+        hh1: vec![0.0; chunk * cfg.h1],
+        hh2: vec![0.0; chunk * cfg.h2],
+        bn1_sums: None,
+    };
+    let mut steps = Vec::with_capacity(cfg.steps);
+    let pb = crate::progress::bar(cfg.steps as u64, "scorer");
+    for step in 0..cfg.steps {
+        let lr = cosine_lr(cfg.lr, step, cfg.steps);
+        let mask_base = (cfg.dropout > 0.0).then(|| (rng.seed, rng.take(n * cfg.h1), rng.take(n * cfg.h2)));
+        let p = run.forward(&mut mlp, mask_base, true)?;
+        let val = match &rbf {
+            None => linear_streamed(run.dev, &p, cfg.counts, chunk)?,
+            Some((_, k)) => {
+                let all = run.dev.cache.in_memory().expect("checked above");
+                mmd::pairwise(mmd::Deviations::new(all, n, g)?, &p, cfg.counts, k, &mmd::PairwiseOptions::default())?
+            }
+        };
+        if !val.loss.is_finite() {
+            return Err(Error::invalid(format!("the scorer's MMD loss is not finite at step {step}")));
+        }
+        let dp: Vec<f32> = val.grad.iter().map(|&x| x as f32).collect();
+        params::zero_grads(be, &mut mlp);
+        run.backward(&mut mlp, &dp, mask_base)?;
+        adam.lr = lr;
+        adam.step(be, &mut mlp);
+        steps.push(StepLog { loss: val.loss, lr, m: val.m, n: val.n, clamped: val.clamped });
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let mut p = run.forward(&mut mlp, None, false)?;
+    if let Some(i) = p.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(format!("the score of target cell {i} is not finite")));
+    }
+    let norms = run.dev.norms();
+    let orientation = mmd::orient(&mut p, &norms)?;
+    let outcome = ScoreOutcome {
+        p,
+        orientation,
+        steps,
+        bandwidth: rbf.map(|(h, _)| h),
+        deviations_on_disk: run.dev.cache.on_disk(),
+        activations_on_disk: run.h1.on_disk(),
+        chunk_rows: chunk,
+    };
+    Ok((mlp, outcome))
+}
+
+/// Calls from oriented scores: the top `ratio` fraction when an anomaly
+/// ratio is given (ties broken by input order), else `p > 0.5`.
+pub fn calls(p: &[f32], ratio: Option<f64>) -> Result<Vec<bool>> {
+    match ratio {
+        None => Ok(p.iter().map(|&x| x > 0.5).collect()),
+        Some(r) => {
+            let scores: Vec<f64> = p.iter().map(|&x| x as f64).collect();
+            let k = crate::metrics::k_for_fraction(r, p.len())?;
+            crate::metrics::top_k_calls(&scores, k)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+//! Module I's adversarial training (DESIGN §1).
+//!
+//! Per minibatch of `batch_size` reference cells (shuffled each epoch with
+//! a seeded permutation, the last partial batch dropped):
+//!
+//! 1. one generator step on `L_G = λ_rec·mean|x − x̂| − λ_adv·mean D(x̂)`
+//!    (the critic's parameters receive gradients too but are zeroed before
+//!    its own step), then, in the memory phase, the batch's latent codes
+//!    replace the oldest rows of the memory queue;
+//! 2. `n_critic` critic steps on `L_D = −mean D(x) + mean D(x̂) + λ_gp·GP`
+//!    with x̂ recomputed by the generator in training mode and detached.
+//!
+//! Adam(lr, β = (β1, β2)) for both networks; `prepare_epochs` with the
+//! memory block bypassed at the constant rate, then `train_epochs` with it
+//! and the rate cosine-annealed per epoch (`CosineAnnealingLR(T_max =
+//! train_epochs)`, stepped after each epoch). The optimisers keep their
+//! moments across the two phases.
+//!
+//! Cells come from a [`RowSource`], so a memory-mapped store is streamed
+//! batch by batch and never loaded whole.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::backend::rng::{self, Stream};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::model::critic::{Critic, CriticConfig};
+use crate::model::generator::{Generator, GeneratorConfig};
+use crate::model::source::RowSource;
+use crate::nn::{cosine_lr, join, params, Adam, L1Loss, Module, Param};
+use crate::pipeline::DetectConfig;
+
+/// Mean losses of one epoch.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub lr: f32,
+    /// `mean|x − x̂|` (before the λ_rec weight).
+    pub rec: f64,
+    /// `−mean D(x̂)` of the generator step.
+    pub adv: f64,
+    /// `L_G`.
+    pub g_loss: f64,
+    /// `L_D` (with λ_gp·GP), mean over critic steps.
+    pub d_loss: f64,
+    /// GP, mean over critic steps.
+    pub gp: f64,
+    pub seconds: f64,
+}
+
+/// Both phases' epochs and their timing.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TrainLog {
+    pub batches_per_epoch: usize,
+    pub prepare: Vec<EpochLog>,
+    pub train: Vec<EpochLog>,
+    pub seconds_prepare: f64,
+    pub seconds_train: f64,
+}
+
+/// Losses of one iteration (G step + critic steps).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IterLosses {
+    pub rec: f64,
+    pub adv: f64,
+    pub d_loss: f64,
+    pub gp: f64,
+}
+
+/// Generator, critic, their optimisers and the work buffers of a step.
+pub struct Trainer<B: Backend> {
+    pub generator: Generator<B>,
+    pub critic: Critic<B>,
+    pub opt_g: Adam,
+    pub opt_d: Adam,
+    pub lambda_rec: f32,
+    pub lambda_adv: f32,
+    pub lambda_gp: f32,
+    pub n_critic: usize,
+    /// Keys of the gradient-penalty interpolation draws.
+    gp_rng: Stream,
+    l1: L1Loss<B>,
+    /// `[batch, genes]` total gradient of x̂, detached fake batch.
+    grad: B::Buf,
+    fake: B::Buf,
+    /// `[batch, critic_out]` constant output gradients ±1/(batch·out).
+    dy_pos: B::Buf,
+    dy_neg: B::Buf,
+    dy_adv: B::Buf,
+    batch: usize,
+}
+
+/// Generator and critic as one module, for a single checkpoint file
+/// (`generator.*`, `critic.*`).
+pub struct Models<'a, B: Backend> {
+    pub generator: &'a mut Generator<B>,
+    pub critic: &'a mut Critic<B>,
+}
+
+impl<B: Backend> Module<B> for Models<'_, B> {
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
+        self.generator.visit(&join(prefix, "generator"), f);
+        self.critic.visit(&join(prefix, "critic"), f);
+    }
+}
+
+impl<B: Backend> Trainer<B> {
+    pub fn new(be: &B, cfg: &DetectConfig, genes: usize) -> Self {
+        let root = Stream::new(cfg.seed);
+        let generator = Generator::new(be, &GeneratorConfig::from_detect(cfg, genes), &mut root.fork(1));
+        let ccfg = CriticConfig { in_dim: genes, hidden: cfg.critic_hidden, out_dim: cfg.critic_out, slope: 0.2, dropout: cfg.dropout };
+        let critic = Critic::new(be, &ccfg, &mut root.fork(2));
+        Trainer {
+            generator,
+            critic,
+            opt_g: Adam::new(cfg.lr, cfg.beta1, cfg.beta2),
+            opt_d: Adam::new(cfg.lr, cfg.beta1, cfg.beta2),
+            lambda_rec: cfg.lambda_rec,
+            lambda_adv: cfg.lambda_adv,
+            lambda_gp: cfg.lambda_gp,
+            n_critic: cfg.n_critic,
+            gp_rng: root.fork(4),
+            l1: L1Loss::new(be),
+            grad: be.zeros(0),
+            fake: be.zeros(0),
+            dy_pos: be.zeros(0),
+            dy_neg: be.zeros(0),
+            dy_adv: be.zeros(0),
+            batch: 0,
+        }
+    }
+
+    fn set_batch(&mut self, be: &B, batch: usize) {
+        if self.batch == batch {
+            return;
+        }
+        let (g, out) = (self.generator.cfg.genes, self.critic_out());
+        let n = (batch * out) as f32;
+        self.grad = be.zeros(batch * g);
+        self.fake = be.zeros(batch * g);
+        self.dy_pos = be.upload(&vec![1.0 / n; batch * out]);
+        self.dy_neg = be.upload(&vec![-1.0 / n; batch * out]);
+        self.dy_adv = be.upload(&vec![-self.lambda_adv / n; batch * out]);
+        self.batch = batch;
+    }
+
+    fn critic_out(&self) -> usize {
+        self.critic.cfg.out_dim
+    }
+
+    /// Sets both optimisers' learning rate.
+    pub fn set_lr(&mut self, lr: f32) {
+        self.opt_g.lr = lr;
+        self.opt_d.lr = lr;
+    }
+
+    /// One iteration on the batch `x: [batch, genes]`: a generator step,
+    /// the memory update (when the memory block is on), `n_critic` critic
+    /// steps.
+    pub fn iteration(&mut self, be: &B, x: &B::Buf, batch: usize) -> IterLosses {
+        self.set_batch(be, batch);
+        let g = self.generator.cfg.genes;
+        let out = self.critic_out();
+        let mean_of = |be: &B, d: &B::Buf| be.sum(d) as f64 / (batch * out) as f64;
+
+        // Generator step.
+        params::zero_grads(be, &mut self.generator);
+        let xhat = self.generator.forward(be, x, batch, true);
+        let rec = self.l1.forward_backward(be, xhat, x, self.lambda_rec) as f64;
+        let adv = -mean_of(be, self.critic.forward(be, xhat, batch, true));
+        self.critic.need_input_grad = true;
+        let dx_adv = self.critic.backward(be, &self.dy_adv);
+        be.add(self.l1.grad(), dx_adv, &mut self.grad);
+        self.generator.backward(be, &self.grad);
+        self.opt_g.step(be, &mut self.generator);
+        if self.generator.use_memory {
+            self.generator.update_memory(be, batch);
+        }
+
+        // Critic steps (their backward needs no input gradient).
+        self.critic.need_input_grad = false;
+        let (mut d_loss, mut gp_sum) = (0.0, 0.0);
+        for _ in 0..self.n_critic {
+            let xhat = self.generator.forward(be, x, batch, true);
+            be.copy(xhat, 0, &mut self.fake, 0, batch * g);
+            params::zero_grads(be, &mut self.critic);
+            let real = mean_of(be, self.critic.forward(be, x, batch, true));
+            self.critic.backward(be, &self.dy_neg);
+            let fake = mean_of(be, self.critic.forward(be, &self.fake, batch, true));
+            self.critic.backward(be, &self.dy_pos);
+            let offset = self.gp_rng.take(batch);
+            let gp = self.critic.gradient_penalty(be, x, &self.fake, batch, self.lambda_gp, self.gp_rng.seed, offset) as f64;
+            self.opt_d.step(be, &mut self.critic);
+            d_loss += -real + fake + self.lambda_gp as f64 * gp;
+            gp_sum += gp;
+        }
+        let k = self.n_critic.max(1) as f64;
+        IterLosses { rec, adv, d_loss: d_loss / k, gp: gp_sum / k }
+    }
+
+    /// Saves generator and critic to one safetensors file.
+    pub fn save(&mut self, be: &B, path: &Path, meta: Option<HashMap<String, String>>) -> Result<()> {
+        let mut m = Models { generator: &mut self.generator, critic: &mut self.critic };
+        params::save(be, &mut m, path, meta)
+    }
+}
+
+/// A permutation of `0..n` from the counter-based RNG (Fisher–Yates with
+/// 64-bit draws `(seed, 2i)`, `(seed, 2i+1)`), the same on every platform.
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let w = ((rng::word(seed, 2 * i as u64) as u64) << 32) | rng::word(seed, 2 * i as u64 + 1) as u64;
+        let j = (w % (i as u64 + 1)) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+/// Trains generator and critic on the reference cells of `src`.
+pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &DetectConfig) -> Result<(Trainer<B>, TrainLog)> {
+    cfg.validate()?;
+    let (n, g) = (src.n_rows(), src.n_cols());
+    let bs = cfg.batch_size;
+    if n < bs {
+        return Err(Error::Config(format!(
+            "the reference has {n} cells, fewer than one batch of {bs} (batch_size); lower batch_size (and mem_size, a multiple of it)"
+        )));
+    }
+    let mut tr = Trainer::new(be, cfg, g);
+    let batches = n / bs;
+    let mut log = TrainLog { batches_per_epoch: batches, ..Default::default() };
+    let shuffle = Stream::new(cfg.seed).fork(3);
+    let mut host = vec![0.0f32; bs * g];
+    let mut x = be.zeros(bs * g);
+    let mut epoch_no = 0u64;
+    for (phase, epochs) in [(false, cfg.prepare_epochs), (true, cfg.train_epochs)] {
+        if epochs == 0 {
+            continue;
+        }
+        let start = Instant::now();
+        tr.generator.use_memory = phase;
+        let pb = crate::progress::bar((epochs * batches) as u64, if phase { "train" } else { "prepare" });
+        for e in 0..epochs {
+            let t0 = Instant::now();
+            let lr = if phase { cosine_lr(cfg.lr, e, epochs) } else { cfg.lr };
+            tr.set_lr(lr);
+            let order = permutation(n, shuffle.fork(epoch_no).seed);
+            epoch_no += 1;
+            let mut acc = IterLosses::default();
+            for b in 0..batches {
+                src.gather_dense(&order[b * bs..(b + 1) * bs], &mut host)?;
+                be.write(&mut x, 0, &host);
+                let l = tr.iteration(be, &x, bs);
+                acc.rec += l.rec;
+                acc.adv += l.adv;
+                acc.d_loss += l.d_loss;
+                acc.gp += l.gp;
+                pb.inc(1);
+            }
+            let k = batches as f64;
+            let rec = acc.rec / k;
+            let adv = acc.adv / k;
+            let entry = EpochLog {
+                epoch: e,
+                lr,
+                rec,
+                adv,
+                g_loss: cfg.lambda_rec as f64 * rec + cfg.lambda_adv as f64 * adv,
+                d_loss: acc.d_loss / k,
+                gp: acc.gp / k,
+                seconds: t0.elapsed().as_secs_f64(),
+            };
+            if !(entry.g_loss.is_finite() && entry.d_loss.is_finite()) {
+                return Err(Error::invalid(format!(
+                    "training diverged in the {} phase, epoch {e} (non-finite loss); lower lr",
+                    if phase { "train" } else { "prepare" }
+                )));
+            }
+            if phase { log.train.push(entry) } else { log.prepare.push(entry) }
+        }
+        pb.finish_and_clear();
+        let secs = start.elapsed().as_secs_f64();
+        if phase { log.seconds_train = secs } else { log.seconds_prepare = secs }
+    }
+    // Scoring runs through the memory block whenever it was trained.
+    tr.generator.use_memory = cfg.train_epochs > 0;
+    Ok((tr, log))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_is_a_seeded_permutation() {
+        let p = permutation(1000, 9);
+        let mut s = p.clone();
+        s.sort_unstable();
+        assert_eq!(s, (0..1000).collect::<Vec<_>>());
+        assert_eq!(p, permutation(1000, 9));
+        assert_ne!(p, permutation(1000, 10));
+    }
+}

@@ -1,0 +1,299 @@
+//! Module I as one call: inputs → preprocessing → adversarial training on
+//! the reference → deviations of the target → MMD scorer → oriented scores
+//! and calls, with a report of everything that was decided.
+//!
+//! ```no_run
+//! # fn main() -> acsleuth::Result<()> {
+//! use acsleuth::data::io::{read_dataset, ReadOptions};
+//! use acsleuth::pipeline::{detect::detect, DetectConfig};
+//! let reference = read_dataset("ref.h5ad".as_ref(), &ReadOptions::default())?;
+//! let target = read_dataset("target.h5ad".as_ref(), &ReadOptions::default())?;
+//! let result = detect(&reference, &target, &DetectConfig::default())?;
+//! println!("{} cells called anomalous", result.calls.iter().filter(|&&c| c).count());
+//! # Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::backend::{Backend, CpuBackend};
+use crate::data::preprocess::{self, HvgFlavor, Preprocess, PreprocessReport, ValueKind};
+use crate::data::{CsrMatrix, Dataset};
+use crate::error::{Error, Result};
+use crate::model::scorer::{self, ScorerConfig, StepLog};
+use crate::model::source::RowSource;
+use crate::model::train::{self, TrainLog};
+use crate::nn::{params, Module, Param};
+use crate::pipeline::{DetectConfig, PreprocessMode};
+
+/// Options of a run that are not model settings.
+#[derive(Clone, Debug, Default)]
+pub struct DetectOptions {
+    /// Save generator, critic and scorer here (safetensors).
+    pub model_path: Option<PathBuf>,
+    /// Directory for temporary files when the deviations do not fit in
+    /// memory (default: the system's temporary directory).
+    pub spill_dir: Option<PathBuf>,
+    /// Largest in-memory cache in bytes (default 1 GiB).
+    pub mem_budget: Option<usize>,
+}
+
+/// Seconds spent per stage.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub preprocess: f64,
+    pub prepare: f64,
+    pub train: f64,
+    pub deviations: f64,
+    pub scorer: f64,
+    pub total: f64,
+}
+
+/// How the two groups were told apart, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct OrientationReport {
+    pub rule: String,
+    pub flipped: bool,
+    pub mean_deviation_anomalous: f64,
+    pub mean_deviation_normal: f64,
+    pub weighted: bool,
+}
+
+/// How genes were matched when the values were used as they are.
+#[derive(Clone, Debug, Serialize)]
+pub struct GeneReport {
+    pub mode: String,
+    pub reference_value_kind: Option<ValueKind>,
+    pub target_value_kind: Option<ValueKind>,
+    pub genes_used: usize,
+    pub target_genes_shared: usize,
+    pub target_genes_missing: usize,
+    pub missing_examples: Vec<String>,
+    /// The scanpy-equivalent chain's report, when it ran.
+    pub preprocess: Option<PreprocessReport>,
+}
+
+/// Everything `report.json` holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct DetectReport {
+    pub settings: DetectConfig,
+    pub backend: String,
+    pub n_reference: usize,
+    pub n_target: usize,
+    pub genes: GeneReport,
+    pub seconds: Timings,
+    /// Seconds per training iteration (G step + n_critic critic steps).
+    pub seconds_per_iteration_prepare: Option<f64>,
+    pub seconds_per_iteration_train: Option<f64>,
+    pub training: TrainLog,
+    pub scorer_steps: Vec<StepLog>,
+    pub rbf_bandwidth: Option<f64>,
+    pub deviations_on_disk: bool,
+    pub call_rule: String,
+    pub orientation: OrientationReport,
+    pub n_called: usize,
+}
+
+/// Scores and calls in the target's cell order, and the report.
+#[derive(Clone, Debug)]
+pub struct DetectResult {
+    pub cells: Vec<String>,
+    /// Anomaly score p ∈ (0, 1), higher = more anomalous.
+    pub scores: Vec<f32>,
+    pub calls: Vec<bool>,
+    pub report: DetectReport,
+}
+
+/// Reference and target over the same genes, ready for training.
+pub struct Prepared {
+    pub reference: CsrMatrix,
+    pub target: CsrMatrix,
+    pub genes: Vec<String>,
+    pub report: GeneReport,
+}
+
+/// Applies `cfg.preprocess`: the scanpy chain (normalize_total + log1p on
+/// raw counts, HVGs on the reference, target aligned) for raw counts under
+/// `auto` or always under `always`; otherwise the values are used as they
+/// are and the target is aligned to the reference's genes by name.
+pub fn prepare(reference: &Dataset, target: &Dataset, cfg: &DetectConfig) -> Result<Prepared> {
+    reference.validate()?;
+    target.validate()?;
+    let ref_kind = preprocess::detect_value_kind(reference)?;
+    let run_chain = match cfg.preprocess {
+        PreprocessMode::Always => true,
+        PreprocessMode::Never => false,
+        PreprocessMode::Auto => ref_kind == ValueKind::RawCounts,
+    };
+    let n_top = (cfg.n_hvg > 0).then_some(cfg.n_hvg);
+    if run_chain {
+        let pp = Preprocess {
+            hvg_flavor: if ref_kind == ValueKind::RawCounts { HvgFlavor::SeuratV3 } else { HvgFlavor::Seurat },
+            n_top_genes: n_top,
+            ..Preprocess::default()
+        };
+        let out = preprocess::preprocess_pair(reference, target, &pp)?;
+        let a = &out.report.alignment;
+        let report = GeneReport {
+            mode: "scanpy chain: gene filter, normalize_total + log1p (raw counts), highly variable genes on the reference".into(),
+            reference_value_kind: Some(out.report.reference_kind),
+            target_value_kind: Some(out.report.target_kind),
+            genes_used: out.genes.len(),
+            target_genes_shared: a.n_shared,
+            target_genes_missing: a.n_missing,
+            missing_examples: a.missing_examples.clone(),
+            preprocess: Some(out.report.clone()),
+        };
+        return Ok(Prepared { reference: out.reference, target: out.target, genes: out.genes, report });
+    }
+    let tgt_kind = preprocess::detect_value_kind(target)?;
+    if ref_kind != tgt_kind {
+        return Err(Error::invalid(format!(
+            "the reference holds {ref_kind:?} values but the target {tgt_kind:?}; give both in the same form (or let acsleuth preprocess raw counts)"
+        )));
+    }
+    let rx = reference.x.to_csr();
+    let (tx, al) = preprocess::align_genes(&target.x.to_csr(), &target.gene_names, &reference.gene_names, 0.5)?;
+    let report = GeneReport {
+        mode: "values used as they are; target aligned to the reference's genes by name".into(),
+        reference_value_kind: Some(ref_kind),
+        target_value_kind: Some(tgt_kind),
+        genes_used: reference.n_genes(),
+        target_genes_shared: al.n_shared,
+        target_genes_missing: al.n_missing,
+        missing_examples: al.missing_examples,
+        preprocess: None,
+    };
+    Ok(Prepared { reference: rx, target: tx, genes: reference.gene_names.clone(), report })
+}
+
+/// Module I on two in-memory datasets with the CPU backend.
+pub fn detect(reference: &Dataset, target: &Dataset, cfg: &DetectConfig) -> Result<DetectResult> {
+    detect_with(&CpuBackend::new(), reference, target, cfg, &DetectOptions::default())
+}
+
+/// Module I with a chosen backend and options.
+pub fn detect_with<B: Backend>(
+    be: &B,
+    reference: &Dataset,
+    target: &Dataset,
+    cfg: &DetectConfig,
+    opts: &DetectOptions,
+) -> Result<DetectResult> {
+    cfg.validate()?;
+    let t0 = Instant::now();
+    let prep = prepare(reference, target, cfg)?;
+    let secs_pp = t0.elapsed().as_secs_f64();
+    let mut res = detect_sources(be, &prep.reference, &prep.target, target.cell_names.clone(), prep.report, cfg, opts)?;
+    res.report.seconds.preprocess = secs_pp;
+    res.report.seconds.total = t0.elapsed().as_secs_f64();
+    Ok(res)
+}
+
+/// Checkpoint of the three networks (`generator.*`, `critic.*`, `scorer.*`).
+struct All<'a, B: Backend> {
+    models: train::Models<'a, B>,
+    scorer: &'a mut scorer::ScorerMlp<B>,
+}
+
+impl<B: Backend> Module<B> for All<'_, B> {
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
+        self.models.visit(prefix, f);
+        self.scorer.visit(&crate::nn::join(prefix, "scorer"), f);
+    }
+}
+
+/// Module I on row sources that already share genes (e.g. two stores,
+/// streamed batch by batch): trains on `reference`, scores `target`.
+pub fn detect_sources<B: Backend>(
+    be: &B,
+    reference: &dyn RowSource,
+    target: &dyn RowSource,
+    cells: Vec<String>,
+    genes: GeneReport,
+    cfg: &DetectConfig,
+    opts: &DetectOptions,
+) -> Result<DetectResult> {
+    cfg.validate()?;
+    if reference.n_cols() != target.n_cols() {
+        return Err(Error::invalid(format!(
+            "reference has {} genes, target {}; align them first",
+            reference.n_cols(),
+            target.n_cols()
+        )));
+    }
+    if cells.len() != target.n_rows() {
+        return Err(Error::invalid(format!("{} cell names for {} target cells", cells.len(), target.n_rows())));
+    }
+    if let Some(r) = cfg.anomaly_ratio {
+        // Fail before training when the ratio leaves a group empty.
+        crate::model::mmd::groups(&vec![0.5f32; target.n_rows()], crate::model::mmd::Counts::Ratio(r))?;
+    }
+    let t0 = Instant::now();
+    let (mut trainer, log) = train::train(be, reference, cfg)?;
+
+    let spill = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let budget = opts.mem_budget.unwrap_or(1 << 30);
+    let t1 = Instant::now();
+    let mut dev = scorer::compute_deviations(be, &mut trainer.generator, target, 1024, budget, &spill)?;
+    let secs_dev = t1.elapsed().as_secs_f64();
+
+    let t2 = Instant::now();
+    let mut scfg = ScorerConfig::from_detect(cfg, spill);
+    scfg.mem_budget = budget;
+    let (mut mlp, out) = scorer::train_scorer(be, &mut dev, &scfg)?;
+    let calls = scorer::calls(&out.p, cfg.anomaly_ratio)?;
+    let secs_scorer = t2.elapsed().as_secs_f64();
+
+    if let Some(path) = &opts.model_path {
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("format".to_string(), "acsleuth module I".to_string());
+        meta.insert("settings".to_string(), toml::to_string(cfg).unwrap_or_default());
+        let mut all = All {
+            models: train::Models { generator: &mut trainer.generator, critic: &mut trainer.critic },
+            scorer: &mut mlp,
+        };
+        params::save(be, &mut all, path, Some(meta))?;
+    }
+
+    let per_iter = |secs: f64, epochs: usize| (epochs > 0).then(|| secs / (epochs * log.batches_per_epoch).max(1) as f64);
+    let call_rule = match cfg.anomaly_ratio {
+        Some(r) => format!("top {r} fraction of cells by score (anomaly_ratio; ties by input order)"),
+        None => "score p > 0.5".into(),
+    };
+    let o = out.orientation;
+    let report = DetectReport {
+        settings: cfg.clone(),
+        backend: be.name().to_string(),
+        n_reference: reference.n_rows(),
+        n_target: target.n_rows(),
+        genes,
+        seconds: Timings {
+            preprocess: 0.0,
+            prepare: log.seconds_prepare,
+            train: log.seconds_train,
+            deviations: secs_dev,
+            scorer: secs_scorer,
+            total: t0.elapsed().as_secs_f64(),
+        },
+        seconds_per_iteration_prepare: per_iter(log.seconds_prepare, cfg.prepare_epochs),
+        seconds_per_iteration_train: per_iter(log.seconds_train, cfg.train_epochs),
+        training: log,
+        scorer_steps: out.steps,
+        rbf_bandwidth: out.bandwidth,
+        deviations_on_disk: out.deviations_on_disk,
+        call_rule,
+        orientation: OrientationReport {
+            rule: "the group with the larger mean reconstruction deviation ‖δ‖ is anomalous (p > 0.5 side vs the rest; p-weighted means when one side is empty); p is replaced by 1 − p when needed".into(),
+            flipped: o.flipped,
+            // mean_high/mean_low are the p > 0.5 side and the rest before any flip.
+            mean_deviation_anomalous: if o.flipped { o.mean_low } else { o.mean_high },
+            mean_deviation_normal: if o.flipped { o.mean_high } else { o.mean_low },
+            weighted: o.weighted,
+        },
+        n_called: calls.iter().filter(|&&c| c).count(),
+    };
+    Ok(DetectResult { cells, scores: out.p, calls, report })
+}

@@ -1,0 +1,297 @@
+//! Module I end to end: a tiny simulated reference/target pair must be
+//! separated (AUROC > 0.85), the CLI writes its three outputs, and bad
+//! input is refused before any work.
+
+use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix};
+use acsleuth::metrics;
+use acsleuth::pipeline::detect::detect;
+use acsleuth::pipeline::{DetectConfig, PreprocessMode};
+
+/// Deterministic uniform in [0, 1) (splitmix64).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.next().max(1e-12), self.next());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// Log-expression-like cells: 3 normal types (each a mean profile over
+/// `genes`), anomalies with a shifted block of genes. Values ≥ 0 with
+/// dropout zeros, as log-normalized data.
+fn simulate(n_ref: usize, n_tgt: usize, genes: usize, frac: f64, seed: u64) -> (Dataset, Dataset, Vec<bool>) {
+    let mut r = Rng(seed);
+    let types: Vec<Vec<f64>> = (0..3).map(|_| (0..genes).map(|_| 0.5 + 2.0 * r.next()).collect()).collect();
+    let mut anomaly = types[0].clone();
+    anomaly.iter_mut().take(genes / 5).for_each(|v| *v += 1.5);
+    let cell = |prof: &[f64], r: &mut Rng| -> Vec<f32> {
+        prof.iter()
+            .map(|&m| {
+                let v = m + 0.35 * r.normal();
+                if r.next() < 0.2 || v <= 0.0 { 0.0 } else { v as f32 }
+            })
+            .collect()
+    };
+    let mut rd = Vec::new();
+    for i in 0..n_ref {
+        rd.extend(cell(&types[i % 3], &mut r));
+    }
+    let mut td = Vec::new();
+    let mut truth = Vec::new();
+    for i in 0..n_tgt {
+        let is_anom = r.next() < frac;
+        truth.push(is_anom);
+        td.extend(if is_anom { cell(&anomaly, &mut r) } else { cell(&types[i % 3], &mut r) });
+    }
+    let genes_names: Vec<String> = (0..genes).map(|g| format!("G{g}")).collect();
+    let ds = |data: Vec<f32>, n: usize, prefix: &str| Dataset {
+        x: Matrix::Csr(CsrMatrix::from_dense(&DenseMatrix { rows: n, cols: genes, data })),
+        cell_names: (0..n).map(|i| format!("{prefix}{i}")).collect(),
+        gene_names: genes_names.clone(),
+        obs: vec![],
+    };
+    (ds(rd, n_ref, "r"), ds(td, n_tgt, "t"), truth)
+}
+
+/// Reduced widths and epochs for speed. The scorer runs 100 steps at 1e-3
+/// instead of the authors' 20 at 1e-4: from a random initialisation, 20
+/// steps at 1e-4 barely move p, and the ranking stays close to the random
+/// initial one (AUROC ≈ 0.6 here although ‖δ‖ alone gives ≈ 0.98; see
+/// `diagnose_tiny`).
+fn small_config() -> DetectConfig {
+    DetectConfig {
+        scorer_steps: 100,
+        scorer_lr: 1e-3,
+        seed: 1,
+        batch_size: 32,
+        prepare_epochs: 8,
+        train_epochs: 4,
+        hidden_dim: 64,
+        latent_dim: 32,
+        mem_size: 64,
+        critic_hidden: 32,
+        preprocess: PreprocessMode::Never,
+        n_hvg: 0,
+        ..DetectConfig::default()
+    }
+}
+
+#[test]
+fn tiny_simulation_separates_anomalies() {
+    let (reference, target, truth) = simulate(300, 300, 50, 0.2, 42);
+    let cfg = small_config();
+    let t = std::time::Instant::now();
+    let res = detect(&reference, &target, &cfg).unwrap();
+    let scores: Vec<f64> = res.scores.iter().map(|&s| s as f64).collect();
+    let auc = metrics::auroc(&truth, &scores).unwrap();
+    eprintln!(
+        "tiny detect: AUROC {auc:.3}, {} called, flipped {}, {:.1} s; scorer losses {:?}",
+        res.report.n_called,
+        res.report.orientation.flipped,
+        t.elapsed().as_secs_f64(),
+        res.report.scorer_steps.iter().map(|s| s.loss).collect::<Vec<_>>()
+    );
+    assert!(auc > 0.85, "AUROC {auc}");
+    assert_eq!(res.cells, target.cell_names);
+    assert_eq!(res.report.training.prepare.len(), cfg.prepare_epochs);
+    assert_eq!(res.report.training.train.len(), cfg.train_epochs);
+}
+
+#[test]
+#[ignore]
+fn diagnose_tiny() {
+    use acsleuth::backend::CpuBackend;
+    use acsleuth::model::{scorer, train};
+    let (reference, target, truth) = simulate(300, 300, 50, 0.2, 42);
+    for (pe, te) in [(8, 4), (30, 10)] {
+        let cfg = DetectConfig { prepare_epochs: pe, train_epochs: te, ..small_config() };
+        let be = CpuBackend::new();
+        let rx = reference.x.to_csr();
+        let tx = target.x.to_csr();
+        let (mut tr, log) = train::train(&be, &rx, &cfg).unwrap();
+        let last = log.train.last().or(log.prepare.last()).unwrap();
+        let mut dev = scorer::compute_deviations(&be, &mut tr.generator, &tx, 1024, 1 << 30, &std::env::temp_dir()).unwrap();
+        let norms = dev.norms();
+        let auc_norm = metrics::auroc(&truth, &norms).unwrap();
+        for steps in [20, 100, 400] {
+            for lr in [1e-4f32, 1e-3] {
+                let mut sc = scorer::ScorerConfig::from_detect(&cfg, std::env::temp_dir());
+                sc.steps = steps;
+                sc.lr = lr;
+                let (_, out) = scorer::train_scorer(&be, &mut dev, &sc).unwrap();
+                let s: Vec<f64> = out.p.iter().map(|&v| v as f64).collect();
+                let auc = metrics::auroc(&truth, &s).unwrap();
+                let called = out.p.iter().filter(|&&v| v > 0.5).count();
+                eprintln!("pe {pe} te {te} rec {:.3} d {:.3}: AUROC(‖δ‖) {auc_norm:.3}; scorer steps {steps} lr {lr}: AUROC {auc:.3} called {called} n {:.1}", last.rec, last.d_loss, out.steps.last().unwrap().n);
+            }
+        }
+    }
+}
+
+const PBMC: &str = "/work/shared/data/pbmc68k_reduced/10x_pbmc68k_reduced.h5ad";
+const PBMC_SPLIT: &str = "/work/shared/data/pbmc68k_reduced/split_b_nk.tsv";
+
+/// The rows `rows` of `ds` (obs columns dropped).
+fn subset(ds: &Dataset, rows: &[usize]) -> Dataset {
+    let x = ds.x.to_csr();
+    let mut m = CsrMatrix::empty(x.cols);
+    for &r in rows {
+        let (i, v) = x.row(r);
+        m.push_row(i, v);
+    }
+    Dataset {
+        x: Matrix::Csr(m),
+        cell_names: rows.iter().map(|&r| ds.cell_names[r].clone()).collect(),
+        gene_names: ds.gene_names.clone(),
+        obs: vec![],
+    }
+}
+
+/// Reference, target and truth of the fixed pbmc68k B/NK split; None when
+/// the shared data is absent.
+fn pbmc_split() -> Option<(Dataset, Dataset, Vec<bool>)> {
+    use acsleuth::data::io::{read_dataset, ReadOptions};
+    if !std::path::Path::new(PBMC).exists() {
+        eprintln!("skipping: {PBMC} not found");
+        return None;
+    }
+    let ds = read_dataset(PBMC.as_ref(), &ReadOptions { use_raw: true }).unwrap();
+    let pos: std::collections::HashMap<&str, usize> = ds.cell_names.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    let (mut rr, mut tr, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    for line in std::fs::read_to_string(PBMC_SPLIT).unwrap().lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let i = pos[f[0]];
+        if f[1] == "reference" {
+            rr.push(i);
+        } else {
+            tr.push(i);
+            truth.push(f[2] == "1");
+        }
+    }
+    Some((subset(&ds, &rr), subset(&ds, &tr), truth))
+}
+
+#[test]
+#[ignore]
+fn diagnose_pbmc() {
+    let Some((reference, target, truth)) = pbmc_split() else { return };
+    for (steps, lr) in [(20, 1e-4f32), (100, 1e-3), (400, 1e-4)] {
+        for seed in [0u64, 1] {
+            let cfg = DetectConfig { seed, scorer_steps: steps, scorer_lr: lr, preprocess: PreprocessMode::Never, ..DetectConfig::default() };
+            let t = std::time::Instant::now();
+            let res = detect(&reference, &target, &cfg).unwrap();
+            let s: Vec<f64> = res.scores.iter().map(|&v| v as f64).collect();
+            eprintln!(
+                "pbmc defaults, scorer {steps}@{lr}, seed {seed}: AUROC {:.3} AP {:.3} called {} in {:.1} s (train {:.1} s)",
+                metrics::auroc(&truth, &s).unwrap(),
+                metrics::average_precision(&truth, &s).unwrap(),
+                res.report.n_called,
+                t.elapsed().as_secs_f64(),
+                res.report.seconds.prepare + res.report.seconds.train
+            );
+        }
+    }
+}
+
+/// The fixed pbmc68k B/NK split (`.raw` values as they are, no HVG step)
+/// with the authors' full settings (50 + 20 epochs, scorer 20 steps at
+/// 1e-4): about 140 iterations at 765 genes. Shorter training (25 + 10)
+/// gave AUROC 0.79 with the default scorer, so the recipe is kept whole.
+#[test]
+fn pbmc68k_split_reaches_auroc_085() {
+    let Some((reference, target, truth)) = pbmc_split() else { return };
+    let cfg = DetectConfig { preprocess: PreprocessMode::Never, ..DetectConfig::default() };
+    let t = std::time::Instant::now();
+    let res = detect(&reference, &target, &cfg).unwrap();
+    let s: Vec<f64> = res.scores.iter().map(|&v| v as f64).collect();
+    let auc = metrics::auroc(&truth, &s).unwrap();
+    eprintln!("pbmc68k: AUROC {auc:.3}, {} called, {:.1} s", res.report.n_called, t.elapsed().as_secs_f64());
+    assert!(auc >= 0.85, "AUROC {auc}");
+}
+
+#[test]
+fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
+    use acsleuth::cli::{detect as cli_detect, Cli, Command};
+    use clap::Parser;
+    let dir = std::env::temp_dir().join(format!("acsleuth-detect-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (reference, target, _) = simulate(96, 64, 20, 0.2, 7);
+    let (rp, tp) = (dir.join("ref.h5ad"), dir.join("tgt.h5ad"));
+    acsleuth::data::h5ad::write_h5ad(&rp, &reference, &[]).unwrap();
+    acsleuth::data::h5ad::write_h5ad(&tp, &target, &[]).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(&cfg, "batch_size = 32\nmem_size = 64\nhidden_dim = 32\nlatent_dim = 16\ncritic_hidden = 16\nscorer_steps = 5\n").unwrap();
+    let out = dir.join("out");
+    let args = |extra: &[&str]| {
+        let mut v = vec!["acsleuth", "detect", "--reference", rp.to_str().unwrap(), "--target", tp.to_str().unwrap()];
+        v.extend_from_slice(extra);
+        Cli::try_parse_from(v).unwrap()
+    };
+    let run = |cli: Cli| match cli.command {
+        Command::Detect(a) => cli_detect::run(a),
+        _ => unreachable!(),
+    };
+    let o = out.to_str().unwrap();
+    let c = cfg.to_str().unwrap();
+    run(args(&["--out", o, "--config", c, "--epochs-prepare", "2", "--epochs-train", "1", "--no-preprocess", "--seed", "3"])).unwrap();
+    let scores = std::fs::read_to_string(out.join("scores.tsv")).unwrap();
+    assert!(scores.starts_with("cell\tscore\tanomaly\nt0\t"));
+    assert_eq!(scores.lines().count(), 65);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["settings"]["seed"], 3);
+    assert_eq!(report["training"]["prepare"].as_array().unwrap().len(), 2);
+    assert!(report["orientation"]["rule"].as_str().unwrap().contains("larger mean reconstruction deviation"));
+    assert!(out.join("model.safetensors").exists());
+
+    // Refused before any work: bad settings, missing input, unknown kernel.
+    let bad = dir.join("bad");
+    let e = run(args(&["--out", bad.to_str().unwrap(), "--config", c, "--anomaly-ratio", "1.5"])).unwrap_err();
+    assert!(e.to_string().contains("anomaly_ratio"), "{e}");
+    assert!(!bad.exists());
+    let e = run(Cli::try_parse_from(["acsleuth", "detect", "--reference", "/nonexistent.h5ad", "--target", tp.to_str().unwrap(), "--out", o]).unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("nonexistent"), "{e}");
+    assert!(Cli::try_parse_from(["acsleuth", "detect", "--reference", "a", "--target", "b", "--out", "c", "--kernel", "cubic"]).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Seconds per training iteration (one G step + 2 critic steps with GP) at
+/// the authors' shapes: batch 128, 3000 genes, in the prepare and memory
+/// phases. Run with `cargo test --release --test detect iteration_time -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn iteration_time() {
+    use acsleuth::backend::{Backend, CpuBackend};
+    use acsleuth::model::train::Trainer;
+    let be = CpuBackend::new();
+    let (g, b) = (3000, 128);
+    let cfg = DetectConfig::default();
+    let mut tr = Trainer::new(&be, &cfg, g);
+    let mut r = Rng(5);
+    let host: Vec<f32> = (0..b * g).map(|_| if r.next() < 0.1 { (1.0 + 2.0 * r.next()) as f32 } else { 0.0 }).collect();
+    let x = be.upload(&host);
+    for phase in [false, true] {
+        tr.generator.use_memory = phase;
+        for _ in 0..3 {
+            tr.iteration(&be, &x, b);
+        }
+        let n = 20;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            tr.iteration(&be, &x, b);
+        }
+        eprintln!(
+            "{} phase: {:.3} s per iteration ({} threads)",
+            if phase { "memory" } else { "prepare" },
+            t.elapsed().as_secs_f64() / n as f64,
+            rayon::current_num_threads()
+        );
+    }
+}
