@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod convert;
+pub mod demo;
 pub mod detect;
 pub mod inspect;
 pub mod simulate;
@@ -25,12 +26,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the built-in demonstration: simulate, detect, evaluate (under a minute).
+    Demo(demo::Args),
     /// Convert an .h5ad file or a 10x folder into acsleuth's memory-mapped store (or a store back to .h5ad).
     Convert(convert::Args),
     /// Show what a data file holds: shape, sparsity, value kind, obs columns.
     Inspect(inspect::Args),
     /// Simulate reference and target count data with known anomalies.
-    Simulate(simulate::Args),
+    Simulate(Box<simulate::Args>),
     /// Find anomalous cells in a target set given normal reference cells (Module I).
     Detect(detect::Args),
     /// Score anomaly calls or subtypes against the truth (AUROC, AP, F1, NMI, ARI).
@@ -42,7 +45,8 @@ pub fn run(cli: Cli) -> crate::Result<()> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
-        Command::Simulate(a) => simulate::run(a),
+        Command::Simulate(a) => simulate::run(*a),
+        Command::Demo(a) => demo::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Detect(a) => detect::run(a),
     }

@@ -103,6 +103,9 @@ pub struct DetectResult {
     /// Anomaly score p ∈ (0, 1), higher = more anomalous.
     pub scores: Vec<f32>,
     pub calls: Vec<bool>,
+    /// Reconstruction deviation ‖x − x̂‖ of every target cell (the
+    /// quantity the orientation rule compares between the two groups).
+    pub deviation: Vec<f32>,
     pub report: DetectReport,
 }
 
@@ -295,5 +298,5 @@ pub fn detect_sources<B: Backend>(
         },
         n_called: calls.iter().filter(|&&c| c).count(),
     };
-    Ok(DetectResult { cells, scores: out.p, calls, report })
+    Ok(DetectResult { cells, scores: out.p, calls, deviation: out.deviation, report })
 }

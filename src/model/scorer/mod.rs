@@ -158,6 +158,8 @@ pub struct StepLog {
 pub struct ScoreOutcome {
     /// Oriented anomaly scores p_i, input order.
     pub p: Vec<f32>,
+    /// Reconstruction deviation ‖δ_i‖ of every cell, input order.
+    pub deviation: Vec<f32>,
     pub orientation: Orientation,
     pub steps: Vec<StepLog>,
     /// RBF bandwidth (median heuristic), when that kernel was used.
@@ -457,6 +459,7 @@ pub fn train_scorer<B: Backend>(be: &B, dev: &mut DeviationSet, cfg: &ScorerConf
     let orientation = mmd::orient(&mut p, &norms)?;
     let outcome = ScoreOutcome {
         p,
+        deviation: norms.iter().map(|&x| x as f32).collect(),
         orientation,
         steps,
         bandwidth: rbf.map(|(h, _)| h),
