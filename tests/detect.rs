@@ -295,3 +295,42 @@ fn iteration_time() {
         );
     }
 }
+
+/// Two stores of log-normalized values over the same genes are streamed
+/// from their memory maps (report says so) and score like the in-memory run.
+#[test]
+fn two_log_normalized_stores_are_streamed() {
+    use acsleuth::data::store::{write_dataset, Layout, Store};
+    use acsleuth::pipeline::detect::{detect_stores, detect_with, DetectOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, target, _) = simulate(96, 64, 20, 0.2, 11);
+    let (rp, tp) = (dir.path().join("ref.acs"), dir.path().join("tgt.acs"));
+    write_dataset(&rp, &reference, Layout::Csr).unwrap();
+    write_dataset(&tp, &target, Layout::Dense).unwrap();
+    let cfg = DetectConfig {
+        batch_size: 32,
+        mem_size: 64,
+        hidden_dim: 32,
+        latent_dim: 16,
+        critic_hidden: 16,
+        scorer_steps: 5,
+        prepare_epochs: 2,
+        train_epochs: 1,
+        ..DetectConfig::default()
+    };
+    let be = acsleuth::backend::CpuBackend::new();
+    let opts = DetectOptions::default();
+    let (r, t) = (Store::open(&rp).unwrap(), Store::open(&tp).unwrap());
+    let streamed = detect_stores(&be, &r, &t, &cfg, &opts).unwrap().expect("streamed");
+    assert!(streamed.report.genes.mode.contains("streamed"));
+    let loaded = detect_with(&be, &reference, &target, &cfg, &opts).unwrap();
+    assert_eq!(streamed.cells, loaded.cells);
+    for (a, b) in streamed.scores.iter().zip(&loaded.scores) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+    // Raw counts are not streamed (they need preprocessing first).
+    let counts = Dataset { x: Matrix::Csr(CsrMatrix::from_dense(&DenseMatrix { rows: 2, cols: 20, data: vec![1.0; 40] })), cell_names: vec!["a".into(), "b".into()], ..reference.clone() };
+    let cp = dir.path().join("counts.acs");
+    write_dataset(&cp, &counts, Layout::Csr).unwrap();
+    assert!(detect_stores(&be, &Store::open(&cp).unwrap(), &t, &cfg, &opts).unwrap().is_none());
+}

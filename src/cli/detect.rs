@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::data::io::{self, ReadOptions};
 use crate::error::{Error, Result};
-use crate::pipeline::detect::{detect_with, DetectOptions};
+use crate::data::store::Store;
+use crate::pipeline::detect::{detect_stores, detect_with, DetectOptions};
 use crate::pipeline::output::{prepare_out_dir, write_json, write_scores};
 use crate::pipeline::{DetectConfig, Kernel, PreprocessMode};
 
@@ -107,18 +108,32 @@ pub fn run(a: Args) -> Result<()> {
         // Fails only if a pool already exists (then its size stays).
         let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
     }
-    io::detect(&a.reference)?;
-    io::detect(&a.target)?;
+    let formats = (io::detect(&a.reference)?, io::detect(&a.target)?);
     check_writable(&a.out)?;
-    let opts = ReadOptions { use_raw: a.raw };
-    let reference = io::read_dataset(&a.reference, &opts)?;
-    let target = io::read_dataset(&a.target, &opts)?;
     let dopts = DetectOptions {
         model_path: Some(a.out.join("model.safetensors")),
         spill_dir: Some(a.out.clone()),
         mem_budget: None,
     };
-    let res = detect_with(&crate::backend::CpuBackend::new(), &reference, &target, &cfg, &dopts)?;
+    let be = crate::backend::CpuBackend::new();
+    // Two stores of log-normalized values over the same genes are streamed
+    // from their memory maps; everything else is loaded (and preprocessed).
+    let streamed = match formats {
+        (io::Format::Store, io::Format::Store) if !a.raw => {
+            let (r, t) = (Store::open(&a.reference)?, Store::open(&a.target)?);
+            detect_stores(&be, &r, &t, &cfg, &dopts)?
+        }
+        _ => None,
+    };
+    let res = match streamed {
+        Some(res) => res,
+        None => {
+            let opts = ReadOptions { use_raw: a.raw };
+            let reference = io::read_dataset(&a.reference, &opts)?;
+            let target = io::read_dataset(&a.target, &opts)?;
+            detect_with(&be, &reference, &target, &cfg, &dopts)?
+        }
+    };
     write_scores(&a.out.join("scores.tsv"), &res.cells, &res.scores, &res.calls)?;
     write_json(&a.out.join("report.json"), &res.report)?;
     eprintln!(

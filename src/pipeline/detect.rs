@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::backend::{Backend, CpuBackend};
 use crate::data::preprocess::{self, HvgFlavor, Preprocess, PreprocessReport, ValueKind};
+use crate::data::store::Store;
 use crate::data::{CsrMatrix, Dataset};
 use crate::error::{Error, Result};
 use crate::model::scorer::{self, ScorerConfig, StepLog};
@@ -193,6 +194,62 @@ pub fn detect_with<B: Backend>(
     res.report.seconds.preprocess = secs_pp;
     res.report.seconds.total = t0.elapsed().as_secs_f64();
     Ok(res)
+}
+
+/// Module I straight from two on-disk stores, streamed: the reference's
+/// minibatches and the target's deviations are read from the memory maps,
+/// so memory stays bounded whatever the number of cells. The stores must
+/// hold log-normalized values over the same genes in the same order (as
+/// `acsleuth convert` writes them after preprocessing elsewhere); returns
+/// `Ok(None)` when they do not, and the caller loads them instead.
+pub fn detect_stores<B: Backend>(
+    be: &B,
+    reference: &Store,
+    target: &Store,
+    cfg: &DetectConfig,
+    opts: &DetectOptions,
+) -> Result<Option<DetectResult>> {
+    cfg.validate()?;
+    if cfg.preprocess == PreprocessMode::Always || reference.gene_names() != target.gene_names() {
+        return Ok(None);
+    }
+    let ref_kind = sampled_value_kind(reference)?;
+    if cfg.preprocess == PreprocessMode::Auto && ref_kind == ValueKind::RawCounts {
+        return Ok(None);
+    }
+    let tgt_kind = sampled_value_kind(target)?;
+    if ref_kind != tgt_kind {
+        return Err(Error::invalid(format!(
+            "the reference holds {ref_kind:?} values but the target {tgt_kind:?}; give both in the same form (or let acsleuth preprocess raw counts)"
+        )));
+    }
+    let genes = GeneReport {
+        mode: "values used as they are; streamed from the stores (same genes in the same order)".into(),
+        reference_value_kind: Some(ref_kind),
+        target_value_kind: Some(tgt_kind),
+        genes_used: reference.n_genes(),
+        target_genes_shared: target.n_genes(),
+        target_genes_missing: 0,
+        missing_examples: vec![],
+        preprocess: None,
+    };
+    detect_sources(be, reference, target, target.cell_names().to_vec(), genes, cfg, opts).map(Some)
+}
+
+/// Rows looked at by [`sampled_value_kind`].
+const KIND_SAMPLE_ROWS: usize = 2000;
+
+/// The value kind of a store from its first rows (a full scan of a
+/// million-cell store would cost more than it tells), by the rule of
+/// [`preprocess::detect_value_kind`].
+fn sampled_value_kind(st: &Store) -> Result<ValueKind> {
+    use crate::data::store::RowView;
+    let rows = (0..st.n_cells().min(KIND_SAMPLE_ROWS)).map(|i| match st.row(i) {
+        RowView::Dense(v) => (i, None, v),
+        RowView::Sparse(idx, v) => (i, Some(idx), v),
+    });
+    preprocess::value_kind_of_rows(rows, st.cell_names(), st.gene_names())
+        .map_err(|e| Error::corrupt(st.path(), e.to_string()))
 }
 
 /// Checkpoint of the three networks (`generator.*`, `critic.*`, `scorer.*`).

@@ -174,17 +174,27 @@ pub enum ValueKind {
 /// log-transformed: a maximum above 50 means e^50 ≈ 5·10^21 before log1p).
 pub fn detect_value_kind(ds: &Dataset) -> Result<ValueKind> {
     let x = ds.x.to_csr();
+    value_kind_of_rows((0..x.rows).map(|r| (r, Some(x.row(r).0), x.row(r).1)), &ds.cell_names, &ds.gene_names)
+}
+
+/// The rule of [`detect_value_kind`] over any rows: `(row, gene indices or
+/// None for a dense row, values)`. Used on a sample of a store's rows too.
+pub fn value_kind_of_rows<'a>(
+    rows: impl Iterator<Item = (usize, Option<&'a [u32]>, &'a [f32])>,
+    cell_names: &[String],
+    gene_names: &[String],
+) -> Result<ValueKind> {
     let name = |v: &[String], i: usize| v.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
     let mut integer = true;
     let mut max = 0.0f32;
-    for r in 0..x.rows {
-        let (idx, val) = x.row(r);
-        for (&j, &v) in idx.iter().zip(val) {
+    for (r, idx, val) in rows {
+        for (k, &v) in val.iter().enumerate() {
             if !v.is_finite() || v < 0.0 {
+                let j = idx.map_or(k, |idx| idx[k] as usize);
                 return Err(Error::invalid(format!(
                     "cell '{}', gene '{}' has value {v}: expression must be finite and non-negative",
-                    name(&ds.cell_names, r),
-                    name(&ds.gene_names, j as usize)
+                    name(cell_names, r),
+                    name(gene_names, j)
                 )));
             }
             integer &= v.fract() == 0.0;
