@@ -11,7 +11,7 @@ use crate::data::ObsColumn;
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::pipeline::detect::{detect_with, DetectOptions};
-use crate::pipeline::output::{prepare_out_dir, write_json, write_scores};
+use crate::pipeline::output::{prepare_out_dir, write_deviations, write_json, write_scores};
 use crate::pipeline::DetectConfig;
 
 /// Run the built-in demonstration: simulate a reference and a two-batch
@@ -64,7 +64,7 @@ pub fn run(a: Args) -> Result<()> {
         n_batches: 1,
         // Anomaly types clearly apart from the normal ones (as B and NK cells
         // are from the other PBMC types); the default overlaps them.
-        anomaly_de: DeParams { loc: 1.5, ..DeParams::default() },
+        anomaly_de: DeParams { prob: 0.15, loc: 2.0, ..DeParams::default() },
         seed: a.seed,
         ..SimConfig::default()
     };
@@ -94,6 +94,7 @@ pub fn run(a: Args) -> Result<()> {
     let opts = DetectOptions { model_path: Some(a.out.join("model.safetensors")), spill_dir: Some(a.out.clone()), mem_budget: None };
     let res = detect_with(&crate::backend::CpuBackend::new(), &reference, &target, &cfg, &opts)?;
     write_scores(&a.out.join("scores.tsv"), &res.cells, &res.scores, &res.calls)?;
+    write_deviations(&a.out.join("deviations.tsv"), &res.cells, &res.deviation)?;
     write_json(&a.out.join("report.json"), &res.report)?;
     crate::pipeline::output::write_atomic(&a.out.join("truth.tsv"), |w| {
         writeln!(w, "cell\tis_anomaly").map_err(crate::pipeline::output::io_at(&a.out))?;
@@ -116,7 +117,7 @@ pub fn run(a: Args) -> Result<()> {
     let dev: Vec<f64> = res.deviation.iter().map(|&s| s as f64).collect();
     println!("  (AUROC of the raw deviation ‖x − x̂‖: {:.3})", metrics::auroc(&truth, &dev)?);
     println!("  F1 of the calls     {:.3} ({} cells called, {})", f1_call.f1, res.report.n_called, res.report.call_rule);
-    println!("outputs in {}: scores.tsv, report.json, model.safetensors, truth.tsv, reference.acs, target.acs", a.out.display());
+    println!("outputs in {}: scores.tsv, deviations.tsv, report.json, model.safetensors, truth.tsv, reference.acs, target.acs", a.out.display());
     println!("re-run the detector: acsleuth detect --reference {0}/reference.acs --target {0}/target.acs --out {0}/detect", a.out.display());
     Ok(())
 }

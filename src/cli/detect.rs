@@ -8,15 +8,16 @@ use crate::data::io::{self, ReadOptions};
 use crate::error::{Error, Result};
 use crate::data::store::Store;
 use crate::pipeline::detect::{detect_stores, detect_with, DetectOptions};
-use crate::pipeline::output::{prepare_out_dir, write_json, write_scores};
+use crate::pipeline::output::{prepare_out_dir, write_deviations, write_json, write_scores};
 use crate::pipeline::{DetectConfig, Kernel, PreprocessMode};
 
 /// Find anomalous cells in a target set given a reference set of normal
 /// cells (Module I: GAN with memory bank + MMD scorer).
 ///
 /// Writes DIR/scores.tsv (`cell<TAB>score<TAB>anomaly`, target order),
-/// DIR/report.json (settings, genes, timings, losses, call rule,
-/// orientation) and DIR/model.safetensors.
+/// DIR/deviations.tsv (`cell<TAB>deviation`: ‖x − x̂‖, a ranking that is
+/// often sharper than the MMD score), DIR/report.json (settings, genes,
+/// timings, losses, call rule, orientation) and DIR/model.safetensors.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Reference (normal) cells: .h5ad, 10x folder or acsleuth store.
@@ -135,6 +136,7 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
     write_scores(&a.out.join("scores.tsv"), &res.cells, &res.scores, &res.calls)?;
+    write_deviations(&a.out.join("deviations.tsv"), &res.cells, &res.deviation)?;
     write_json(&a.out.join("report.json"), &res.report)?;
     eprintln!(
         "{} of {} target cells called anomalous ({}); results in {}",

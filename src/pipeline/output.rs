@@ -51,6 +51,21 @@ pub fn write_scores(path: &Path, cells: &[String], scores: &[f32], calls: &[bool
     })
 }
 
+/// Writes `cell\tdeviation`: the reconstruction deviation ‖x − x̂‖ of every
+/// cell, in input order (a diagnostic ranking beside the MMD score).
+pub fn write_deviations(path: &Path, cells: &[String], deviation: &[f32]) -> Result<()> {
+    if cells.len() != deviation.len() {
+        return Err(Error::Other(format!("internal: {} cells, {} deviations", cells.len(), deviation.len())));
+    }
+    write_atomic(path, |w| {
+        writeln!(w, "cell\tdeviation").map_err(io_at(path))?;
+        for (c, d) in cells.iter().zip(deviation) {
+            writeln!(w, "{c}\t{d}").map_err(io_at(path))?;
+        }
+        Ok(())
+    })
+}
+
 /// Writes a value as pretty JSON, atomically.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, |w| {

@@ -1,0 +1,32 @@
+//! `acsleuth demo`, the README's main job, end to end through the binary
+//! (a smaller dataset than the default, for speed).
+
+use std::process::Command;
+
+#[test]
+fn demo_runs_and_writes_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = Command::new(env!("CARGO_BIN_EXE_acsleuth"))
+        .args(["demo", "--cells", "400", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{}", stdout, String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("AUROC"), "{stdout}");
+    for f in ["scores.tsv", "deviations.tsv", "report.json", "model.safetensors", "truth.tsv"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert!(out.join("reference.acs").join("matrix.bin").is_file());
+    // The truth and the scores list the same cells.
+    let n = |f: &str| std::fs::read_to_string(out.join(f)).unwrap().lines().count();
+    assert_eq!(n("scores.tsv"), n("truth.tsv"));
+}
+
+#[test]
+fn demo_refuses_too_few_cells() {
+    let o = Command::new(env!("CARGO_BIN_EXE_acsleuth")).args(["demo", "--cells", "10", "--out", "/nonexistent/x"]).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("error:") && err.contains("--cells") && err.lines().count() == 1, "{err}");
+}
