@@ -110,26 +110,33 @@ pub fn memory_attention_backward(
         });
 }
 
+/// f64 reference of one row of the forward (softmax/τ, shrinkage, L1
+/// renormalisation), for finite-difference tests here and in the memory block.
+#[cfg(test)]
+pub(crate) fn memory_attention_f64(inv_tau: f64, lambda: f64, l: &[f64]) -> Vec<f64> {
+    let max = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = l.iter().map(|x| ((x - max) * inv_tau).exp()).collect();
+    let s: f64 = e.iter().sum();
+    let sh: Vec<f64> = e
+        .iter()
+        .map(|x| {
+            let w = x / s;
+            let d = w - lambda;
+            d.max(0.0) * w / (d.abs() + SHRINK_EPS as f64)
+        })
+        .collect();
+    let l1: f64 = sh.iter().sum::<f64>().max(NORM_EPS as f64);
+    sh.iter().map(|x| x / l1).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The same composition in f64, for finite differences.
     fn forward_f64(cols: usize, inv_tau: f64, lambda: f64, l: &[f64]) -> Vec<f64> {
-        let max = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let e: Vec<f64> = l.iter().map(|x| ((x - max) * inv_tau).exp()).collect();
-        let s: f64 = e.iter().sum();
-        let sh: Vec<f64> = e
-            .iter()
-            .map(|x| {
-                let w = x / s;
-                let d = w - lambda;
-                d.max(0.0) * w / (d.abs() + 1e-12)
-            })
-            .collect();
-        let l1: f64 = sh.iter().sum::<f64>().max(1e-12);
-        assert_eq!(sh.len(), cols);
-        sh.iter().map(|x| x / l1).collect()
+        assert_eq!(l.len(), cols);
+        memory_attention_f64(inv_tau, lambda, l)
     }
 
     fn lcg(seed: &mut u64) -> f32 {

@@ -347,7 +347,7 @@ mod tests {
         let mut argv = vec!["acsleuth", "simulate", "--out", "o"];
         argv.extend_from_slice(extra);
         match crate::cli::Cli::try_parse_from(argv).expect("valid flags").command {
-            crate::cli::Command::Simulate(a) => a,
+            crate::cli::Command::Simulate(a) => *a,
             other => panic!("parsed {other:?}"),
         }
     }

@@ -142,20 +142,9 @@ mod tests {
         let mut out = vec![0.0; batch * d];
         for b in 0..batch {
             let l: Vec<f64> = (0..m).map(|k| (0..d).map(|j| z[b * d + j] * q[k * d + j]).sum()).collect();
-            let max = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = l.iter().map(|x| ((x - max) * inv_tau).exp()).collect();
-            let s: f64 = e.iter().sum();
-            let sh: Vec<f64> = e
-                .iter()
-                .map(|x| {
-                    let w = x / s;
-                    let dd = w - lambda;
-                    dd.max(0.0) * w / (dd.abs() + 1e-12)
-                })
-                .collect();
-            let l1 = sh.iter().sum::<f64>().max(1e-12);
+            let w = crate::backend::cpu_memory::memory_attention_f64(inv_tau, lambda, &l);
             for j in 0..d {
-                out[b * d + j] = (0..m).map(|k| sh[k] / l1 * q[k * d + j]).sum();
+                out[b * d + j] = (0..m).map(|k| w[k] * q[k * d + j]).sum();
             }
         }
         out
