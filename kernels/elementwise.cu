@@ -14,17 +14,17 @@ extern "C" __global__ void axpy(u64 n, float alpha, const float* __restrict__ x,
 }
 
 // x *= alpha
-extern "C" __global__ void scale(u64 n, float alpha, float* __restrict__ x) {
+extern "C" __global__ void elem_scale(u64 n, float alpha, float* __restrict__ x) {
     GRID_STRIDE(i, n) x[i] *= alpha;
 }
 
 // out = a + b
-extern "C" __global__ void add(u64 n, const float* a, const float* b, float* out) {
+extern "C" __global__ void elem_add(u64 n, const float* a, const float* b, float* out) {
     GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
 
 // out = a ⊙ b
-extern "C" __global__ void mul(u64 n, const float* a, const float* b, float* out) {
+extern "C" __global__ void elem_mul(u64 n, const float* a, const float* b, float* out) {
     GRID_STRIDE(i, n) out[i] = a[i] * b[i];
 }
 
