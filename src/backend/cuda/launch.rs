@@ -105,6 +105,10 @@ impl Args {
     pub fn as_mut_ptr(&mut self) -> *mut *mut c_void {
         self.ptrs.as_mut_ptr()
     }
+    /// The argument pointers as a slice (cudarc's `launch_kernel`).
+    pub fn as_mut_slice(&mut self) -> &mut [*mut c_void] {
+        &mut self.ptrs
+    }
     pub fn len(&self) -> usize {
         self.ptrs.len()
     }
