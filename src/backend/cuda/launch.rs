@@ -55,6 +55,9 @@ pub trait Launcher {
 /// stable (what `cuLaunchKernel`'s `void**` expects).
 #[derive(Default)]
 pub struct Args {
+    // Boxed: each value keeps its address when the Vec grows (the pointers
+    // in `ptrs` point into the boxes).
+    #[allow(clippy::vec_box)]
     vals: Vec<Box<u64>>,
     ptrs: Vec<*mut c_void>,
 }

@@ -3,9 +3,12 @@
 //! once against [`Launcher`], so the CUDA backend and the emulation twin
 //! tests run the same code; buffers are device addresses ([`DevPtr`]).
 //!
-//! Every function is `unsafe`: the addresses must cover the stated shapes
-//! (f32 buffers unless marked f64). Shape errors are programming errors and
-//! panic, as in the CPU backend.
+//! # Safety
+//! Every function is `unsafe` for one reason, stated once here: the device
+//! addresses must be live and cover the stated shapes (f32 buffers unless
+//! marked f64), and outputs must not alias inputs unless stated. Shape
+//! errors are programming errors and panic, as in the CPU backend.
+#![allow(clippy::missing_safety_doc)]
 
 use super::launch::{self, Args, DevPtr, Dims, LaunchError, Launcher};
 use crate::backend::{Act, AdamStep, DropoutMask, Fused};
