@@ -25,6 +25,7 @@ fn main() {
     let kdir = root.join("kernels");
     println!("cargo:rerun-if-changed=kernels");
     println!("cargo:rerun-if-env-changed=CUDA_PATH");
+    println!("cargo:rerun-if-env-changed=PATH"); // nvcc may appear on it
     println!("cargo:rerun-if-env-changed=ACSLEUTH_NO_NVCC");
 
     let mut cu: Vec<PathBuf> = fs::read_dir(&kdir)

@@ -161,11 +161,14 @@ impl CudaDevice {
         let mut modules = Vec::new();
         let mut functions = HashMap::new();
         for (file, src) in kernels::sources().iter().filter(|(f, _)| f.ends_with(".cu")) {
-            let ptx = match kernels::ptx().and_then(|p| p.iter().find(|(f, _)| f == file)) {
-                Some((_, ptx)) => Ptx::from_src(*ptx),
-                None => compile(file, src, major, minor)?,
+            // Build-time PTX first; a driver older than the nvcc that wrote
+            // it rejects it, and then NVRTC (when present) compiles the source.
+            let prebuilt = kernels::ptx().and_then(|p| p.iter().find(|(f, _)| f == file));
+            let module = match prebuilt.map(|(_, ptx)| ctx.load_module(Ptx::from_src(*ptx))) {
+                Some(Ok(m)) => m,
+                Some(Err(e)) if !nvrtc_present() => return Err(e.into()),
+                _ => ctx.load_module(compile(file, src, major, minor)?)?,
             };
-            let module = ctx.load_module(ptx)?;
             for name in kernels::global_kernels(src) {
                 // Names from the embedded sources live as long as the program.
                 let name: &'static str = name;

@@ -50,4 +50,16 @@ mod tests {
         }
         assert!(global_kernels(source("mmd.cu").unwrap()).contains(&"mmd_pairwise"));
     }
+
+    /// When nvcc was found at build time, every kernel is an entry of its PTX.
+    #[test]
+    fn embedded_ptx_has_every_kernel() {
+        let Some(ptx) = ptx() else { return };
+        for (file, src) in sources().iter().filter(|(f, _)| f.ends_with(".cu")) {
+            let (_, p) = ptx.iter().find(|(f, _)| f == file).unwrap_or_else(|| panic!("no PTX for {file}"));
+            for k in global_kernels(src) {
+                assert!(p.contains(&format!(".entry {k}(")), "{file}: {k} missing from the PTX");
+            }
+        }
+    }
 }
