@@ -122,3 +122,8 @@ extern "C" __global__ void fill_normal(u64 n, u64 seed, u64 offset, float mean, 
         }
     }
 }
+
+// x[i] = value
+extern "C" __global__ void fill_value(u64 n, float value, float* x) {
+    GRID_STRIDE(i, n) x[i] = value;
+}

@@ -376,6 +376,60 @@ fn memory_attention_matches() {
 }
 
 #[test]
+fn fill_softmax_layer_norm_match() {
+    let mut r = Lcg(10);
+    for &n in &[1usize, 257, 4099] {
+        let mut got = vec![0.0; n];
+        let mut want = CpuBuf(vec![0.0; n]);
+        unsafe { ops::fill(&EMU, n, 0.25, rw(&mut got)) }.unwrap();
+        CPU.fill(&mut want, 0.25);
+        exact("fill", &got, &want.0);
+    }
+    for (rows, cols) in [(1, 1), (3, 7), (5, 64), (4, 300), (2, 700)] {
+        let n = rows * cols;
+        let x = r.vec(n, -3.0, 3.0);
+        let dy = r.vec(n, -1.0, 1.0);
+        let what = format!("{rows}x{cols}");
+        // Softmax: f32 row sums in tree order instead of sequential.
+        let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
+        let (mut y_c, mut dx_c) = (CpuBuf(vec![0.0; n]), CpuBuf(vec![0.0; n]));
+        unsafe { ops::softmax_rows(&EMU, rows, cols, 2.0, ro(&x), rw(&mut y)) }.unwrap();
+        CPU.softmax_rows(rows, cols, 2.0, &buf(&x), &mut y_c);
+        close(&format!("softmax {what}"), &y, &y_c.0, 1e-5, 1e-7);
+        unsafe { ops::softmax_rows_backward(&EMU, rows, cols, 2.0, ro(&y_c.0), ro(&dy), rw(&mut dx)) }.unwrap();
+        CPU.softmax_rows_backward(rows, cols, 2.0, &y_c, &buf(&dy), &mut dx_c);
+        close(&format!("softmax backward {what}"), &dx, &dx_c.0, 1e-4, 1e-6);
+        // LayerNorm: f64 statistics in another order.
+        let gamma = r.vec(cols, 0.5, 1.5);
+        let beta = r.vec(cols, -0.5, 0.5);
+        let (mut mean, mut inv) = (vec![0.0; rows], vec![0.0; rows]);
+        let (mut mean_c, mut inv_c) = (CpuBuf(vec![0.0; rows]), CpuBuf(vec![0.0; rows]));
+        unsafe {
+            ops::layer_norm_forward(&EMU, rows, cols, 1e-5, ro(&x), ro(&gamma), ro(&beta), rw(&mut y), rw(&mut mean), rw(&mut inv))
+        }
+        .unwrap();
+        CPU.layer_norm_forward(rows, cols, 1e-5, &buf(&x), &buf(&gamma), &buf(&beta), &mut y_c, &mut mean_c, &mut inv_c);
+        close(&format!("layer_norm y {what}"), &y, &y_c.0, 1e-5, 1e-6);
+        close(&format!("layer_norm mean {what}"), &mean, &mean_c.0, 1e-6, 1e-6);
+        close(&format!("layer_norm invstd {what}"), &inv, &inv_c.0, 1e-6, 0.0);
+        let dg0 = r.vec(cols, -0.1, 0.1);
+        let db0 = r.vec(cols, -0.1, 0.1);
+        let (mut dg, mut db) = (dg0.clone(), db0.clone());
+        let (mut dg_c, mut db_c) = (buf(&dg0), buf(&db0));
+        unsafe {
+            ops::layer_norm_backward(
+                &EMU, rows, cols, ro(&x), ro(&gamma), ro(&mean_c.0), ro(&inv_c.0), ro(&dy), rw(&mut dx), rw(&mut dg), rw(&mut db),
+            )
+        }
+        .unwrap();
+        CPU.layer_norm_backward(rows, cols, &buf(&x), &buf(&gamma), &mean_c, &inv_c, &buf(&dy), &mut dx_c, &mut dg_c, &mut db_c);
+        close(&format!("layer_norm dx {what}"), &dx, &dx_c.0, 1e-4, 1e-5);
+        close(&format!("layer_norm dgamma {what}"), &dg, &dg_c.0, 1e-5, 1e-5);
+        close(&format!("layer_norm dbeta {what}"), &db, &db_c.0, 1e-5, 1e-5);
+    }
+}
+
+#[test]
 fn adam_step_is_bit_identical() {
     let mut r = Lcg(7);
     for &n in &[1usize, 257, 5000] {

@@ -128,6 +128,11 @@ pub unsafe fn fill_normal(l: &dyn Launcher, n: usize, seed: u64, offset: u64, me
     unsafe { go(l, "fill_normal", launch::philox(n, offset), a) }
 }
 
+/// `x[i] = value`.
+pub unsafe fn fill(l: &dyn Launcher, n: usize, value: f32, x: DevPtr) -> Result<()> {
+    unsafe { ew(l, "fill_value", n, Args::new().f32(value).ptr(x)) }
+}
+
 // ---- reductions ----
 
 /// `out[r] = Σ_c x[r, c]` (`square`: of `x²`).
@@ -301,6 +306,83 @@ pub unsafe fn fused_backward(
             Some(db) => unsafe { col_sums(l, rows, cols, dz, 1.0, db) },
             None => Ok(()),
         },
+    }
+}
+
+// ---- softmax and LayerNorm ----
+
+/// `y[r, :] = softmax(x[r, :]·scale)` over `[rows, cols]`.
+pub unsafe fn softmax_rows(l: &dyn Launcher, rows: usize, cols: usize, scale: f32, x: DevPtr, y: DevPtr) -> Result<()> {
+    if rows * cols == 0 {
+        return Ok(());
+    }
+    let a = Args::new().u32(cols32(cols)).f32(scale).ptr(x).ptr(y);
+    unsafe { go(l, "softmax_rows", launch::per_row(rows, cols), a) }
+}
+
+/// `dx = scale·y ⊙ (dy − rowsum(dy ⊙ y))`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn softmax_rows_backward(
+    l: &dyn Launcher,
+    rows: usize,
+    cols: usize,
+    scale: f32,
+    y: DevPtr,
+    dy: DevPtr,
+    dx: DevPtr,
+) -> Result<()> {
+    if rows * cols == 0 {
+        return Ok(());
+    }
+    let a = Args::new().u32(cols32(cols)).f32(scale).ptr(y).ptr(dy).ptr(dx);
+    unsafe { go(l, "softmax_rows_backward", launch::per_row(rows, cols), a) }
+}
+
+/// Row LayerNorm; saves `mean, invstd: [rows]`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn layer_norm_forward(
+    l: &dyn Launcher,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+    x: DevPtr,
+    gamma: DevPtr,
+    beta: DevPtr,
+    y: DevPtr,
+    mean: DevPtr,
+    invstd: DevPtr,
+) -> Result<()> {
+    if rows * cols == 0 {
+        return Ok(());
+    }
+    let a = Args::new().u32(cols32(cols)).f32(eps).ptr(x).ptr(gamma).ptr(beta).ptr(y).ptr(mean).ptr(invstd);
+    unsafe { go(l, "layer_norm_forward", launch::per_row(rows, cols), a) }
+}
+
+/// LayerNorm backward: `layer_norm_backward_params` (accumulates dgamma,
+/// dbeta) then `layer_norm_backward_dx` (writes dx).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn layer_norm_backward(
+    l: &dyn Launcher,
+    rows: usize,
+    cols: usize,
+    x: DevPtr,
+    gamma: DevPtr,
+    mean: DevPtr,
+    invstd: DevPtr,
+    dy: DevPtr,
+    dx: DevPtr,
+    dgamma: DevPtr,
+    dbeta: DevPtr,
+) -> Result<()> {
+    if rows * cols == 0 {
+        return Ok(());
+    }
+    unsafe {
+        let a = Args::new().u64(rows as u64).u32(cols32(cols)).ptr(x).ptr(mean).ptr(invstd).ptr(dy).ptr(dgamma).ptr(dbeta);
+        go(l, "layer_norm_backward_params", launch::col_blocks(cols), a)?;
+        let a = Args::new().u32(cols32(cols)).ptr(x).ptr(gamma).ptr(mean).ptr(invstd).ptr(dy).ptr(dx);
+        go(l, "layer_norm_backward_dx", launch::per_row(rows, cols), a)
     }
 }
 
