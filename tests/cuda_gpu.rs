@@ -112,3 +112,42 @@ fn gpu_fused_forward_matches() {
     cpu.fused_forward(&cfg, &CpuBuf(z), Some(&bi), Some(bn_c), &mut want);
     close("fused y", &got, &want.0, 1e-5, 1e-5);
 }
+
+/// The whole backend on the GPU (kernels + cuBLAS): three training steps of
+/// the autoencoder against the CPU backend, as tests/cuda_backend.rs does
+/// on the emulation.
+#[test]
+fn gpu_backend_autoencoder_matches_cpu() {
+    use acsleuth::backend::cuda::CudaBackend;
+    use acsleuth::backend::rng::Stream;
+    use acsleuth::nn::mlp::AutoEncoder;
+    use acsleuth::nn::params::{zero_grads, Adam};
+
+    if device().is_none() {
+        return;
+    }
+    fn train<B: Backend>(be: &B, x: &[f32], batch: usize, genes: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut ae = AutoEncoder::new(be, genes, 0.1, &mut Stream::new(7));
+        let mut opt = Adam::new(1e-3, 0.9, 0.999);
+        let xb = be.upload(x);
+        let mut grad = be.zeros(batch * genes);
+        let mut losses = Vec::new();
+        for _ in 0..3 {
+            zero_grads(be, &mut ae);
+            let y = ae.forward(be, &xb, batch, true);
+            losses.push(be.l1_loss(y, &xb, 1.0, &mut grad));
+            ae.backward(be, &grad);
+            opt.step(be, &mut ae);
+        }
+        (losses, be.download(ae.forward(be, &xb, batch, false)))
+    }
+    let (batch, genes) = (64, 300);
+    let x: Vec<f32> = lcg(&mut 3, batch * genes).iter().map(|v| v.abs()).collect();
+    let gpu = CudaBackend::open(0).expect("CUDA backend");
+    let (lg, og) = train(&gpu, &x, batch, genes);
+    let (lc, oc) = train(&CpuBackend::new(), &x, batch, genes);
+    for (a, b) in lg.iter().zip(&lc) {
+        assert!((a - b).abs() <= 1e-3 * b.abs(), "losses {lg:?} vs {lc:?}");
+    }
+    close("autoencoder output", &og, &oc, 1e-3, 1e-3);
+}

@@ -12,11 +12,14 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use super::kernels;
+use super::backend::{DeviceApi, KernelBackend, SgemmCall};
 use super::launch::{Args, DevPtr, Dims, LaunchError, Launcher};
+use crate::backend::Trans;
 
 /// Why the CUDA backend is not available or failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,8 @@ pub enum CudaError {
          nvidia-cuda-nvrtc-cu12 wheel and put its lib/ on LD_LIBRARY_PATH"
     )]
     NoNvrtc,
+    #[error("no cuBLAS library found (libcublas.so.12)")]
+    NoCublas,
     #[error("CUDA device {ordinal} requested but {count} device(s) found")]
     NoDevice { ordinal: usize, count: usize },
     #[error("CUDA driver: {0}")]
@@ -144,6 +149,7 @@ pub fn resolve(spec: DeviceSpec) -> Result<Resolved, CudaError> {
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    blas: CudaBlas,
     functions: HashMap<&'static str, CudaFunction>,
     _modules: Vec<Arc<CudaModule>>,
 }
@@ -176,7 +182,12 @@ impl CudaDevice {
             }
             modules.push(module);
         }
-        Ok(CudaDevice { ctx, stream, functions, _modules: modules })
+        // SAFETY: tries to dlopen the library; no other effect.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(CudaError::NoCublas);
+        }
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
+        Ok(CudaDevice { ctx, stream, blas, functions, _modules: modules })
     }
 
     pub fn name(&self) -> String {
@@ -210,6 +221,68 @@ impl CudaDevice {
     pub fn ptr<T>(&self, buf: &CudaSlice<T>) -> DevPtr {
         let (p, _sync) = buf.device_ptr(&self.stream);
         DevPtr(p)
+    }
+}
+
+impl DeviceApi for CudaDevice {
+    type Mem = CudaSlice<u8>;
+    fn alloc(&self, bytes: usize) -> CudaSlice<u8> {
+        self.stream.alloc_zeros::<u8>(bytes.max(16)).unwrap_or_else(|e| panic!("CUDA allocation of {bytes} bytes: {e}"))
+    }
+    fn addr(&self, m: &CudaSlice<u8>) -> DevPtr {
+        self.ptr(m)
+    }
+    fn htod(&self, m: &mut CudaSlice<u8>, byte_off: usize, data: &[u8]) {
+        let mut view = m.slice_mut(byte_off..byte_off + data.len());
+        self.stream.memcpy_htod(data, &mut view).unwrap_or_else(|e| panic!("CUDA host→device copy: {e}"));
+    }
+    fn dtoh(&self, m: &CudaSlice<u8>, byte_off: usize, out: &mut [u8]) {
+        let view = m.slice(byte_off..byte_off + out.len());
+        self.stream.memcpy_dtoh(&view, out).unwrap_or_else(|e| panic!("CUDA device→host copy: {e}"));
+    }
+    fn dtod(&self, src: &CudaSlice<u8>, src_off: usize, dst: &mut CudaSlice<u8>, dst_off: usize, bytes: usize) {
+        let from = src.slice(src_off..src_off + bytes);
+        let mut to = dst.slice_mut(dst_off..dst_off + bytes);
+        self.stream.memcpy_dtod(&from, &mut to).unwrap_or_else(|e| panic!("CUDA device→device copy: {e}"));
+    }
+    unsafe fn sgemm(&self, c: &SgemmCall) {
+        use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+        let op = |t: Trans| if t == Trans::N { CUBLAS_OP_N } else { CUBLAS_OP_T };
+        let int = |v: usize| i32::try_from(v).expect("GEMM dimension above 2³¹ − 1");
+        // SAFETY: the caller guarantees the addresses cover the matrices.
+        let r = unsafe {
+            cudarc::cublas::result::sgemm_strided_batched(
+                *self.blas.handle(),
+                op(c.transa),
+                op(c.transb),
+                int(c.m),
+                int(c.n),
+                int(c.k),
+                &c.alpha,
+                c.a.0 as *const f32,
+                int(c.lda.max(1)),
+                c.stride_a as i64,
+                c.b.0 as *const f32,
+                int(c.ldb.max(1)),
+                c.stride_b as i64,
+                &c.beta,
+                c.c.0 as *mut f32,
+                int(c.ldc.max(1)),
+                c.stride_c as i64,
+                int(c.batch),
+            )
+        };
+        r.unwrap_or_else(|e| panic!("cuBLAS sgemm: {e:?}"));
+    }
+    fn synchronize(&self) {
+        self.stream.synchronize().unwrap_or_else(|e| panic!("CUDA synchronize: {e}"));
+    }
+}
+
+impl KernelBackend<CudaDevice> {
+    /// The CUDA backend on device `ordinal` (typed errors when CUDA is absent).
+    pub fn open(ordinal: usize) -> Result<Self, CudaError> {
+        Ok(KernelBackend::new(CudaDevice::new(ordinal)?, "cuda"))
     }
 }
 

@@ -8,9 +8,11 @@
 //! threads of a block as fibers. A barrier mismatch or a warp operation
 //! with an exited lane comes back as an error, not a hang.
 
+use std::cell::UnsafeCell;
 use std::ffi::CStr;
 
-use super::launch::{Args, Dims, LaunchError, Launcher};
+use super::backend::{sgemm_reference, DeviceApi, KernelBackend, SgemmCall};
+use super::launch::{Args, DevPtr, Dims, LaunchError, Launcher};
 
 mod ffi {
     include!(concat!(env!("OUT_DIR"), "/emu_ffi.rs"));
@@ -51,4 +53,64 @@ impl Launcher for Emu {
         // SAFETY: forwarded to the caller of Launcher::launch.
         unsafe { launch(kernel, dims, args) }
     }
+}
+
+/// Emulated device memory: zeroed host bytes, 16-byte aligned, written by
+/// the emulated kernels through the addresses [`DeviceApi::addr`] hands out
+/// (hence the `UnsafeCell`s: the memory is mutated behind shared handles,
+/// as device memory is).
+pub struct EmuMem {
+    cells: Box<[UnsafeCell<u128>]>,
+    bytes: usize,
+}
+
+// SAFETY: like device memory, an EmuMem is only touched through launches
+// and copies that the owning backend issues in program order.
+unsafe impl Send for EmuMem {}
+unsafe impl Sync for EmuMem {}
+
+impl EmuMem {
+    fn base(&self) -> *mut u8 {
+        UnsafeCell::raw_get(self.cells.as_ptr()).cast()
+    }
+}
+
+impl DeviceApi for Emu {
+    type Mem = EmuMem;
+    fn alloc(&self, bytes: usize) -> EmuMem {
+        let cells = (0..bytes.div_ceil(16).max(1)).map(|_| UnsafeCell::new(0u128)).collect();
+        EmuMem { cells, bytes }
+    }
+    fn addr(&self, m: &EmuMem) -> DevPtr {
+        DevPtr(m.base() as u64)
+    }
+    fn htod(&self, m: &mut EmuMem, byte_off: usize, data: &[u8]) {
+        assert!(byte_off + data.len() <= m.bytes, "htod: out of bounds");
+        // SAFETY: bounds checked; distinct allocations.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), m.base().add(byte_off), data.len()) };
+    }
+    fn dtoh(&self, m: &EmuMem, byte_off: usize, out: &mut [u8]) {
+        assert!(byte_off + out.len() <= m.bytes, "dtoh: out of bounds");
+        // SAFETY: as above.
+        unsafe { std::ptr::copy_nonoverlapping(m.base().add(byte_off), out.as_mut_ptr(), out.len()) };
+    }
+    fn dtod(&self, src: &EmuMem, src_off: usize, dst: &mut EmuMem, dst_off: usize, bytes: usize) {
+        assert!(src_off + bytes <= src.bytes && dst_off + bytes <= dst.bytes, "dtod: out of bounds");
+        // SAFETY: bounds checked; `dst` is borrowed mutably, so distinct from `src`.
+        unsafe { std::ptr::copy_nonoverlapping(src.base().add(src_off), dst.base().add(dst_off), bytes) };
+    }
+    unsafe fn sgemm(&self, call: &SgemmCall) {
+        // SAFETY: forwarded to the caller.
+        unsafe { sgemm_reference(call) }
+    }
+    fn synchronize(&self) {}
+}
+
+/// The whole [`crate::backend::Backend`] on emulated kernels: the CUDA
+/// backend's code path, runnable without a GPU.
+pub type EmuBackend = KernelBackend<Emu>;
+
+/// An [`EmuBackend`].
+pub fn emu_backend() -> EmuBackend {
+    KernelBackend::new(Emu, "cuda-emu")
 }
