@@ -22,6 +22,7 @@
 
 pub mod cpu;
 pub mod cpu_memory;
+pub mod cuda;
 mod cpu_fused;
 mod cpu_gemm;
 pub mod rng;

@@ -1,0 +1,172 @@
+// mmd.cu — the kernel row sums of the γ_c MMD objective (twins:
+// src/model/mmd/linear.rs `linear_exact`, src/model/mmd/pairwise.rs
+// `pairwise`). Deviations δ: [N, G] f32 row-major; the weights a, b, row
+// norms s and the outputs u, v are double, as on the CPU. The O(N) finish
+// (loss and gradient from u, v) stays on the host.
+#include "common.cuh"
+
+// Linear form, pass 1: A[g] = Σ_i a_i δ_ig and B[g] = Σ_i b_i δ_ig. Block
+// (32, COL_ROWS) owns 32 genes and walks all cells; grid ceil(G / 32).
+extern "C" __global__ void mmd_linear_ab(u32 n, u32 genes, const float* __restrict__ delta,
+                                         const double* __restrict__ a, const double* __restrict__ b,
+                                         double* __restrict__ A, double* __restrict__ B) {
+    __shared__ double scratch[32 * COL_ROWS];
+    const u32 g = blockIdx.x * 32 + threadIdx.x;
+    double sa = 0.0, sb = 0.0;
+    if (g < genes)
+        for (u32 i = threadIdx.y; i < n; i += COL_ROWS) {
+            const double d = delta[(u64)i * genes + g];
+            sa += a[i] * d;
+            sb += b[i] * d;
+        }
+    sa = col_block_sum(sa, scratch);
+    sb = col_block_sum(sb, scratch);
+    if (threadIdx.y == 0 && g < genes) {
+        A[g] = sa;
+        B[g] = sb;
+    }
+}
+
+// Linear form, pass 2, one block per cell (block min(256, G rounded up to
+// 32)): s_i = ‖δ_i‖², u_i = δ_i·A − a_i s_i, v_i = δ_i·B − b_i s_i.
+extern "C" __global__ void mmd_row_dots(u32 genes, const float* __restrict__ delta, const double* __restrict__ A,
+                                        const double* __restrict__ B, const double* __restrict__ a,
+                                        const double* __restrict__ b, double* __restrict__ s,
+                                        double* __restrict__ u, double* __restrict__ v) {
+    __shared__ double scratch[32];
+    const u32 i = blockIdx.x;
+    const float* row = delta + (u64)i * genes;
+    double ss = 0.0, da = 0.0, db = 0.0;
+    for (u32 g = threadIdx.x; g < genes; g += blockDim.x) {
+        const double d = row[g];
+        ss += d * d;
+        da += d * A[g];
+        db += d * B[g];
+    }
+    ss = block_sum_d(ss, scratch);
+    da = block_sum_d(da, scratch);
+    db = block_sum_d(db, scratch);
+    if (threadIdx.x == 0) {
+        s[i] = ss;
+        u[i] = da - a[i] * ss;
+        v[i] = db - b[i] * ss;
+    }
+}
+
+// Row norms s_i = ‖δ_i‖² (double), one block per cell, for the pairwise form.
+extern "C" __global__ void mmd_row_norms(u32 genes, const float* __restrict__ delta, double* __restrict__ s) {
+    __shared__ double scratch[32];
+    const float* row = delta + (u64)blockIdx.x * genes;
+    double ss = 0.0;
+    for (u32 g = threadIdx.x; g < genes; g += blockDim.x) {
+        const double d = row[g];
+        ss += d * d;
+    }
+    ss = block_sum_d(ss, scratch);
+    if (threadIdx.x == 0) s[blockIdx.x] = ss;
+}
+
+#define PT 64          // cells per tile (rows i of a block, columns j of a step)
+#define PK 32          // genes per shared-memory chunk
+#define PPAD (PT + 1)  // padded tile row: conflict-free transposed stores
+
+// Pairwise form for any kernel, never storing N×N: u_i = Σ_{j≠i} k_ij a_j,
+// v_i = Σ_{j≠i} k_ij b_j. Block: 256 threads owning PT = 64 cells i (grid
+// ceil(N / 64)); dynamic shared memory 2·PK·PPAD floats (two transposed
+// 64×32 chunks of δ_I and δ_J). Each step over a column tile J computes the
+// 64×64 Gram block in f32 (thread (ty, tx) = (tid/16, tid%16) holds rows
+// ty + 16r and columns tx + 16c, r, c < 4), turns it into kernel values in
+// double and adds k·a_j, k·b_j into per-thread row sums; the 16 threads of
+// a row group (a half warp) are summed with shuffles at the end. A block
+// owns its rows: no atomics, the result does not depend on scheduling.
+//
+// Kernel: nbw = 0 linear (k = δ_i·δ_j); nbw = 1..4 a sum of RBFs
+// k = Σ_h exp(c_h·max(s_i + s_j − 2δ_i·δ_j, 0)) with c_h = −1/(2h²).
+extern "C" __global__ void mmd_pairwise(u32 n, u32 genes, int nbw, double c0, double c1, double c2, double c3,
+                                        const float* __restrict__ delta, const double* __restrict__ s,
+                                        const double* __restrict__ a, const double* __restrict__ b,
+                                        double* __restrict__ u, double* __restrict__ v) {
+    EXTERN_SHARED(float, tiles);
+    float* xi = tiles;              // [PK][PPAD] δ_I chunk, transposed
+    float* xj = tiles + PK * PPAD;  // [PK][PPAD] δ_J chunk, transposed
+    const u32 tid = threadIdx.x, tx = tid & 15u, ty = tid >> 4;
+    const u32 i0 = blockIdx.x * PT;
+    double si[4], su[4], sv[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+        const u32 i = i0 + ty + 16 * r;
+        si[r] = i < n ? s[i] : 0.0;
+        su[r] = 0.0;
+        sv[r] = 0.0;
+    }
+    for (u32 j0 = 0; j0 < n; j0 += PT) {
+        float acc[4][4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) acc[r][c] = 0.0f;
+        for (u32 k0 = 0; k0 < genes; k0 += PK) {
+            __syncthreads();  // the previous chunk has been read
+#pragma unroll
+            for (int l = 0; l < (PT * PK) / 256; ++l) {
+                const u32 idx = tid + 256 * l, row = idx >> 5, kk = idx & 31u, g = k0 + kk;
+                const u32 gi = i0 + row, gj = j0 + row;
+                xi[kk * PPAD + row] = (gi < n && g < genes) ? delta[(u64)gi * genes + g] : 0.0f;
+                xj[kk * PPAD + row] = (gj < n && g < genes) ? delta[(u64)gj * genes + g] : 0.0f;
+            }
+            __syncthreads();
+#pragma unroll 4
+            for (int kk = 0; kk < PK; ++kk) {
+                float ar[4], bc[4];
+#pragma unroll
+                for (int r = 0; r < 4; ++r) ar[r] = xi[kk * PPAD + ty + 16 * r];
+#pragma unroll
+                for (int c = 0; c < 4; ++c) bc[c] = xj[kk * PPAD + tx + 16 * c];
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) acc[r][c] += ar[r] * bc[c];
+            }
+        }
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            const u32 j = j0 + tx + 16 * c;
+            if (j >= n) continue;
+            const double aj = a[j], bj = b[j], sj = s[j];
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const u32 i = i0 + ty + 16 * r;
+                if (i >= n || i == j) continue;
+                const double dot = (double)acc[r][c];
+                double k;
+                if (nbw == 0) {
+                    k = dot;
+                } else {
+                    const double d2 = fmax(si[r] + sj - 2.0 * dot, 0.0);
+                    k = exp(c0 * d2);
+                    if (nbw > 1) k += exp(c1 * d2);
+                    if (nbw > 2) k += exp(c2 * d2);
+                    if (nbw > 3) k += exp(c3 * d2);
+                }
+                su[r] += k * aj;
+                sv[r] += k * bj;
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1) {
+            su[r] += __shfl_xor_sync(FULL_MASK, su[r], o);
+            sv[r] += __shfl_xor_sync(FULL_MASK, sv[r], o);
+        }
+    if (tx == 0)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            const u32 i = i0 + ty + 16 * r;
+            if (i < n) {
+                u[i] = su[r];
+                v[i] = sv[r];
+            }
+        }
+}

@@ -1,0 +1,439 @@
+//! [`KernelBackend`]: the [`Backend`] trait implemented with the kernels of
+//! `kernels/` (through [`super::ops`]) and a column-major SGEMM, over any
+//! [`DeviceApi`]. Two devices implement it: [`super::device::CudaDevice`]
+//! (cudarc: driver memory, cuBLAS) and [`super::emu::EmuDevice`] (host
+//! memory, emulated kernels, a literal column-major SGEMM), so every line of
+//! this file — buffer sizes, launch geometry, the row-major → cuBLAS GEMM
+//! mapping — runs in the normal test suite without a GPU.
+//!
+//! Like the CPU backend, the trait's methods do not return errors: a failed
+//! launch or copy panics with the device's message (the same category as a
+//! shape error: the program, not the input, is wrong).
+
+use super::launch::{DevPtr, Launcher};
+use super::ops::{self, BnBwdPtrs, BnFwdPtrs};
+use crate::backend::{Act, AdamStep, Backend, Batch, BnBwd, BnFwd, DropoutMask, Fused, Gemm, Trans};
+
+/// One `cublasSgemmStridedBatched` call, column-major, arguments in
+/// cuBLAS order (addresses already offset).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgemmCall {
+    pub transa: Trans,
+    pub transb: Trans,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub a: DevPtr,
+    pub lda: usize,
+    pub stride_a: usize,
+    pub b: DevPtr,
+    pub ldb: usize,
+    pub stride_b: usize,
+    pub beta: f32,
+    pub c: DevPtr,
+    pub ldc: usize,
+    pub stride_c: usize,
+    pub batch: usize,
+}
+
+impl SgemmCall {
+    /// The documented mapping of a row-major [`Gemm`] (see its doc): the
+    /// row-major `C[m,n]` is the column-major `Cᵀ[n,m] = op(B)ᵀ·op(A)ᵀ`, so
+    /// cuBLAS gets `(opB, opA, n, m, k, B, ldb, A, lda, C, ldc)`.
+    pub fn from_row_major(g: &Gemm, batch: Option<&Batch>, a: DevPtr, b: DevPtr, c: DevPtr) -> SgemmCall {
+        let (count, sa, sb, sc) = match batch {
+            Some(bt) => (bt.count, bt.stride_a, bt.stride_b, bt.stride_c),
+            None => (1, 0, 0, 0),
+        };
+        SgemmCall {
+            transa: g.tb,
+            transb: g.ta,
+            m: g.n,
+            n: g.m,
+            k: g.k,
+            alpha: g.alpha,
+            a: b.f32_at(g.b_off),
+            lda: g.ldb,
+            stride_a: sb,
+            b: a.f32_at(g.a_off),
+            ldb: g.lda,
+            stride_b: sa,
+            beta: g.beta,
+            c: c.f32_at(g.c_off),
+            ldc: g.ldc,
+            stride_c: sc,
+            batch: count,
+        }
+    }
+}
+
+/// Memory and GEMM of a device (kernel launches come from [`Launcher`]).
+/// Buffers are byte buffers aligned to at least 16 bytes, zeroed at birth.
+pub trait DeviceApi: Launcher + Send + Sync {
+    type Mem: Send + Sync;
+    fn alloc(&self, bytes: usize) -> Self::Mem;
+    fn addr(&self, m: &Self::Mem) -> DevPtr;
+    fn htod(&self, m: &mut Self::Mem, byte_off: usize, data: &[u8]);
+    fn dtoh(&self, m: &Self::Mem, byte_off: usize, out: &mut [u8]);
+    fn dtod(&self, src: &Self::Mem, src_off: usize, dst: &mut Self::Mem, dst_off: usize, bytes: usize);
+    /// # Safety
+    /// The addresses in `call` must cover the matrices it describes.
+    unsafe fn sgemm(&self, call: &SgemmCall);
+    /// Wait for all queued work (a no-op where work is synchronous).
+    fn synchronize(&self);
+}
+
+/// An f32 device buffer of `len` values.
+pub struct DevBuf<M> {
+    mem: M,
+    len: usize,
+}
+
+/// The kernels-and-SGEMM backend over a device; see the module doc.
+pub struct KernelBackend<D: DeviceApi> {
+    dev: D,
+    name: &'static str,
+}
+
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding or invalid bit patterns as bytes.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+}
+fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: every byte pattern is a valid f32.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+fn check(r: ops::Result<()>) {
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+impl<D: DeviceApi> KernelBackend<D> {
+    pub fn new(dev: D, name: &'static str) -> Self {
+        KernelBackend { dev, name }
+    }
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+    fn p(&self, b: &DevBuf<D::Mem>) -> DevPtr {
+        self.dev.addr(&b.mem)
+    }
+    fn l(&self) -> &dyn Launcher {
+        &self.dev
+    }
+    /// A temporary f64 buffer of `n` values (scratch for sums).
+    fn scratch64(&self, n: usize) -> D::Mem {
+        self.dev.alloc(8 * n)
+    }
+    fn read64(&self, m: &D::Mem, i: usize, n: usize) -> Vec<f64> {
+        let mut bytes = vec![0u8; 8 * n];
+        self.dev.dtoh(m, 8 * i, &mut bytes);
+        bytes.chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().unwrap())).collect()
+    }
+    fn same_len(&self, what: &str, a: &DevBuf<D::Mem>, b: &DevBuf<D::Mem>) -> usize {
+        assert_eq!(a.len, b.len, "{what}: length mismatch");
+        a.len
+    }
+    fn sum_impl(&self, x: &DevBuf<D::Mem>, square: bool) -> f32 {
+        let scratch = self.scratch64(ops::SUM_SCRATCH);
+        // SAFETY: x holds x.len values; scratch SUM_SCRATCH doubles.
+        check(unsafe { ops::sum(self.l(), x.len, square, self.p(x), self.dev.addr(&scratch)) }.map(|_| ()));
+        self.read64(&scratch, ops::SUM_SCRATCH - 1, 1)[0] as f32
+    }
+}
+
+// SAFETY (for every `unsafe` block below): buffers are sized by their own
+// `len`, checked against the shapes by asserts in these methods or in
+// `ops` before any launch.
+impl<D: DeviceApi> Backend for KernelBackend<D> {
+    type Buf = DevBuf<D::Mem>;
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn zeros(&self, len: usize) -> Self::Buf {
+        DevBuf { mem: self.dev.alloc(4 * len.max(1)), len }
+    }
+    fn upload(&self, data: &[f32]) -> Self::Buf {
+        let mut b = self.zeros(data.len());
+        self.dev.htod(&mut b.mem, 0, f32_bytes(data));
+        b
+    }
+    fn download_into(&self, buf: &Self::Buf, out: &mut [f32]) {
+        assert_eq!(out.len(), buf.len, "download_into: length mismatch");
+        self.dev.dtoh(&buf.mem, 0, f32_bytes_mut(out));
+    }
+    fn write(&self, dst: &mut Self::Buf, dst_off: usize, data: &[f32]) {
+        assert!(dst_off + data.len() <= dst.len, "write: out of bounds");
+        self.dev.htod(&mut dst.mem, 4 * dst_off, f32_bytes(data));
+    }
+    fn len(&self, buf: &Self::Buf) -> usize {
+        buf.len
+    }
+    fn copy(&self, src: &Self::Buf, src_off: usize, dst: &mut Self::Buf, dst_off: usize, len: usize) {
+        assert!(src_off + len <= src.len && dst_off + len <= dst.len, "copy: out of bounds");
+        self.dev.dtod(&src.mem, 4 * src_off, &mut dst.mem, 4 * dst_off, 4 * len);
+    }
+    fn fill(&self, buf: &mut Self::Buf, value: f32) {
+        check(unsafe { ops::fill(self.l(), buf.len, value, self.p(buf)) });
+    }
+
+    fn gemm(&self, g: &Gemm, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) {
+        let (ea, eb, ec) = g.extents();
+        assert!(a.len >= ea && b.len >= eb && c.len >= ec, "gemm: buffers shorter than the descriptor");
+        if g.m == 0 || g.n == 0 {
+            return;
+        }
+        let call = SgemmCall::from_row_major(g, None, self.p(a), self.p(b), self.p(c));
+        unsafe { self.dev.sgemm(&call) };
+    }
+    fn gemm_batched(&self, g: &Gemm, batch: &Batch, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) {
+        if batch.count == 0 || g.m == 0 || g.n == 0 {
+            return;
+        }
+        let (ea, eb, ec) = g.extents();
+        let last = batch.count - 1;
+        assert!(
+            a.len >= ea + last * batch.stride_a && b.len >= eb + last * batch.stride_b && c.len >= ec + last * batch.stride_c,
+            "gemm_batched: buffers shorter than the batch"
+        );
+        let call = SgemmCall::from_row_major(g, Some(batch), self.p(a), self.p(b), self.p(c));
+        unsafe { self.dev.sgemm(&call) };
+    }
+
+    fn fused_forward(&self, cfg: &Fused, z: &Self::Buf, bias: Option<&Self::Buf>, bn: Option<BnFwd<'_, Self::Buf>>, y: &mut Self::Buf) {
+        let n = cfg.rows * cfg.cols;
+        assert!(z.len >= n && y.len >= n, "fused_forward: z/y shorter than rows·cols");
+        assert!(bias.is_none_or(|b| b.len >= cfg.cols), "fused_forward: bias shorter than cols");
+        let bn = bn.map(|b| {
+            for v in [b.gamma.len, b.beta.len, b.running_mean.len, b.running_var.len, b.save_mean.len, b.save_invstd.len] {
+                assert!(v >= cfg.cols, "fused_forward: BatchNorm buffer shorter than cols");
+            }
+            BnFwdPtrs {
+                gamma: self.p(b.gamma),
+                beta: self.p(b.beta),
+                running_mean: self.p(b.running_mean),
+                running_var: self.p(b.running_var),
+                save_mean: self.p(b.save_mean),
+                save_invstd: self.p(b.save_invstd),
+            }
+        });
+        check(unsafe { ops::fused_forward(self.l(), cfg, self.p(z), bias.map(|b| self.p(b)), bn, self.p(y)) });
+    }
+    fn fused_backward(
+        &self,
+        cfg: &Fused,
+        z: &Self::Buf,
+        bias: Option<&Self::Buf>,
+        bn: Option<BnBwd<'_, Self::Buf>>,
+        dy: &Self::Buf,
+        dz: &mut Self::Buf,
+        dbias: Option<&mut Self::Buf>,
+    ) {
+        let n = cfg.rows * cfg.cols;
+        assert!(z.len >= n && dy.len >= n && dz.len >= n, "fused_backward: buffers shorter than rows·cols");
+        assert!(bias.is_none_or(|b| b.len >= cfg.cols), "fused_backward: bias shorter than cols");
+        assert!(dbias.as_ref().is_none_or(|b| b.len >= cfg.cols), "fused_backward: dbias shorter than cols");
+        let bn = bn.map(|b| {
+            for v in [b.gamma.len, b.beta.len, b.save_mean.len, b.save_invstd.len, b.dgamma.len, b.dbeta.len] {
+                assert!(v >= cfg.cols, "fused_backward: BatchNorm buffer shorter than cols");
+            }
+            BnBwdPtrs {
+                gamma: self.p(b.gamma),
+                beta: self.p(b.beta),
+                save_mean: self.p(b.save_mean),
+                save_invstd: self.p(b.save_invstd),
+                dgamma: self.p(b.dgamma),
+                dbeta: self.p(b.dbeta),
+            }
+        });
+        let dbias = dbias.map(|b| self.p(b));
+        check(unsafe { ops::fused_backward(self.l(), cfg, self.p(z), bias.map(|b| self.p(b)), bn, self.p(dy), self.p(dz), dbias) });
+    }
+    fn layer_norm_forward(
+        &self,
+        rows: usize,
+        cols: usize,
+        eps: f32,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        y: &mut Self::Buf,
+        mean: &mut Self::Buf,
+        invstd: &mut Self::Buf,
+    ) {
+        let n = rows * cols;
+        assert!(x.len >= n && y.len >= n && mean.len >= rows && invstd.len >= rows, "layer_norm_forward: buffers too short");
+        assert!(gamma.len >= cols && beta.len >= cols, "layer_norm_forward: parameters too short");
+        check(unsafe {
+            ops::layer_norm_forward(self.l(), rows, cols, eps, self.p(x), self.p(gamma), self.p(beta), self.p(y), self.p(mean), self.p(invstd))
+        });
+    }
+    fn layer_norm_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        invstd: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+        dgamma: &mut Self::Buf,
+        dbeta: &mut Self::Buf,
+    ) {
+        let n = rows * cols;
+        assert!(x.len >= n && dy.len >= n && dx.len >= n, "layer_norm_backward: buffers too short");
+        assert!(gamma.len >= cols && dgamma.len >= cols && dbeta.len >= cols && mean.len >= rows && invstd.len >= rows);
+        check(unsafe {
+            ops::layer_norm_backward(
+                self.l(),
+                rows,
+                cols,
+                self.p(x),
+                self.p(gamma),
+                self.p(mean),
+                self.p(invstd),
+                self.p(dy),
+                self.p(dx),
+                self.p(dgamma),
+                self.p(dbeta),
+            )
+        });
+    }
+    fn softmax_rows(&self, rows: usize, cols: usize, scale: f32, x: &Self::Buf, y: &mut Self::Buf) {
+        assert!(x.len >= rows * cols && y.len >= rows * cols, "softmax_rows: buffers too short");
+        check(unsafe { ops::softmax_rows(self.l(), rows, cols, scale, self.p(x), self.p(y)) });
+    }
+    fn softmax_rows_backward(&self, rows: usize, cols: usize, scale: f32, y: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf) {
+        let n = rows * cols;
+        assert!(y.len >= n && dy.len >= n && dx.len >= n, "softmax_rows_backward: buffers too short");
+        check(unsafe { ops::softmax_rows_backward(self.l(), rows, cols, scale, self.p(y), self.p(dy), self.p(dx)) });
+    }
+
+    fn row_sums(&self, rows: usize, cols: usize, x: &Self::Buf, out: &mut Self::Buf) {
+        assert!(x.len >= rows * cols && out.len >= rows, "row_sums: buffers too short");
+        check(unsafe { ops::row_sums(self.l(), rows, cols, false, self.p(x), self.p(out)) });
+    }
+    fn row_sumsq(&self, rows: usize, cols: usize, x: &Self::Buf, out: &mut Self::Buf) {
+        assert!(x.len >= rows * cols && out.len >= rows, "row_sumsq: buffers too short");
+        check(unsafe { ops::row_sums(self.l(), rows, cols, true, self.p(x), self.p(out)) });
+    }
+    fn col_sums(&self, rows: usize, cols: usize, x: &Self::Buf, beta: f32, out: &mut Self::Buf) {
+        assert!(x.len >= rows * cols && out.len >= cols, "col_sums: buffers too short");
+        check(unsafe { ops::col_sums(self.l(), rows, cols, self.p(x), beta, self.p(out)) });
+    }
+    fn sum(&self, x: &Self::Buf) -> f32 {
+        self.sum_impl(x, false)
+    }
+    fn sumsq(&self, x: &Self::Buf) -> f32 {
+        self.sum_impl(x, true)
+    }
+
+    fn axpy(&self, alpha: f32, x: &Self::Buf, y: &mut Self::Buf) {
+        let n = self.same_len("axpy", x, y);
+        check(unsafe { ops::axpy(self.l(), n, alpha, self.p(x), self.p(y)) });
+    }
+    fn scale(&self, alpha: f32, x: &mut Self::Buf) {
+        check(unsafe { ops::scale(self.l(), x.len, alpha, self.p(x)) });
+    }
+    fn add(&self, a: &Self::Buf, b: &Self::Buf, out: &mut Self::Buf) {
+        let n = self.same_len("add", a, b);
+        self.same_len("add", a, out);
+        check(unsafe { ops::add(self.l(), n, self.p(a), self.p(b), self.p(out)) });
+    }
+    fn mul(&self, a: &Self::Buf, b: &Self::Buf, out: &mut Self::Buf) {
+        let n = self.same_len("mul", a, b);
+        self.same_len("mul", a, out);
+        check(unsafe { ops::mul(self.l(), n, self.p(a), self.p(b), self.p(out)) });
+    }
+    fn add_bias(&self, rows: usize, cols: usize, bias: &Self::Buf, x: &mut Self::Buf) {
+        assert!(x.len >= rows * cols && bias.len >= cols, "add_bias: buffers too short");
+        check(unsafe { ops::add_bias(self.l(), rows, cols, self.p(bias), self.p(x)) });
+    }
+    fn act_forward(&self, act: Act, x: &Self::Buf, out: &mut Self::Buf) {
+        let n = self.same_len("act_forward", x, out);
+        check(unsafe { ops::act_forward(self.l(), n, act, self.p(x), self.p(out)) });
+    }
+    fn act_backward(&self, act: Act, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf) {
+        let n = self.same_len("act_backward", x, dy);
+        self.same_len("act_backward", x, dx);
+        check(unsafe { ops::act_backward(self.l(), n, act, self.p(x), self.p(dy), self.p(dx)) });
+    }
+    fn sigmoid(&self, x: &Self::Buf, out: &mut Self::Buf) {
+        let n = self.same_len("sigmoid", x, out);
+        check(unsafe { ops::sigmoid(self.l(), n, self.p(x), self.p(out)) });
+    }
+    fn sigmoid_backward(&self, y: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf) {
+        let n = self.same_len("sigmoid_backward", y, dy);
+        self.same_len("sigmoid_backward", y, dx);
+        check(unsafe { ops::sigmoid_backward(self.l(), n, self.p(y), self.p(dy), self.p(dx)) });
+    }
+    fn abs(&self, x: &Self::Buf, out: &mut Self::Buf) {
+        let n = self.same_len("abs", x, out);
+        check(unsafe { ops::abs(self.l(), n, self.p(x), self.p(out)) });
+    }
+    fn sign(&self, x: &Self::Buf, out: &mut Self::Buf) {
+        let n = self.same_len("sign", x, out);
+        check(unsafe { ops::sign(self.l(), n, self.p(x), self.p(out)) });
+    }
+    fn dropout(&self, mask: &DropoutMask, x: &Self::Buf, y: &mut Self::Buf) {
+        let n = self.same_len("dropout", x, y);
+        check(unsafe { ops::dropout(self.l(), n, mask, self.p(x), self.p(y)) });
+    }
+    fn l1_loss(&self, pred: &Self::Buf, target: &Self::Buf, scale: f32, grad: &mut Self::Buf) -> f32 {
+        let n = self.same_len("l1_loss", pred, target);
+        self.same_len("l1_loss", pred, grad);
+        assert!(n > 0, "l1_loss: empty input");
+        let partial = self.scratch64(super::launch::MAX_GRID as usize);
+        let parts = unsafe { ops::l1_loss(self.l(), n, scale, self.p(pred), self.p(target), self.p(grad), self.dev.addr(&partial)) };
+        let parts = parts.unwrap_or_else(|e| panic!("{e}"));
+        (self.read64(&partial, 0, parts).iter().sum::<f64>() / n as f64) as f32
+    }
+
+    fn fill_uniform(&self, x: &mut Self::Buf, seed: u64, offset: u64, lo: f32, hi: f32) {
+        check(unsafe { ops::fill_uniform(self.l(), x.len, seed, offset, lo, hi, self.p(x)) });
+    }
+    fn fill_normal(&self, x: &mut Self::Buf, seed: u64, offset: u64, mean: f32, std: f32) {
+        check(unsafe { ops::fill_normal(self.l(), x.len, seed, offset, mean, std, self.p(x)) });
+    }
+
+    fn adam_step(&self, s: &AdamStep, param: &mut Self::Buf, grad: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf) {
+        let n = grad.len;
+        assert!(param.len == n && m.len == n && v.len == n, "adam_step: length mismatch");
+        check(unsafe { ops::adam_step(self.l(), s, n, self.p(param), self.p(grad), self.p(m), self.p(v)) });
+    }
+}
+
+/// A column-major SGEMM done literally (f32 products, f32 accumulation in
+/// order), the emulation's stand-in for cuBLAS: it reads the addresses and
+/// leading dimensions exactly as cuBLAS would, so a wrong mapping fails.
+///
+/// # Safety
+/// The addresses in `call` must be host addresses covering the matrices.
+pub unsafe fn sgemm_reference(call: &SgemmCall) {
+    let c = call;
+    let at = |base: DevPtr, stride: usize, bi: usize, i: usize, j: usize, ld: usize, t: Trans| -> f32 {
+        // element (i, j) of op(X) for column-major X
+        let idx = if t == Trans::N { i + j * ld } else { j + i * ld };
+        // SAFETY: covered by the caller's contract.
+        unsafe { *(base.f32_at(bi * stride + idx).0 as *const f32) }
+    };
+    for bi in 0..c.batch {
+        for j in 0..c.n {
+            for i in 0..c.m {
+                let mut acc = 0.0f32;
+                for l in 0..c.k {
+                    acc += at(c.a, c.stride_a, bi, i, l, c.lda, c.transa) * at(c.b, c.stride_b, bi, l, j, c.ldb, c.transb);
+                }
+                let p = c.c.f32_at(bi * c.stride_c + i + j * c.ldc).0 as *mut f32;
+                // SAFETY: as above; with beta = 0, C is not read (as cuBLAS).
+                unsafe { *p = if c.beta == 0.0 { c.alpha * acc } else { c.alpha * acc + c.beta * *p } };
+            }
+        }
+    }
+}

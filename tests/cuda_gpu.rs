@@ -1,0 +1,153 @@
+//! GPU twin tests: the kernels on a real CUDA device (through
+//! `backend::cuda::ops`, as in tests/cuda_emu.rs) against the CPU backend.
+//! They return at once where no CUDA driver or device is found (this
+//! project's CI has none); the emulation tests cover the same code there.
+//!
+//! Tolerances are those of the emulation tests, widened where a GPU
+//! contracts `a·b + c` into one FMA (elementwise: 1 ulp-level, 1e-6
+//! relative). Philox uniforms and dropout masks stay bit-exact.
+
+use acsleuth::backend::cuda::device::{device_count, CudaDevice};
+use acsleuth::backend::cuda::ops::{self, BnFwdPtrs};
+use acsleuth::backend::{Act, Backend, BnFwd, CpuBackend, CpuBuf, DropoutMask, Fused};
+
+fn device() -> Option<CudaDevice> {
+    match device_count() {
+        Ok(n) if n > 0 => Some(CudaDevice::new(0).expect("a CUDA device is present but cannot be opened")),
+        _ => None,
+    }
+}
+
+fn lcg(seed: &mut u64, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+#[track_caller]
+fn close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= rtol * w.abs() + atol * scale, "{what}[{i}]: {g} vs {w}");
+    }
+}
+
+#[test]
+fn gpu_philox_and_dropout_are_bit_identical() {
+    let Some(dev) = device() else { return };
+    let cpu = CpuBackend::new();
+    for (n, offset) in [(1usize, 3u64), (1000, 5), (100_003, 0)] {
+        let x = dev.zeros::<f32>(n).unwrap();
+        unsafe { ops::fill_uniform(&dev, n, 42, offset, -1.0, 1.0, dev.ptr(&x)) }.unwrap();
+        let mut got = vec![0.0; n];
+        dev.download(&x, &mut got).unwrap();
+        let mut want = CpuBuf(vec![0.0; n]);
+        cpu.fill_uniform(&mut want, 42, offset, -1.0, 1.0);
+        assert!(got.iter().zip(&want.0).all(|(a, b)| a.to_bits() == b.to_bits()), "fill_uniform n={n}");
+        // Normals: f64 libm on the device may differ in the last bit of rare values.
+        unsafe { ops::fill_normal(&dev, n, 42, offset, 0.0, 1.0, dev.ptr(&x)) }.unwrap();
+        dev.download(&x, &mut got).unwrap();
+        cpu.fill_normal(&mut want, 42, offset, 0.0, 1.0);
+        close("fill_normal", &got, &want.0, 1e-6, 1e-7);
+        let src = lcg(&mut 7, n);
+        let xs = dev.upload(&src).unwrap();
+        let mask = DropoutMask { p: 0.3, seed: 9, offset };
+        unsafe { ops::dropout(&dev, n, &mask, dev.ptr(&xs), dev.ptr(&x)) }.unwrap();
+        dev.download(&x, &mut got).unwrap();
+        cpu.dropout(&mask, &CpuBuf(src), &mut want);
+        close("dropout", &got, &want.0, 1e-7, 0.0);
+    }
+}
+
+#[test]
+fn gpu_fused_forward_matches() {
+    let Some(dev) = device() else { return };
+    let cpu = CpuBackend::new();
+    let (rows, cols) = (1000, 70);
+    let mut s = 3;
+    let z = lcg(&mut s, rows * cols);
+    let bias = lcg(&mut s, cols);
+    let gamma: Vec<f32> = lcg(&mut s, cols).iter().map(|v| 1.0 + 0.2 * v).collect();
+    let beta = lcg(&mut s, cols);
+    let cfg = Fused {
+        rows,
+        cols,
+        act: Act::LeakyRelu(0.2),
+        dropout: Some(DropoutMask { p: 0.1, seed: 5, offset: 0 }),
+        train: true,
+        eps: 1e-5,
+        momentum: 0.1,
+    };
+    let (zd, bd, gd, btd) = (dev.upload(&z).unwrap(), dev.upload(&bias).unwrap(), dev.upload(&gamma).unwrap(), dev.upload(&beta).unwrap());
+    let rm = dev.zeros::<f32>(cols).unwrap();
+    let rv = dev.upload(&vec![1.0f32; cols]).unwrap();
+    let (sm, si, y) = (dev.zeros::<f32>(cols).unwrap(), dev.zeros::<f32>(cols).unwrap(), dev.zeros::<f32>(rows * cols).unwrap());
+    let bn = BnFwdPtrs {
+        gamma: dev.ptr(&gd),
+        beta: dev.ptr(&btd),
+        running_mean: dev.ptr(&rm),
+        running_var: dev.ptr(&rv),
+        save_mean: dev.ptr(&sm),
+        save_invstd: dev.ptr(&si),
+    };
+    unsafe { ops::fused_forward(&dev, &cfg, dev.ptr(&zd), Some(dev.ptr(&bd)), Some(bn), dev.ptr(&y)) }.unwrap();
+    let mut got = vec![0.0; rows * cols];
+    dev.download(&y, &mut got).unwrap();
+
+    let (g, b, bi) = (CpuBuf(gamma), CpuBuf(beta), CpuBuf(bias));
+    let (mut rm_c, mut rv_c) = (CpuBuf(vec![0.0; cols]), CpuBuf(vec![1.0; cols]));
+    let (mut sm_c, mut si_c) = (CpuBuf(vec![0.0; cols]), CpuBuf(vec![0.0; cols]));
+    let mut want = CpuBuf(vec![0.0; rows * cols]);
+    let bn_c = BnFwd {
+        gamma: &g,
+        beta: &b,
+        running_mean: &mut rm_c,
+        running_var: &mut rv_c,
+        save_mean: &mut sm_c,
+        save_invstd: &mut si_c,
+    };
+    cpu.fused_forward(&cfg, &CpuBuf(z), Some(&bi), Some(bn_c), &mut want);
+    close("fused y", &got, &want.0, 1e-5, 1e-5);
+}
+
+/// The whole backend on the GPU (kernels + cuBLAS): three training steps of
+/// the autoencoder against the CPU backend, as tests/cuda_backend.rs does
+/// on the emulation.
+#[test]
+fn gpu_backend_autoencoder_matches_cpu() {
+    use acsleuth::backend::cuda::CudaBackend;
+    use acsleuth::backend::rng::Stream;
+    use acsleuth::nn::mlp::AutoEncoder;
+    use acsleuth::nn::params::{zero_grads, Adam};
+
+    if device().is_none() {
+        return;
+    }
+    fn train<B: Backend>(be: &B, x: &[f32], batch: usize, genes: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut ae = AutoEncoder::new(be, genes, 0.1, &mut Stream::new(7));
+        let mut opt = Adam::new(1e-3, 0.9, 0.999);
+        let xb = be.upload(x);
+        let mut grad = be.zeros(batch * genes);
+        let mut losses = Vec::new();
+        for _ in 0..3 {
+            zero_grads(be, &mut ae);
+            let y = ae.forward(be, &xb, batch, true);
+            losses.push(be.l1_loss(y, &xb, 1.0, &mut grad));
+            ae.backward(be, &grad);
+            opt.step(be, &mut ae);
+        }
+        (losses, be.download(ae.forward(be, &xb, batch, false)))
+    }
+    let (batch, genes) = (64, 300);
+    let x: Vec<f32> = lcg(&mut 3, batch * genes).iter().map(|v| v.abs()).collect();
+    let gpu = CudaBackend::open(0).expect("CUDA backend");
+    let (lg, og) = train(&gpu, &x, batch, genes);
+    let (lc, oc) = train(&CpuBackend::new(), &x, batch, genes);
+    for (a, b) in lg.iter().zip(&lc) {
+        assert!((a - b).abs() <= 1e-3 * b.abs(), "losses {lg:?} vs {lc:?}");
+    }
+    close("autoencoder output", &og, &oc, 1e-3, 1e-3);
+}
