@@ -334,3 +334,30 @@ fn two_log_normalized_stores_are_streamed() {
     write_dataset(&cp, &counts, Layout::Csr).unwrap();
     assert!(detect_stores(&be, &Store::open(&cp).unwrap(), &t, &cfg, &opts).unwrap().is_none());
 }
+
+/// Module I end to end through the CUDA backend's host code and kernels
+/// under the CPU emulation gives the CPU backend's scores (reductions are
+/// summed in another order, so within a tolerance, not bit for bit).
+#[test]
+fn emulated_cuda_backend_matches_cpu() {
+    use acsleuth::pipeline::detect::{detect_with, DetectOptions};
+    let (reference, target, _) = simulate(96, 64, 20, 0.2, 13);
+    let cfg = DetectConfig {
+        batch_size: 32,
+        mem_size: 64,
+        hidden_dim: 32,
+        latent_dim: 16,
+        critic_hidden: 16,
+        scorer_steps: 5,
+        prepare_epochs: 2,
+        train_epochs: 1,
+        ..DetectConfig::default()
+    };
+    let opts = DetectOptions::default();
+    let cpu = detect_with(&acsleuth::backend::CpuBackend::new(), &reference, &target, &cfg, &opts).unwrap();
+    let emu = detect_with(&acsleuth::backend::cuda::emu::emu_backend(), &reference, &target, &cfg, &opts).unwrap();
+    let max_diff = cpu.scores.iter().zip(&emu.scores).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    eprintln!("emulated CUDA vs CPU: max |Δscore| = {max_diff:e}");
+    assert!(max_diff < 1e-3, "max |Δscore| = {max_diff}");
+    assert_eq!(cpu.calls, emu.calls);
+}

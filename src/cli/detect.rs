@@ -56,6 +56,11 @@ pub struct Args {
     /// Read the .raw matrix of .h5ad inputs instead of X.
     #[arg(long)]
     pub raw: bool,
+    /// Where to compute: auto (a CUDA GPU when one is found, else the CPU),
+    /// cpu, cuda or cuda:N. `emu` runs the CUDA kernels under the CPU
+    /// emulation (for developers: slow, small inputs only).
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    pub device: String,
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -93,6 +98,56 @@ pub fn settings(a: &Args) -> Result<DetectConfig> {
 }
 
 /// Creates `dir` and checks that a file can be written in it.
+/// The resolved `--device`.
+enum Device {
+    Cpu,
+    Emu,
+    Cuda(crate::backend::cuda::device::CudaDevice),
+}
+
+/// Parses and resolves `--device`; `auto` falls back to the CPU and says why
+/// on stderr, `cuda[:N]` without a usable GPU is an error.
+fn device(spec: &str) -> Result<Device> {
+    use crate::backend::cuda::device::{resolve, DeviceSpec, Resolved};
+    if spec.trim().eq_ignore_ascii_case("emu") {
+        return Ok(Device::Emu);
+    }
+    let parsed: DeviceSpec = spec.parse().map_err(|e: String| Error::Config(format!("--device: {e}")))?;
+    match resolve(parsed).map_err(|e| Error::Config(format!("--device {spec}: {e}")))? {
+        Resolved::Cpu { reason } => {
+            if let Some(r) = reason {
+                eprintln!("running on the CPU ({r})");
+            }
+            Ok(Device::Cpu)
+        }
+        Resolved::Cuda(d) => Ok(Device::Cuda(d)),
+    }
+}
+
+/// Reads (or streams) the inputs and runs Module I on backend `be`.
+fn run_on<B: crate::backend::Backend>(
+    be: &B,
+    a: &Args,
+    formats: &(io::Format, io::Format),
+    cfg: &DetectConfig,
+    dopts: &DetectOptions,
+) -> Result<crate::pipeline::detect::DetectResult> {
+    // Two stores of log-normalized values over the same genes are streamed
+    // from their memory maps; everything else is loaded (and preprocessed).
+    if let (io::Format::Store, io::Format::Store) = formats {
+        if !a.raw {
+            let (r, t) = (Store::open(&a.reference)?, Store::open(&a.target)?);
+            if let Some(res) = detect_stores(be, &r, &t, cfg, dopts)? {
+                return Ok(res);
+            }
+        }
+    }
+    let opts = ReadOptions { use_raw: a.raw };
+    let reference = io::read_dataset(&a.reference, &opts)?;
+    let target = io::read_dataset(&a.target, &opts)?;
+    detect_with(be, &reference, &target, cfg, dopts)
+}
+
 fn check_writable(dir: &Path) -> Result<()> {
     prepare_out_dir(dir)?;
     let probe = dir.join(format!(".acsleuth-write-test-{}", std::process::id()));
@@ -110,29 +165,19 @@ pub fn run(a: Args) -> Result<()> {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
     }
     let formats = (io::detect(&a.reference)?, io::detect(&a.target)?);
+    let dev = device(&a.device)?;
     check_writable(&a.out)?;
     let dopts = DetectOptions {
         model_path: Some(a.out.join("model.safetensors")),
         spill_dir: Some(a.out.clone()),
         mem_budget: None,
     };
-    let be = crate::backend::CpuBackend::new();
-    // Two stores of log-normalized values over the same genes are streamed
-    // from their memory maps; everything else is loaded (and preprocessed).
-    let streamed = match formats {
-        (io::Format::Store, io::Format::Store) if !a.raw => {
-            let (r, t) = (Store::open(&a.reference)?, Store::open(&a.target)?);
-            detect_stores(&be, &r, &t, &cfg, &dopts)?
-        }
-        _ => None,
-    };
-    let res = match streamed {
-        Some(res) => res,
-        None => {
-            let opts = ReadOptions { use_raw: a.raw };
-            let reference = io::read_dataset(&a.reference, &opts)?;
-            let target = io::read_dataset(&a.target, &opts)?;
-            detect_with(&be, &reference, &target, &cfg, &dopts)?
+    let res = match dev {
+        Device::Cpu => run_on(&crate::backend::CpuBackend::new(), &a, &formats, &cfg, &dopts)?,
+        Device::Emu => run_on(&crate::backend::cuda::emu::emu_backend(), &a, &formats, &cfg, &dopts)?,
+        Device::Cuda(dev) => {
+            let be = crate::backend::cuda::backend::KernelBackend::new(dev, "cuda");
+            run_on(&be, &a, &formats, &cfg, &dopts)?
         }
     };
     write_scores(&a.out.join("scores.tsv"), &res.cells, &res.scores, &res.calls)?;

@@ -315,6 +315,39 @@ impl<D: DeviceApi> Backend for KernelBackend<D> {
         check(unsafe { ops::softmax_rows_backward(self.l(), rows, cols, scale, self.p(y), self.p(dy), self.p(dx)) });
     }
 
+    fn memory_attention_forward(
+        &self,
+        rows: usize,
+        cols: usize,
+        inv_tau: f32,
+        lambda: f32,
+        logits: &Self::Buf,
+        w_saved: &mut Self::Buf,
+        out: &mut Self::Buf,
+    ) {
+        let n = rows * cols;
+        assert!(logits.len >= n && w_saved.len >= n && out.len >= n, "memory_attention_forward: buffers too short");
+        check(unsafe {
+            ops::memory_forward(self.l(), rows, cols, inv_tau, lambda, self.p(logits), self.p(w_saved), self.p(out))
+        });
+    }
+    fn memory_attention_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        inv_tau: f32,
+        lambda: f32,
+        w_saved: &Self::Buf,
+        dout: &Self::Buf,
+        dlogits: &mut Self::Buf,
+    ) {
+        let n = rows * cols;
+        assert!(w_saved.len >= n && dout.len >= n && dlogits.len >= n, "memory_attention_backward: buffers too short");
+        check(unsafe {
+            ops::memory_backward(self.l(), rows, cols, inv_tau, lambda, self.p(w_saved), self.p(dout), self.p(dlogits))
+        });
+    }
+
     fn row_sums(&self, rows: usize, cols: usize, x: &Self::Buf, out: &mut Self::Buf) {
         assert!(x.len >= rows * cols && out.len >= rows, "row_sums: buffers too short");
         check(unsafe { ops::row_sums(self.l(), rows, cols, false, self.p(x), self.p(out)) });
