@@ -307,17 +307,7 @@ fn two_log_normalized_stores_are_streamed() {
     let (rp, tp) = (dir.path().join("ref.acs"), dir.path().join("tgt.acs"));
     write_dataset(&rp, &reference, Layout::Csr).unwrap();
     write_dataset(&tp, &target, Layout::Dense).unwrap();
-    let cfg = DetectConfig {
-        batch_size: 32,
-        mem_size: 64,
-        hidden_dim: 32,
-        latent_dim: 16,
-        critic_hidden: 16,
-        scorer_steps: 5,
-        prepare_epochs: 2,
-        train_epochs: 1,
-        ..DetectConfig::default()
-    };
+    let cfg = tiny_config();
     let be = acsleuth::backend::CpuBackend::new();
     let opts = DetectOptions::default();
     let (r, t) = (Store::open(&rp).unwrap(), Store::open(&tp).unwrap());
@@ -342,7 +332,19 @@ fn two_log_normalized_stores_are_streamed() {
 fn emulated_cuda_backend_matches_cpu() {
     use acsleuth::pipeline::detect::{detect_with, DetectOptions};
     let (reference, target, _) = simulate(96, 64, 20, 0.2, 13);
-    let cfg = DetectConfig {
+    let cfg = tiny_config();
+    let opts = DetectOptions::default();
+    let cpu = detect_with(&acsleuth::backend::CpuBackend::new(), &reference, &target, &cfg, &opts).unwrap();
+    let emu = detect_with(&acsleuth::backend::cuda::emu::emu_backend(), &reference, &target, &cfg, &opts).unwrap();
+    let max_diff = cpu.scores.iter().zip(&emu.scores).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    eprintln!("emulated CUDA vs CPU: max |Δscore| = {max_diff:e}");
+    assert!(max_diff < 1e-3, "max |Δscore| = {max_diff}");
+    assert_eq!(cpu.calls, emu.calls);
+}
+
+/// Tiny widths and a few epochs: for tests of plumbing, not of accuracy.
+fn tiny_config() -> DetectConfig {
+    DetectConfig {
         batch_size: 32,
         mem_size: 64,
         hidden_dim: 32,
@@ -352,12 +354,5 @@ fn emulated_cuda_backend_matches_cpu() {
         prepare_epochs: 2,
         train_epochs: 1,
         ..DetectConfig::default()
-    };
-    let opts = DetectOptions::default();
-    let cpu = detect_with(&acsleuth::backend::CpuBackend::new(), &reference, &target, &cfg, &opts).unwrap();
-    let emu = detect_with(&acsleuth::backend::cuda::emu::emu_backend(), &reference, &target, &cfg, &opts).unwrap();
-    let max_diff = cpu.scores.iter().zip(&emu.scores).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    eprintln!("emulated CUDA vs CPU: max |Δscore| = {max_diff:e}");
-    assert!(max_diff < 1e-3, "max |Δscore| = {max_diff}");
-    assert_eq!(cpu.calls, emu.calls);
+    }
 }
