@@ -312,7 +312,15 @@ impl<B: Backend> ScorerMlp<B> {
     /// From `w.h1` to the second product `w.h2` (pre-bias), layer 1 with the
     /// full-batch statistics `s1`.
     pub fn layer1(&mut self, be: &B, w: &mut Work<B>, s1: &mut BnStats<B>, masks: &Masks) {
+        self.layer1_act(be, w, s1, masks);
         let (r, h1, h2) = (w.rows, self.h1, self.h2);
+        be.gemm(&Gemm::new(Trans::N, Trans::T, r, h2, h1), &w.y1d, &self.w2.value, &mut w.h2);
+    }
+
+    /// From `w.h1` to the layer-1 output after dropout `w.y1d`, without the
+    /// second product (for passes that load `h2` from its cache).
+    pub fn layer1_act(&mut self, be: &B, w: &mut Work<B>, s1: &mut BnStats<B>, masks: &Masks) {
+        let (r, h1) = (w.rows, self.h1);
         let bn = BnFwd {
             gamma: &self.bn1.gamma.value,
             beta: &self.bn1.beta.value,
@@ -326,7 +334,6 @@ impl<B: Backend> ScorerMlp<B> {
             Some(m) => be.dropout(m, &w.y1, &mut w.y1d),
             None => be.copy(&w.y1, 0, &mut w.y1d, 0, r * h1),
         }
-        be.gemm(&Gemm::new(Trans::N, Trans::T, r, h2, h1), &w.y1d, &self.w2.value, &mut w.h2);
     }
 
     /// From `w.h2` to the scores `w.p`, layer 2 with statistics `s2`.
