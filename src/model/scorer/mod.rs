@@ -210,6 +210,36 @@ fn chunks(n: usize, c: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 impl<'a, B: Backend> Runner<'a, B> {
+    /// The per-step caches share `budget` bytes of memory, in the order
+    /// `h1`, `h2`, `dz1`; what does not fit goes to `spill_dir`.
+    fn new(be: &'a B, dev: &'a mut DeviationSet, h1: usize, h2: usize, chunk: usize, budget: usize, spill_dir: &std::path::Path) -> Result<Self> {
+        let (n, g) = (dev.n_cells(), dev.genes());
+        let mut left = budget;
+        let mut cache = |cols: usize| -> Result<RowCache> {
+            let c = RowCache::new(n, cols, left, spill_dir)?;
+            if !c.on_disk() {
+                left -= n * cols * 4;
+            }
+            Ok(c)
+        };
+        let (c1, c2, cd) = (cache(h1)?, cache(h2)?, cache(h1)?);
+        Ok(Runner {
+            be,
+            dev,
+            h1: c1,
+            h2: c2,
+            dz1: cd,
+            chunk,
+            works: Vec::new(),
+            s1: BnStats::new(be, h1),
+            s2: BnStats::new(be, h2),
+            hd: vec![0.0; chunk * g],
+            hh1: vec![0.0; chunk * h1],
+            hdz1: vec![0.0; chunk * h1],
+            hh2: vec![0.0; chunk * h2],
+        })
+    }
+
     fn work_index(&mut self, mlp: &ScorerMlp<B>, r: usize) -> usize {
         if let Some(i) = self.works.iter().position(|w| w.rows == r) {
             return i;
@@ -442,31 +472,7 @@ pub fn train_scorer<B: Backend>(be: &B, dev: &mut DeviationSet, cfg: &ScorerConf
             Some((h, mmd::Kernel::Rbf { bandwidths: vec![h] }))
         }
     };
-    // The per-step caches share one budget, the most-read first.
-    let mut budget = cfg.mem_budget;
-    let mut cache = |cols: usize| -> Result<RowCache> {
-        let c = RowCache::new(n, cols, budget, &cfg.spill_dir)?;
-        if !c.on_disk() {
-            budget -= n * cols * 4;
-        }
-        Ok(c)
-    };
-    let (h1cache, h2cache, dz1cache) = (cache(cfg.h1)?, cache(cfg.h2)?, cache(cfg.h1)?);
-    let mut run = Runner {
-        be,
-        dev,
-        h1: h1cache,
-        h2: h2cache,
-        dz1: dz1cache,
-        chunk,
-        works: Vec::new(),
-        s1: BnStats::new(be, cfg.h1),
-        s2: BnStats::new(be, cfg.h2),
-        hd: vec![0.0; chunk * g],
-        hh1: vec![0.0; chunk * cfg.h1],
-        hdz1: vec![0.0; chunk * cfg.h1],
-        hh2: vec![0.0; chunk * cfg.h2],
-    };
+    let mut run = Runner::new(be, dev, cfg.h1, cfg.h2, chunk, cfg.mem_budget, &cfg.spill_dir)?;
     let mut steps = Vec::with_capacity(cfg.steps);
     let pb = crate::progress::bar(cfg.steps as u64, "scorer");
     for step in 0..cfg.steps {
