@@ -205,6 +205,19 @@ struct Runner<'a, B: Backend> {
     hh2: Vec<f32>,
 }
 
+/// Rows `r0..r0 + r` of `cache` into `dst`: straight from the cache when
+/// it is held in memory, else read through `staging` (`[≥ r, cols]`).
+fn upload_rows<B: Backend>(be: &B, cache: &mut RowCache, r0: usize, r: usize, staging: &mut [f32], dst: &mut B::Buf) -> Result<()> {
+    if let Some(rows) = cache.rows_in_memory(r0, r) {
+        be.write(dst, 0, rows);
+        return Ok(());
+    }
+    let rows = &mut staging[..r * cache.cols()];
+    cache.read_rows(r0, rows)?;
+    be.write(dst, 0, rows);
+    Ok(())
+}
+
 fn chunks(n: usize, c: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n).step_by(c.max(1)).map(move |r0| (r0, c.min(n - r0)))
 }
@@ -250,14 +263,13 @@ impl<'a, B: Backend> Runner<'a, B> {
 
     /// F1: `h1 = δ W1ᵀ` into the cache; statistics of `h1 + b1`.
     fn first_products(&mut self, mlp: &mut ScorerMlp<B>) -> Result<ColStats> {
-        let (n, g, h1) = (self.dev.n_cells(), mlp.genes, mlp.h1);
+        let (n, h1) = (self.dev.n_cells(), mlp.h1);
         let b1 = self.be.download(&mlp.b1.value);
         let mut st = ColStats::new(h1);
         for (r0, r) in chunks(n, self.chunk) {
             let wi = self.work_index(mlp, r);
-            self.dev.cache.read_rows(r0, &mut self.hd[..r * g])?;
+            upload_rows(self.be, &mut self.dev.cache, r0, r, &mut self.hd, &mut self.works[wi].delta)?;
             let w = &mut self.works[wi];
-            self.be.write(&mut w.delta, 0, &self.hd[..r * g]);
             mlp.first_product(self.be, w);
             self.be.download_into(&w.h1, &mut self.hh1[..r * h1]);
             st.add(&self.hh1[..r * h1], &b1);
@@ -318,7 +330,7 @@ impl<'a, B: Backend> Runner<'a, B> {
     /// of the same step (whose caches they read); accumulates every gradient.
     fn backward(&mut self, mlp: &mut ScorerMlp<B>, dp: &[f32], mask_base: Option<(u64, u64, u64)>) -> Result<()> {
         let be = self.be;
-        let (n, g, h1, h2) = (self.dev.n_cells(), mlp.genes, mlp.h1, mlp.h2);
+        let (n, h1, h2) = (self.dev.n_cells(), mlp.h1, mlp.h2);
         let b1 = be.download(&mlp.b1.value);
         let b2 = be.download(&mlp.b2.value);
         let gamma1 = be.download(&mlp.bn1.gamma.value);
@@ -358,10 +370,9 @@ impl<'a, B: Backend> Runner<'a, B> {
             self.dz1.read_rows(r0, &mut self.hdz1[..r * h1])?;
             let dz1 = &mut self.hdz1[..r * h1];
             bn_correct(dz1, &self.hh1[..r * h1], &b1, &self.s1.host_mean, &self.s1.host_invstd, &gamma1, &sg1, &sgx1, n);
-            self.dev.cache.read_rows(r0, &mut self.hd[..r * g])?;
             let w = &mut self.works[wi];
             be.write(&mut w.dz1, 0, dz1);
-            be.write(&mut w.delta, 0, &self.hd[..r * g]);
+            upload_rows(be, &mut self.dev.cache, r0, r, &mut self.hd, &mut w.delta)?;
             mlp.first_grads(be, w);
         }
         Ok(())
