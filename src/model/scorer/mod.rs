@@ -10,13 +10,16 @@
 //!   in each of the several passes per step; reading a file the page cache
 //!   mostly holds is far cheaper.
 //! - One scorer step is six passes over row chunks (see [`mlp`] for why BN
-//!   needs them, [`Runner`] for the passes). Each pass writes what later
-//!   passes would otherwise recompute, cached the same way: the first-layer
-//!   product `h1 = δ W1ᵀ` (the only O(N·G·h1) forward work; 2 GB at 10^6 ×
-//!   512), the second product `h2` and the first layer's eval-form input
-//!   gradient, so the big products run once forward and once backward per
-//!   step and the smaller layers at most three times (dropout masks are
-//!   hashed per element, which costs as much as the small products).
+//!   needs them, the private `Runner` for the passes). Each pass writes
+//!   what later passes would otherwise recompute, cached the same way: the
+//!   first-layer product `h1 = δ W1ᵀ` (the only O(N·G·h1) forward work),
+//!   the second product `h2` and the first layer's eval-form input
+//!   gradient `dz1` (2 + 1 + 2 GB at 10^6 cells; the three share one
+//!   in-memory budget and spill the rest). So the big products run once
+//!   forward and once backward per step and the smaller layers at most
+//!   three times. Dropout masks are hashed per element, which costs as
+//!   much as the small products, so each chunk's masks are hashed once per
+//!   pass ([`mlp::MaskFactors`]).
 //! - The linear-kernel MMD needs only `A = Σ a_i δ_i`, `B = Σ b_i δ_i`, the
 //!   norms and two dot products per cell: two more streamed passes over δ
 //!   ([`linear_streamed`]). The RBF kernel's pairwise form needs all of δ
