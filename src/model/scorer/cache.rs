@@ -102,6 +102,14 @@ impl RowCache {
         Ok(())
     }
 
+    /// Rows `r0..r0 + rows` in place, when held in memory (saves a copy).
+    pub fn rows_in_memory(&self, r0: usize, rows: usize) -> Option<&[f32]> {
+        match &self.storage {
+            Storage::Mem(v) if r0 + rows <= self.rows => Some(&v[r0 * self.cols..(r0 + rows) * self.cols]),
+            _ => None,
+        }
+    }
+
     /// Reads whole rows starting at row `r0` into `out`.
     pub fn read_rows(&mut self, r0: usize, out: &mut [f32]) -> Result<()> {
         let (off, len) = self.range(r0, out.len())?;

@@ -247,6 +247,46 @@ pub struct Work<B: Backend> {
     /// Scratch accumulators for fused backward calls whose BN sums are not wanted.
     scratch_h1: (B::Buf, B::Buf),
     scratch_h2: (B::Buf, B::Buf),
+    /// Dropout factors of the chunk for layers 1 and 2 (`[rows, h1]`,
+    /// `[rows, h2]`; 0 or 1/(1−p)), hashed once and reused while the mask
+    /// is the same: the per-element hash costs as much as a small product.
+    pub f1: MaskFactors<B>,
+    pub f2: MaskFactors<B>,
+}
+
+/// The factors of one dropout mask over a chunk, and which mask they are.
+pub struct MaskFactors<B: Backend> {
+    ones: B::Buf,
+    factors: B::Buf,
+    /// `(p bits, seed, offset)` of the mask in `factors`.
+    key: Option<(u32, u64, u64)>,
+}
+
+impl<B: Backend> MaskFactors<B> {
+    fn new(be: &B, len: usize) -> Self {
+        let mut ones = be.zeros(len);
+        be.fill(&mut ones, 1.0);
+        MaskFactors { ones, factors: be.zeros(len), key: None }
+    }
+
+    /// `y = dropout(x)` under `mask` (a copy without one): the same values
+    /// as [`Backend::dropout`], whose factor `1·f` is exactly `f`.
+    pub fn apply(&mut self, be: &B, mask: &Option<DropoutMask>, x: &B::Buf, y: &mut B::Buf) {
+        match mask {
+            Some(m) => {
+                let key = (m.p.to_bits(), m.seed, m.offset);
+                if self.key != Some(key) {
+                    be.dropout(m, &self.ones, &mut self.factors);
+                    self.key = Some(key);
+                }
+                be.mul(x, &self.factors, y);
+            }
+            None => {
+                let len = be.len(x);
+                be.copy(x, 0, y, 0, len);
+            }
+        }
+    }
 }
 
 impl<B: Backend> Work<B> {
@@ -272,6 +312,8 @@ impl<B: Backend> Work<B> {
             dlogit: be.zeros(rows),
             scratch_h1: (be.zeros(h1), be.zeros(h1)),
             scratch_h2: (be.zeros(h2), be.zeros(h2)),
+            f1: MaskFactors::new(be, rows * h1),
+            f2: MaskFactors::new(be, rows * h2),
         }
     }
 }
@@ -312,7 +354,15 @@ impl<B: Backend> ScorerMlp<B> {
     /// From `w.h1` to the second product `w.h2` (pre-bias), layer 1 with the
     /// full-batch statistics `s1`.
     pub fn layer1(&mut self, be: &B, w: &mut Work<B>, s1: &mut BnStats<B>, masks: &Masks) {
+        self.layer1_act(be, w, s1, masks);
         let (r, h1, h2) = (w.rows, self.h1, self.h2);
+        be.gemm(&Gemm::new(Trans::N, Trans::T, r, h2, h1), &w.y1d, &self.w2.value, &mut w.h2);
+    }
+
+    /// From `w.h1` to the layer-1 output after dropout `w.y1d`, without the
+    /// second product (for passes that load `h2` from its cache).
+    pub fn layer1_act(&mut self, be: &B, w: &mut Work<B>, s1: &mut BnStats<B>, masks: &Masks) {
+        let (r, h1) = (w.rows, self.h1);
         let bn = BnFwd {
             gamma: &self.bn1.gamma.value,
             beta: &self.bn1.beta.value,
@@ -322,11 +372,7 @@ impl<B: Backend> ScorerMlp<B> {
             save_invstd: &mut s1.save_invstd,
         };
         be.fused_forward(&eval_cfg(r, h1, self.act()), &w.h1, Some(&self.b1.value), Some(bn), &mut w.y1);
-        match &masks.m1 {
-            Some(m) => be.dropout(m, &w.y1, &mut w.y1d),
-            None => be.copy(&w.y1, 0, &mut w.y1d, 0, r * h1),
-        }
-        be.gemm(&Gemm::new(Trans::N, Trans::T, r, h2, h1), &w.y1d, &self.w2.value, &mut w.h2);
+        w.f1.apply(be, &masks.m1, &w.y1, &mut w.y1d);
     }
 
     /// From `w.h2` to the scores `w.p`, layer 2 with statistics `s2`.
@@ -341,10 +387,7 @@ impl<B: Backend> ScorerMlp<B> {
             save_invstd: &mut s2.save_invstd,
         };
         be.fused_forward(&eval_cfg(r, h2, self.act()), &w.h2, Some(&self.b2.value), Some(bn), &mut w.y2);
-        match &masks.m2 {
-            Some(m) => be.dropout(m, &w.y2, &mut w.y2d),
-            None => be.copy(&w.y2, 0, &mut w.y2d, 0, r * h2),
-        }
+        w.f2.apply(be, &masks.m2, &w.y2, &mut w.y2d);
         be.gemm(&Gemm::new(Trans::N, Trans::T, r, 1, h2), &w.y2d, &self.w3.value, &mut w.logit);
         be.add_bias(r, 1, &self.b3.value, &mut w.logit);
         be.sigmoid(&w.logit, &mut w.p);
@@ -363,10 +406,7 @@ impl<B: Backend> ScorerMlp<B> {
         }
         // dy2d = dlogit · W3: [r,1]·[1,h2].
         be.gemm(&Gemm::new(Trans::N, Trans::N, r, h2, 1), &w.dlogit, &self.w3.value, &mut w.dy2d);
-        match &masks.m2 {
-            Some(m) => be.dropout(m, &w.dy2d, &mut w.dy2),
-            None => be.copy(&w.dy2d, 0, &mut w.dy2, 0, r * h2),
-        }
+        w.f2.apply(be, &masks.m2, &w.dy2d, &mut w.dy2);
         let (dgamma, dbeta) = if last {
             (&mut self.bn2.gamma.grad, &mut self.bn2.beta.grad)
         } else {
@@ -393,10 +433,7 @@ impl<B: Backend> ScorerMlp<B> {
             be.col_sums(r, h2, &w.dz2, 1.0, &mut self.b2.grad);
         }
         be.gemm(&Gemm::new(Trans::N, Trans::N, r, h1, h2), &w.dz2, &self.w2.value, &mut w.dy1d);
-        match &masks.m1 {
-            Some(m) => be.dropout(m, &w.dy1d, &mut w.dy1),
-            None => be.copy(&w.dy1d, 0, &mut w.dy1, 0, r * h1),
-        }
+        w.f1.apply(be, &masks.m1, &w.dy1d, &mut w.dy1);
         let (dgamma, dbeta) = if last {
             (&mut self.bn1.gamma.grad, &mut self.bn1.beta.grad)
         } else {

@@ -9,10 +9,17 @@
 //!   Recomputing δ instead would cost a generator forward over every cell
 //!   in each of the several passes per step; reading a file the page cache
 //!   mostly holds is far cheaper.
-//! - One scorer step is a handful of passes over row chunks (see
-//!   [`mlp`] for why BN needs them): the first-layer product `h1 = δ W1ᵀ`
-//!   (the only O(N·G·h1) forward work) is computed once per step and cached
-//!   the same way (2 GB at 10^6 × 512), later passes start from it.
+//! - One scorer step is six passes over row chunks (see [`mlp`] for why BN
+//!   needs them, the private `Runner` for the passes). Each pass writes
+//!   what later passes would otherwise recompute, cached the same way: the
+//!   first-layer product `h1 = δ W1ᵀ` (the only O(N·G·h1) forward work),
+//!   the second product `h2` and the first layer's eval-form input
+//!   gradient `dz1` (2 + 1 + 2 GB at 10^6 cells; the three share one
+//!   in-memory budget and spill the rest). So the big products run once
+//!   forward and once backward per step and the smaller layers at most
+//!   three times. Dropout masks are hashed per element, which costs as
+//!   much as the small products, so each chunk's masks are hashed once per
+//!   pass ([`mlp::MaskFactors`]).
 //! - The linear-kernel MMD needs only `A = Σ a_i δ_i`, `B = Σ b_i δ_i`, the
 //!   norms and two dot products per cell: two more streamed passes over δ
 //!   ([`linear_streamed`]). The RBF kernel's pairwise form needs all of δ
@@ -57,7 +64,8 @@ pub struct ScorerConfig {
     pub seed: u64,
     /// Rows per chunk (0: about 32 MB of deviations per chunk).
     pub chunk_rows: usize,
-    /// Largest cache (δ, or the first-layer products) held in memory, bytes.
+    /// Largest δ held in memory, bytes; the per-step caches share another
+    /// budget of this size.
     pub mem_budget: usize,
     /// Where caches over the budget go (a temporary, unlinked file).
     pub spill_dir: PathBuf,
@@ -169,21 +177,48 @@ pub struct ScoreOutcome {
     pub chunk_rows: usize,
 }
 
-/// Streams chunks of δ and of the cached first-layer products through the MLP.
+/// Streams chunks of δ and of the per-step caches through the MLP.
+///
+/// One step is six passes over row chunks; each cache is written once per
+/// step and read where a later pass needs it, so no layer is recomputed
+/// more often than its gradient requires:
+/// - F1: δ → `h1 = δ W1ᵀ` (cache), BN1 statistics;
+/// - F2: `h1` → layer 1 → `h2` (cache), BN2 statistics;
+/// - F3: `h2` → layer 2 → scores;
+/// - B1: `h2` → layer 2 → back to `dz2`: last-layer and BN2 gradient sums;
+/// - B2: `h1`, `h2` → corrected `dz2` → layer-2 and BN1 gradient sums, and
+///   the eval-form `dz1` (cache);
+/// - B3: `dz1`, `h1` → corrected `dz1`, with δ → first-layer gradients.
 struct Runner<'a, B: Backend> {
     be: &'a B,
     dev: &'a mut DeviationSet,
+    /// `[N, h1]` first products, `[N, h2]` second products, `[N, h1]`
+    /// eval-form first-layer input gradients.
     h1: RowCache,
+    h2: RowCache,
+    dz1: RowCache,
     chunk: usize,
     works: Vec<Work<B>>,
     s1: BnStats<B>,
     s2: BnStats<B>,
-    /// Host staging `[chunk, G]` and `[chunk, h1]`, `[chunk, h2]`.
+    /// Host staging `[chunk, G]`, `[chunk, h1]` (two) and `[chunk, h2]`.
     hd: Vec<f32>,
     hh1: Vec<f32>,
+    hdz1: Vec<f32>,
     hh2: Vec<f32>,
-    /// BN1's full-batch Σg, Σg·x̂ between backward passes B2 and B3.
-    bn1_sums: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Rows `r0..r0 + r` of `cache` into `dst`: straight from the cache when
+/// it is held in memory, else read through `staging` (`[≥ r, cols]`).
+fn upload_rows<B: Backend>(be: &B, cache: &mut RowCache, r0: usize, r: usize, staging: &mut [f32], dst: &mut B::Buf) -> Result<()> {
+    if let Some(rows) = cache.rows_in_memory(r0, r) {
+        be.write(dst, 0, rows);
+        return Ok(());
+    }
+    let rows = &mut staging[..r * cache.cols()];
+    cache.read_rows(r0, rows)?;
+    be.write(dst, 0, rows);
+    Ok(())
 }
 
 fn chunks(n: usize, c: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -191,6 +226,36 @@ fn chunks(n: usize, c: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 impl<'a, B: Backend> Runner<'a, B> {
+    /// The per-step caches share `budget` bytes of memory, in the order
+    /// `h1`, `h2`, `dz1`; what does not fit goes to `spill_dir`.
+    fn new(be: &'a B, dev: &'a mut DeviationSet, h1: usize, h2: usize, chunk: usize, budget: usize, spill_dir: &std::path::Path) -> Result<Self> {
+        let (n, g) = (dev.n_cells(), dev.genes());
+        let mut left = budget;
+        let mut cache = |cols: usize| -> Result<RowCache> {
+            let c = RowCache::new(n, cols, left, spill_dir)?;
+            if !c.on_disk() {
+                left -= n * cols * 4;
+            }
+            Ok(c)
+        };
+        let (c1, c2, cd) = (cache(h1)?, cache(h2)?, cache(h1)?);
+        Ok(Runner {
+            be,
+            dev,
+            h1: c1,
+            h2: c2,
+            dz1: cd,
+            chunk,
+            works: Vec::new(),
+            s1: BnStats::new(be, h1),
+            s2: BnStats::new(be, h2),
+            hd: vec![0.0; chunk * g],
+            hh1: vec![0.0; chunk * h1],
+            hdz1: vec![0.0; chunk * h1],
+            hh2: vec![0.0; chunk * h2],
+        })
+    }
+
     fn work_index(&mut self, mlp: &ScorerMlp<B>, r: usize) -> usize {
         if let Some(i) = self.works.iter().position(|w| w.rows == r) {
             return i;
@@ -199,16 +264,15 @@ impl<'a, B: Backend> Runner<'a, B> {
         self.works.len() - 1
     }
 
-    /// Pass 1: `h1 = δ W1ᵀ` into the cache; statistics of `h1 + b1`.
+    /// F1: `h1 = δ W1ᵀ` into the cache; statistics of `h1 + b1`.
     fn first_products(&mut self, mlp: &mut ScorerMlp<B>) -> Result<ColStats> {
-        let (n, g, h1) = (self.dev.n_cells(), mlp.genes, mlp.h1);
+        let (n, h1) = (self.dev.n_cells(), mlp.h1);
         let b1 = self.be.download(&mlp.b1.value);
         let mut st = ColStats::new(h1);
         for (r0, r) in chunks(n, self.chunk) {
             let wi = self.work_index(mlp, r);
-            self.dev.cache.read_rows(r0, &mut self.hd[..r * g])?;
+            upload_rows(self.be, &mut self.dev.cache, r0, r, &mut self.hd, &mut self.works[wi].delta)?;
             let w = &mut self.works[wi];
-            self.be.write(&mut w.delta, 0, &self.hd[..r * g]);
             mlp.first_product(self.be, w);
             self.be.download_into(&w.h1, &mut self.hh1[..r * h1]);
             st.add(&self.hh1[..r * h1], &b1);
@@ -217,21 +281,25 @@ impl<'a, B: Backend> Runner<'a, B> {
         Ok(st)
     }
 
-    /// Loads the cached `h1` of a chunk and runs layer 1 (and layer 2).
-    fn forward_chunk(&mut self, mlp: &mut ScorerMlp<B>, r0: usize, r: usize, masks: &Masks, both: bool) -> Result<usize> {
+    /// Loads the cached `h1` of a chunk into `hh1` and its work buffers.
+    fn load_h1(&mut self, mlp: &ScorerMlp<B>, r0: usize, r: usize) -> Result<usize> {
         let h1 = mlp.h1;
         let wi = self.work_index(mlp, r);
         self.h1.read_rows(r0, &mut self.hh1[..r * h1])?;
-        let w = &mut self.works[wi];
-        self.be.write(&mut w.h1, 0, &self.hh1[..r * h1]);
-        mlp.layer1(self.be, w, &mut self.s1, masks);
-        if both {
-            mlp.layer2(self.be, w, &mut self.s2, masks);
-        }
+        self.be.write(&mut self.works[wi].h1, 0, &self.hh1[..r * h1]);
         Ok(wi)
     }
 
-    /// Passes 1–3: full-batch statistics, then the scores.
+    /// Loads the cached `h2` of a chunk into `hh2` and its work buffers.
+    fn load_h2(&mut self, mlp: &ScorerMlp<B>, r0: usize, r: usize) -> Result<usize> {
+        let h2 = mlp.h2;
+        let wi = self.work_index(mlp, r);
+        self.h2.read_rows(r0, &mut self.hh2[..r * h2])?;
+        self.be.write(&mut self.works[wi].h2, 0, &self.hh2[..r * h2]);
+        Ok(wi)
+    }
+
+    /// F1–F3: full-batch statistics, then the scores.
     fn forward(&mut self, mlp: &mut ScorerMlp<B>, mask_base: Option<(u64, u64, u64)>, update_running: bool) -> Result<Vec<f32>> {
         let (n, h2) = (self.dev.n_cells(), mlp.h2);
         let st1 = self.first_products(mlp)?;
@@ -240,9 +308,11 @@ impl<'a, B: Backend> Runner<'a, B> {
         let mut st2 = ColStats::new(h2);
         for (r0, r) in chunks(n, self.chunk) {
             let masks = Masks::at(mask_base, mlp.dropout, r0, mlp.h1, h2);
-            let wi = self.forward_chunk(mlp, r0, r, &masks, false)?;
+            let wi = self.load_h1(mlp, r0, r)?;
+            mlp.layer1(self.be, &mut self.works[wi], &mut self.s1, &masks);
             self.be.download_into(&self.works[wi].h2, &mut self.hh2[..r * h2]);
             st2.add(&self.hh2[..r * h2], &b2);
+            self.h2.write_rows(r0, &self.hh2[..r * h2])?;
         }
         self.s2.set(self.be, &st2);
         if update_running {
@@ -252,16 +322,18 @@ impl<'a, B: Backend> Runner<'a, B> {
         let mut p = vec![0.0f32; n];
         for (r0, r) in chunks(n, self.chunk) {
             let masks = Masks::at(mask_base, mlp.dropout, r0, mlp.h1, h2);
-            let wi = self.forward_chunk(mlp, r0, r, &masks, true)?;
+            let wi = self.load_h2(mlp, r0, r)?;
+            mlp.layer2(self.be, &mut self.works[wi], &mut self.s2, &masks);
             self.be.download_into(&self.works[wi].p, &mut p[r0..r0 + r]);
         }
         Ok(p)
     }
 
-    /// Backward passes from `dp = ∂L/∂p` (see [`mlp`]); accumulates every gradient.
+    /// B1–B3 from `dp = ∂L/∂p` (see [`mlp`]), right after [`Runner::forward`]
+    /// of the same step (whose caches they read); accumulates every gradient.
     fn backward(&mut self, mlp: &mut ScorerMlp<B>, dp: &[f32], mask_base: Option<(u64, u64, u64)>) -> Result<()> {
         let be = self.be;
-        let (n, g, h1, h2) = (self.dev.n_cells(), mlp.genes, mlp.h1, mlp.h2);
+        let (n, h1, h2) = (self.dev.n_cells(), mlp.h1, mlp.h2);
         let b1 = be.download(&mlp.b1.value);
         let b2 = be.download(&mlp.b2.value);
         let gamma1 = be.download(&mlp.bn1.gamma.value);
@@ -269,41 +341,43 @@ impl<'a, B: Backend> Runner<'a, B> {
         // B1: last layer's gradients and BN2's sums Σg, Σg·x̂.
         for (r0, r) in chunks(n, self.chunk) {
             let masks = Masks::at(mask_base, mlp.dropout, r0, h1, h2);
-            let wi = self.forward_chunk(mlp, r0, r, &masks, true)?;
+            let wi = self.load_h2(mlp, r0, r)?;
             let w = &mut self.works[wi];
+            mlp.layer2(be, w, &mut self.s2, &masks);
             be.write(&mut w.dp, 0, &dp[r0..r0 + r]);
             mlp.back_to_dz2(be, w, &self.s2, &masks, true);
         }
         let (sg2, sgx2) = (be.download(&mlp.bn2.beta.grad), be.download(&mlp.bn2.gamma.grad));
-        // B2: corrected dz2 → layer-2 gradients and BN1's sums. B3: dz1 → first layer.
-        for last_layer in [false, true] {
-            for (r0, r) in chunks(n, self.chunk) {
-                let masks = Masks::at(mask_base, mlp.dropout, r0, h1, h2);
-                let wi = self.forward_chunk(mlp, r0, r, &masks, true)?;
-                let w = &mut self.works[wi];
-                be.write(&mut w.dp, 0, &dp[r0..r0 + r]);
-                mlp.back_to_dz2(be, w, &self.s2, &masks, false);
-                let mut dz2 = be.download(&w.dz2);
-                be.download_into(&w.h2, &mut self.hh2[..r * h2]);
-                bn_correct(&mut dz2, &self.hh2[..r * h2], &b2, &self.s2.host_mean, &self.s2.host_invstd, &gamma2, &sg2, &sgx2, n);
-                be.write(&mut w.dz2, 0, &dz2);
-                mlp.back_to_dz1(be, w, &self.s1, &masks, !last_layer);
-                if last_layer {
-                    let mut dz1 = be.download(&w.dz1);
-                    let (sg1, sgx1) = self.bn1_sums.as_ref().expect("set after pass B2");
-                    bn_correct(&mut dz1, &self.hh1[..r * h1], &b1, &self.s1.host_mean, &self.s1.host_invstd, &gamma1, sg1, sgx1, n);
-                    let w = &mut self.works[wi];
-                    be.write(&mut w.dz1, 0, &dz1);
-                    self.dev.cache.read_rows(r0, &mut self.hd[..r * g])?;
-                    be.write(&mut w.delta, 0, &self.hd[..r * g]);
-                    mlp.first_grads(be, w);
-                }
-            }
-            if !last_layer {
-                self.bn1_sums = Some((be.download(&mlp.bn1.beta.grad), be.download(&mlp.bn1.gamma.grad)));
-            }
+        // B2: corrected dz2 → layer-2 gradients, BN1's sums, eval-form dz1.
+        for (r0, r) in chunks(n, self.chunk) {
+            let masks = Masks::at(mask_base, mlp.dropout, r0, h1, h2);
+            let wi = self.load_h1(mlp, r0, r)?;
+            mlp.layer1_act(be, &mut self.works[wi], &mut self.s1, &masks);
+            self.load_h2(mlp, r0, r)?;
+            let w = &mut self.works[wi];
+            mlp.layer2(be, w, &mut self.s2, &masks);
+            be.write(&mut w.dp, 0, &dp[r0..r0 + r]);
+            mlp.back_to_dz2(be, w, &self.s2, &masks, false);
+            let mut dz2 = be.download(&w.dz2);
+            bn_correct(&mut dz2, &self.hh2[..r * h2], &b2, &self.s2.host_mean, &self.s2.host_invstd, &gamma2, &sg2, &sgx2, n);
+            be.write(&mut w.dz2, 0, &dz2);
+            mlp.back_to_dz1(be, w, &self.s1, &masks, true);
+            be.download_into(&w.dz1, &mut self.hdz1[..r * h1]);
+            self.dz1.write_rows(r0, &self.hdz1[..r * h1])?;
         }
-        self.bn1_sums = None;
+        let (sg1, sgx1) = (be.download(&mlp.bn1.beta.grad), be.download(&mlp.bn1.gamma.grad));
+        // B3: corrected dz1 → first layer.
+        for (r0, r) in chunks(n, self.chunk) {
+            let wi = self.work_index(mlp, r);
+            self.h1.read_rows(r0, &mut self.hh1[..r * h1])?;
+            self.dz1.read_rows(r0, &mut self.hdz1[..r * h1])?;
+            let dz1 = &mut self.hdz1[..r * h1];
+            bn_correct(dz1, &self.hh1[..r * h1], &b1, &self.s1.host_mean, &self.s1.host_invstd, &gamma1, &sg1, &sgx1, n);
+            let w = &mut self.works[wi];
+            be.write(&mut w.dz1, 0, dz1);
+            upload_rows(be, &mut self.dev.cache, r0, r, &mut self.hd, &mut w.delta)?;
+            mlp.first_grads(be, w);
+        }
         Ok(())
     }
 }
@@ -412,20 +486,7 @@ pub fn train_scorer<B: Backend>(be: &B, dev: &mut DeviationSet, cfg: &ScorerConf
             Some((h, mmd::Kernel::Rbf { bandwidths: vec![h] }))
         }
     };
-    let h1cache = RowCache::new(n, cfg.h1, cfg.mem_budget, &cfg.spill_dir)?;
-    let mut run = Runner {
-        be,
-        dev,
-        h1: h1cache,
-        chunk,
-        works: Vec::new(),
-        s1: BnStats::new(be, cfg.h1),
-        s2: BnStats::new(be, cfg.h2),
-        hd: vec![0.0; chunk * g],
-        hh1: vec![0.0; chunk * cfg.h1],
-        hh2: vec![0.0; chunk * cfg.h2],
-        bn1_sums: None,
-    };
+    let mut run = Runner::new(be, dev, cfg.h1, cfg.h2, chunk, cfg.mem_budget, &cfg.spill_dir)?;
     let mut steps = Vec::with_capacity(cfg.steps);
     let pb = crate::progress::bar(cfg.steps as u64, "scorer");
     for step in 0..cfg.steps {

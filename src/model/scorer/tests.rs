@@ -24,19 +24,7 @@ fn deviations(budget: usize) -> DeviationSet {
 }
 
 fn runner<'a>(be: &'a CpuBackend, dev: &'a mut DeviationSet, chunk: usize, budget: usize) -> Runner<'a, CpuBackend> {
-    Runner {
-        be,
-        dev,
-        h1: RowCache::new(N, H1, budget, &std::env::temp_dir()).unwrap(),
-        chunk,
-        works: Vec::new(),
-        s1: BnStats::new(be, H1),
-        s2: BnStats::new(be, H2),
-        hd: vec![0.0; chunk * G],
-        hh1: vec![0.0; chunk * H1],
-        hh2: vec![0.0; chunk * H2],
-        bn1_sums: None,
-    }
+    Runner::new(be, dev, H1, H2, chunk, budget, &std::env::temp_dir()).unwrap()
 }
 
 fn grads(be: &CpuBackend, m: &mut dyn Module<CpuBackend>) -> Vec<Vec<f32>> {
