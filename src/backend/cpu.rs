@@ -309,9 +309,15 @@ impl Backend for CpuBackend {
     }
     fn dropout(&self, mask: &DropoutMask, x: &CpuBuf, y: &mut CpuBuf) {
         assert_eq!(x.0.len(), y.0.len(), "dropout: length mismatch");
+        // The uniforms of a chunk come four per Philox block (as
+        // `fill_uniform`), then each becomes the mask factor of
+        // `DropoutMask::factor`: the same values, a quarter of the hashing.
+        let keep = 1.0 / (1.0 - mask.p);
         par_chunks(&mut y.0, |o, off| {
-            for (i, d) in o.iter_mut().enumerate() {
-                *d = x.0[off + i] * mask.factor(off + i);
+            rng::fill_uniform(mask.seed, mask.offset + off as u64, 0.0, 1.0, o);
+            let n = o.len();
+            for (d, &xv) in o.iter_mut().zip(&x.0[off..off + n]) {
+                *d = xv * if *d >= mask.p { keep } else { 0.0 };
             }
         });
     }
