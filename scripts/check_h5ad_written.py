@@ -14,6 +14,7 @@ compared in full with the shared original. Exits non-zero on any mismatch.
 """
 import glob
 import json
+from pathlib import Path
 import os
 import sys
 
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-KANG = "/work/shared/data/kang_ifnb_pbmc/kang_ifnb_counts.h5ad"
+KANG = str(Path(__file__).resolve().parents[2] / "shared/data/kang_ifnb_pbmc/kang_ifnb_counts.h5ad")
 
 
 def dense(x):

@@ -22,6 +22,7 @@ Files (all plain text / JSON, gene indices are 0-based columns of counts.json):
     (null where NaN), "selected_200", "selected_500".
 """
 import json
+from pathlib import Path
 import os
 
 import anndata as ad
@@ -29,7 +30,7 @@ import numpy as np
 import scanpy as sc
 import scipy.sparse as sp
 
-SRC = "/work/shared/data/kang_ifnb_pbmc/kang_ifnb_counts.h5ad"
+SRC = str(Path(__file__).resolve().parents[2] / "shared/data/kang_ifnb_pbmc/kang_ifnb_counts.h5ad")
 OUT = "fixtures/preprocess"
 N_CELLS, N_GENES, SEED = 500, 2000, 2
 

@@ -135,8 +135,8 @@ fn diagnose_tiny() {
     }
 }
 
-const PBMC: &str = "/work/shared/data/pbmc68k_reduced/10x_pbmc68k_reduced.h5ad";
-const PBMC_SPLIT: &str = "/work/shared/data/pbmc68k_reduced/split_b_nk.tsv";
+const PBMC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pbmc68k_reduced/10x_pbmc68k_reduced.h5ad");
+const PBMC_SPLIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pbmc68k_reduced/split_b_nk.tsv");
 
 /// The rows `rows` of `ds` (obs columns dropped).
 fn subset(ds: &Dataset, rows: &[usize]) -> Dataset {

@@ -14,7 +14,7 @@ use acsleuth::data::summary::{ValueKind, looks_like_raw_counts, summarize_matrix
 use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix, ObsColumn};
 use serde_json::{Value, json};
 
-const SHARED: &str = "/work/shared/data";
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

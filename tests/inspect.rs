@@ -23,7 +23,7 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn kang_lists_stim_with_both_conditions() {
-    let p = Path::new("/work/shared/data/kang_ifnb_pbmc/kang_ifnb_counts.h5ad");
+    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/kang_ifnb_pbmc/kang_ifnb_counts.h5ad"));
     if !p.exists() {
         eprintln!("skipping: {} not present", p.display());
         return;
