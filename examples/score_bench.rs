@@ -51,6 +51,12 @@ impl RowSink for LogNormSink {
 
 fn write_set(sim: &Simulator, kind: SetKind, path: &Path, genes: &[String]) -> Result<()> {
     if path.exists() {
+        // Reuse a complete store of the same size from an earlier run.
+        if let Ok(st) = Store::open(path) {
+            if st.n_cells() == sim.labels(kind).len() {
+                return Ok(());
+            }
+        }
         std::fs::remove_dir_all(path).map_err(|e| acsleuth::Error::io(path, e))?;
     }
     let mut sink = LogNormSink { w: StoreWriter::create(path, genes, Layout::Csr)?, buf: vec![] };
@@ -119,7 +125,9 @@ fn main() -> Result<()> {
     write_set(&sim, SetKind::Target, &tp, &genes)?;
     println!("wrote the stores in {:.1} s (peak RSS so far {:.0} MB)", t.elapsed().as_secs_f64(), peak_rss_mb());
 
-    let cfg = DetectConfig { prepare_epochs: 1, train_epochs: 0, seed: 1, ..DetectConfig::default() };
+    // SCORER_STEPS=0 times the deviations and one scoring pass only.
+    let scorer_steps = std::env::var("SCORER_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let cfg = DetectConfig { prepare_epochs: 1, train_epochs: 0, seed: 1, scorer_steps, ..DetectConfig::default() };
     let (r, tg) = (Store::open(&rp)?, Store::open(&tp)?);
     let opts = DetectOptions { spill_dir: Some(dir.clone()), ..DetectOptions::default() };
     let res = detect_stores(&CpuBackend::new(), &r, &tg, &cfg, &opts)?.expect("log-normalized stores stream");

@@ -99,6 +99,14 @@ impl RowSource for Store {
     fn gather_dense(&self, rows: &[usize], out: &mut [f32]) -> Result<()> {
         self.read_rows_dense(rows, out)
     }
+    /// A sequential scan (the scoring pass): rows it has passed leave the
+    /// resident set, so a store larger than memory streams in bounded RSS.
+    fn gather_range(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
+        let rows: Vec<usize> = (start..start + count).collect();
+        self.read_rows_dense(&rows, out)?;
+        self.release_rows(start, start + count);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -156,6 +156,47 @@ impl Store {
         &self.obs
     }
 
+    /// Drops the mapped pages of rows `start..end` from this process's
+    /// resident set; they stay in the OS page cache and fault back in if
+    /// read again. A streaming pass calls it behind itself, so scanning a
+    /// store larger than memory keeps the resident set bounded. A hint:
+    /// failures are ignored.
+    pub fn release_rows(&self, start: usize, end: usize) {
+        let end = end.min(self.n_cells());
+        if start >= end {
+            return;
+        }
+        let ranges = match self.header.layout {
+            Layout::Dense => {
+                let row = self.n_genes() * 4;
+                vec![(self.header.data.offset as usize + start * row, (end - start) * row)]
+            }
+            Layout::Csr => {
+                let ip = self.indptr();
+                let (a, b) = (ip[start] as usize, ip[end] as usize);
+                vec![
+                    (self.header.data.offset as usize + a * 4, (b - a) * 4),
+                    (self.header.indices.offset as usize + a * 4, (b - a) * 4),
+                ]
+            }
+        };
+        #[cfg(unix)]
+        for (off, len) in ranges {
+            // Whole pages inside the range only: rows outside it keep theirs.
+            const PAGE: usize = 4096;
+            let lo = off.div_ceil(PAGE) * PAGE;
+            let hi = ((off + len) / PAGE * PAGE).min(self.mmap.len());
+            if hi > lo {
+                // SAFETY: a read-only shared file mapping of a file nobody
+                // modifies (see the type's doc): dropped pages read back the
+                // same bytes, so slices into the map stay valid.
+                let _ = unsafe { self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo) };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ranges;
+    }
+
     fn csr_row(&self, i: usize) -> (&[u32], &[f32]) {
         let p = self.indptr();
         let (a, b) = (p[i] as usize, p[i + 1] as usize);
