@@ -198,6 +198,28 @@ fn drop_args(cfg: &Fused) -> (f32, u64, u64) {
     }
 }
 
+/// The arguments `fused_apply` and `fused_grad` share: shape, activation,
+/// dropout, `z`, bias and (gamma, beta, mean, invstd) of the BN, if any.
+fn fused_args(cfg: &Fused, z: DevPtr, bias: Option<DevPtr>, bn: Option<[DevPtr; 4]>) -> Args {
+    let (code, slope) = launch::act_code(cfg.act);
+    let (p, seed, offset) = drop_args(cfg);
+    let bn_at = |k: usize| bn.map(|b| b[k]);
+    Args::new()
+        .u64(cfg.rows as u64)
+        .u32(cols32(cfg.cols))
+        .i32(code)
+        .f32(slope)
+        .f32(p)
+        .u64(seed)
+        .u64(offset)
+        .ptr(z)
+        .opt(bias)
+        .opt(bn_at(0))
+        .opt(bn_at(1))
+        .opt(bn_at(2))
+        .opt(bn_at(3))
+}
+
 /// [`crate::backend::Backend::fused_forward`]: `bn_stats` (with BN) then
 /// `fused_apply`.
 pub unsafe fn fused_forward(
@@ -228,23 +250,8 @@ pub unsafe fn fused_forward(
             .ptr(b.save_invstd);
         unsafe { go(l, "bn_stats", launch::col_blocks(cols), a)? };
     }
-    let (code, slope) = launch::act_code(cfg.act);
-    let (p, seed, offset) = drop_args(cfg);
-    let a = Args::new()
-        .u64(rows as u64)
-        .u32(cols32(cols))
-        .i32(code)
-        .f32(slope)
-        .f32(p)
-        .u64(seed)
-        .u64(offset)
-        .ptr(z)
-        .opt(bias)
-        .opt(bn.map(|b| b.gamma))
-        .opt(bn.map(|b| b.beta))
-        .opt(bn.map(|b| b.save_mean))
-        .opt(bn.map(|b| b.save_invstd))
-        .ptr(y);
+    let bn_ptrs = bn.map(|b| [b.gamma, b.beta, b.save_mean, b.save_invstd]);
+    let a = fused_args(cfg, z, bias, bn_ptrs).ptr(y);
     unsafe { go(l, "fused_apply", launch::elementwise(rows * cols), a) }
 }
 
@@ -266,24 +273,8 @@ pub unsafe fn fused_backward(
     if rows * cols == 0 {
         return Ok(());
     }
-    let (code, slope) = launch::act_code(cfg.act);
-    let (p, seed, offset) = drop_args(cfg);
-    let a = Args::new()
-        .u64(rows as u64)
-        .u32(cols32(cols))
-        .i32(code)
-        .f32(slope)
-        .f32(p)
-        .u64(seed)
-        .u64(offset)
-        .ptr(z)
-        .opt(bias)
-        .opt(bn.map(|b| b.gamma))
-        .opt(bn.map(|b| b.beta))
-        .opt(bn.map(|b| b.save_mean))
-        .opt(bn.map(|b| b.save_invstd))
-        .ptr(dy)
-        .ptr(dz);
+    let bn_ptrs = bn.map(|b| [b.gamma, b.beta, b.save_mean, b.save_invstd]);
+    let a = fused_args(cfg, z, bias, bn_ptrs).ptr(dy).ptr(dz);
     unsafe { go(l, "fused_grad", launch::elementwise(rows * cols), a)? };
     match bn {
         Some(b) => {
