@@ -1,6 +1,6 @@
 //! [`StoreWriter`]: streams cells into a new store with bounded memory.
 //!
-//! Values go straight to `matrix.bin` (after a placeholder header), CSR
+//! Values go straight to `matrix.bin` (after a zeroed header that `finish` overwrites with the real one), CSR
 //! column indices to a side file `indices.part`, cell names to `cells.txt`,
 //! all through buffered writers with CRCs computed on the way. Only the CSR
 //! row pointers (8 bytes a cell) and a 64-bit hash of each cell name (for
