@@ -51,6 +51,45 @@ impl GeneratorConfig {
     }
 }
 
+/// The encoder `Linear(G,h)→BN→LReLU→Dropout → Linear(h,d)→BN→LReLU→Dropout
+/// → n × ResBlock(d)`, drawing its initial weights from `rng`. Shared with
+/// Module III's style generator, which has the same encoder.
+pub fn build_encoder<B: Backend>(be: &B, cfg: &GeneratorConfig, rng: &mut Stream) -> Sequential<B> {
+    let (g, h, d) = (cfg.genes, cfg.hidden, cfg.latent);
+    let block = DenseConfig::linear().init(Init::XavierNormal).bn().act(Act::LeakyRelu(cfg.slope)).dropout(cfg.dropout);
+    let mut encoder = Sequential::new().dense(be, g, h, block, rng).dense(be, h, d, block, rng);
+    for _ in 0..cfg.n_resblocks {
+        encoder = encoder.res(ResBlock::new(be, d, cfg.slope, cfg.dropout, Init::XavierNormal, rng));
+    }
+    encoder
+}
+
+/// The decoder `n × ResBlock(d) → Linear(d,h)→BN→LReLU→Dropout →
+/// Linear(h,G)→ReLU`, with its input gradient on (the encoder sits before
+/// it). Shared with Module III's style generator.
+pub fn build_decoder<B: Backend>(be: &B, cfg: &GeneratorConfig, rng: &mut Stream) -> Sequential<B> {
+    let (g, h, d) = (cfg.genes, cfg.hidden, cfg.latent);
+    let block = DenseConfig::linear().init(Init::XavierNormal).bn().act(Act::LeakyRelu(cfg.slope)).dropout(cfg.dropout);
+    let mut decoder = Sequential::new();
+    for _ in 0..cfg.n_resblocks {
+        decoder = decoder.res(ResBlock::new(be, d, cfg.slope, cfg.dropout, Init::XavierNormal, rng));
+    }
+    let mut decoder = decoder
+        .dense(be, d, h, block, rng)
+        .dense(be, h, g, DenseConfig::linear().init(Init::XavierNormal).act(Act::Relu), rng);
+    decoder.set_input_grad(true);
+    decoder
+}
+
+/// Output of the last stage of `seq` (the encoder's latent codes).
+pub fn last_output<B: Backend>(seq: &Sequential<B>) -> &B::Buf {
+    match seq.stages.last() {
+        Some(Stage::Dense(d)) => d.output(),
+        Some(Stage::Res(r)) => r.output(),
+        None => unreachable!("the encoder has at least two layers"),
+    }
+}
+
 pub struct Generator<B: Backend> {
     pub cfg: GeneratorConfig,
     pub encoder: Sequential<B>,
@@ -65,22 +104,9 @@ pub struct Generator<B: Backend> {
 
 impl<B: Backend> Generator<B> {
     pub fn new(be: &B, cfg: &GeneratorConfig, rng: &mut Stream) -> Self {
-        let (g, h, d) = (cfg.genes, cfg.hidden, cfg.latent);
-        let lrelu = Act::LeakyRelu(cfg.slope);
-        let block = DenseConfig::linear().init(Init::XavierNormal).bn().act(lrelu).dropout(cfg.dropout);
-        let mut encoder = Sequential::new().dense(be, g, h, block, rng).dense(be, h, d, block, rng);
-        for _ in 0..cfg.n_resblocks {
-            encoder = encoder.res(ResBlock::new(be, d, cfg.slope, cfg.dropout, Init::XavierNormal, rng));
-        }
-        let memory = MemoryBlock::new(be, cfg.mem_size, d, cfg.mem_temperature, cfg.mem_shrink, rng);
-        let mut decoder = Sequential::new();
-        for _ in 0..cfg.n_resblocks {
-            decoder = decoder.res(ResBlock::new(be, d, cfg.slope, cfg.dropout, Init::XavierNormal, rng));
-        }
-        let mut decoder = decoder
-            .dense(be, d, h, block, rng)
-            .dense(be, h, g, DenseConfig::linear().init(Init::XavierNormal).act(Act::Relu), rng);
-        decoder.set_input_grad(true);
+        let encoder = build_encoder(be, cfg, rng);
+        let memory = MemoryBlock::new(be, cfg.mem_size, cfg.latent, cfg.mem_temperature, cfg.mem_shrink, rng);
+        let decoder = build_decoder(be, cfg, rng);
         Generator { cfg: cfg.clone(), encoder, memory, decoder, use_memory: false, last_used_memory: false }
     }
 
@@ -94,11 +120,7 @@ impl<B: Backend> Generator<B> {
 
     /// Encoder output `z: [batch, latent]` of the last forward.
     pub fn latent(&self) -> &B::Buf {
-        match self.encoder.stages.last() {
-            Some(Stage::Dense(d)) => d.output(),
-            Some(Stage::Res(r)) => r.output(),
-            None => unreachable!("the encoder has at least two layers"),
-        }
+        last_output(&self.encoder)
     }
 
     /// Only the encoder: `z: [batch, latent]` (Module II embeds with it).
@@ -117,12 +139,7 @@ impl<B: Backend> Generator<B> {
     /// FIFO update of the memory queue with the last forward's latent codes.
     pub fn update_memory(&mut self, be: &B, batch: usize) {
         let Generator { encoder, memory, .. } = self;
-        let z = match encoder.stages.last() {
-            Some(Stage::Dense(d)) => d.output(),
-            Some(Stage::Res(r)) => r.output(),
-            None => unreachable!("the encoder has at least two layers"),
-        };
-        memory.push(be, z, batch);
+        memory.push(be, last_output(encoder), batch);
     }
 }
 

@@ -71,6 +71,145 @@ pub struct IterLosses {
     pub gp: f64,
 }
 
+/// What the adversarial iteration needs of a generator: a forward from an
+/// input batch and a backward that accumulates its parameter gradients.
+/// Module I's [`Generator`] and Module III's style generator both train
+/// through [`AdversarialStep::iteration`].
+pub trait GanGenerator<B: Backend>: Module<B> {
+    /// `x̂: [batch, genes]` for the input batch `x`.
+    fn forward_batch<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf;
+    /// Backward of the last forward from `dy = ∂L/∂x̂` (parameter gradients
+    /// accumulate; no input gradient).
+    fn backward_batch(&mut self, be: &B, dy: &B::Buf);
+}
+
+impl<B: Backend> GanGenerator<B> for Generator<B> {
+    fn forward_batch<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
+        self.forward(be, x, batch, train)
+    }
+    fn backward_batch(&mut self, be: &B, dy: &B::Buf) {
+        self.backward(be, dy)
+    }
+}
+
+/// Loss weights of one adversarial iteration.
+#[derive(Clone, Copy, Debug)]
+pub struct LossWeights {
+    pub rec: f32,
+    pub adv: f32,
+    pub gp: f32,
+    pub n_critic: usize,
+}
+
+/// The work buffers of one adversarial iteration (generator step, then
+/// critic steps with gradient penalty) and the stream of its GP draws,
+/// shared by Module I ([`Trainer`]) and Module III (`model::style`).
+pub struct AdversarialStep<B: Backend> {
+    /// Keys of the gradient-penalty interpolation draws.
+    gp_rng: Stream,
+    l1: L1Loss<B>,
+    /// `[batch, genes]` total gradient of x̂, detached fake batch.
+    grad: B::Buf,
+    fake: B::Buf,
+    /// `[batch, critic_out]` constant output gradients ±1/(batch·out) and
+    /// `−λ_adv/(batch·out)`.
+    dy_pos: B::Buf,
+    dy_neg: B::Buf,
+    dy_adv: B::Buf,
+    /// `(batch, genes, critic_out, λ_adv)` the buffers are sized for.
+    shape: (usize, usize, usize, f32),
+}
+
+impl<B: Backend> AdversarialStep<B> {
+    pub fn new(be: &B, gp_rng: Stream) -> Self {
+        AdversarialStep {
+            gp_rng,
+            l1: L1Loss::new(be),
+            grad: be.zeros(0),
+            fake: be.zeros(0),
+            dy_pos: be.zeros(0),
+            dy_neg: be.zeros(0),
+            dy_adv: be.zeros(0),
+            shape: (0, 0, 0, 0.0),
+        }
+    }
+
+    fn prepare(&mut self, be: &B, batch: usize, g: usize, out: usize, lambda_adv: f32) {
+        if self.shape == (batch, g, out, lambda_adv) {
+            return;
+        }
+        let n = (batch * out) as f32;
+        self.grad = be.zeros(batch * g);
+        self.fake = be.zeros(batch * g);
+        self.dy_pos = be.upload(&vec![1.0 / n; batch * out]);
+        self.dy_neg = be.upload(&vec![-1.0 / n; batch * out]);
+        self.dy_adv = be.upload(&vec![-lambda_adv / n; batch * out]);
+        self.shape = (batch, g, out, lambda_adv);
+    }
+
+    /// One iteration on the input batch `x` and its reconstruction target
+    /// `target` (both `[batch, genes]`; Module I passes the same buffer
+    /// twice, Module III a target cell and its kin reference cell):
+    ///
+    /// 1. a generator step on `L_G = λ_rec·mean|target − G(x)| − λ_adv·mean D(G(x))`
+    ///    (the critic's parameters receive gradients too but are zeroed
+    ///    before its own step), then `after_g(generator)`;
+    /// 2. `n_critic` critic steps on `L_D = −mean D(target) + mean D(x̂) +
+    ///    λ_gp·GP` with x̂ recomputed in training mode and detached; the GP
+    ///    interpolates between `target` (real) and x̂.
+    #[allow(clippy::too_many_arguments)]
+    pub fn iteration<G: GanGenerator<B>>(
+        &mut self,
+        be: &B,
+        w: LossWeights,
+        generator: &mut G,
+        opt_g: &mut Adam,
+        critic: &mut Critic<B>,
+        opt_d: &mut Adam,
+        x: &B::Buf,
+        target: &B::Buf,
+        batch: usize,
+        after_g: impl FnOnce(&B, &mut G),
+    ) -> IterLosses {
+        let g = be.len(x) / batch.max(1);
+        let out = critic.cfg.out_dim;
+        self.prepare(be, batch, g, out, w.adv);
+        let mean_of = |be: &B, d: &B::Buf| be.sum(d) as f64 / (batch * out) as f64;
+
+        // Generator step.
+        params::zero_grads(be, generator);
+        let xhat = generator.forward_batch(be, x, batch, true);
+        let rec = self.l1.forward_backward(be, xhat, target, w.rec) as f64;
+        let adv = -mean_of(be, critic.forward(be, xhat, batch, true));
+        critic.need_input_grad = true;
+        let dx_adv = critic.backward(be, &self.dy_adv);
+        be.add(self.l1.grad(), dx_adv, &mut self.grad);
+        generator.backward_batch(be, &self.grad);
+        opt_g.step(be, generator);
+        after_g(be, generator);
+
+        // Critic steps (their backward needs no input gradient).
+        critic.need_input_grad = false;
+        let (mut d_loss, mut gp_sum) = (0.0, 0.0);
+        for _ in 0..w.n_critic {
+            let xhat = generator.forward_batch(be, x, batch, true);
+            be.copy(xhat, 0, &mut self.fake, 0, batch * g);
+            params::zero_grads(be, critic);
+            let real = mean_of(be, critic.forward(be, target, batch, true));
+            critic.backward(be, &self.dy_neg);
+            let fake = mean_of(be, critic.forward(be, &self.fake, batch, true));
+            critic.backward(be, &self.dy_pos);
+            let offset = self.gp_rng.take(batch);
+            let gp = critic.gradient_penalty(be, target, &self.fake, batch, w.gp, self.gp_rng.seed, offset) as f64;
+            opt_d.step(be, critic);
+            d_loss += -real + fake + w.gp as f64 * gp;
+            gp_sum += gp;
+        }
+        let k = w.n_critic.max(1) as f64;
+        IterLosses { rec, adv, d_loss: d_loss / k, gp: gp_sum / k }
+    }
+}
+
 /// Generator, critic, their optimisers and the work buffers of a step.
 pub struct Trainer<B: Backend> {
     pub generator: Generator<B>,
@@ -81,17 +220,7 @@ pub struct Trainer<B: Backend> {
     pub lambda_adv: f32,
     pub lambda_gp: f32,
     pub n_critic: usize,
-    /// Keys of the gradient-penalty interpolation draws.
-    gp_rng: Stream,
-    l1: L1Loss<B>,
-    /// `[batch, genes]` total gradient of x̂, detached fake batch.
-    grad: B::Buf,
-    fake: B::Buf,
-    /// `[batch, critic_out]` constant output gradients ±1/(batch·out).
-    dy_pos: B::Buf,
-    dy_neg: B::Buf,
-    dy_adv: B::Buf,
-    batch: usize,
+    step: AdversarialStep<B>,
 }
 
 /// Generator and critic as one module, for a single checkpoint file
@@ -123,33 +252,8 @@ impl<B: Backend> Trainer<B> {
             lambda_adv: cfg.lambda_adv,
             lambda_gp: cfg.lambda_gp,
             n_critic: cfg.n_critic,
-            gp_rng: root.fork(4),
-            l1: L1Loss::new(be),
-            grad: be.zeros(0),
-            fake: be.zeros(0),
-            dy_pos: be.zeros(0),
-            dy_neg: be.zeros(0),
-            dy_adv: be.zeros(0),
-            batch: 0,
+            step: AdversarialStep::new(be, root.fork(4)),
         }
-    }
-
-    fn set_batch(&mut self, be: &B, batch: usize) {
-        if self.batch == batch {
-            return;
-        }
-        let (g, out) = (self.generator.cfg.genes, self.critic_out());
-        let n = (batch * out) as f32;
-        self.grad = be.zeros(batch * g);
-        self.fake = be.zeros(batch * g);
-        self.dy_pos = be.upload(&vec![1.0 / n; batch * out]);
-        self.dy_neg = be.upload(&vec![-1.0 / n; batch * out]);
-        self.dy_adv = be.upload(&vec![-self.lambda_adv / n; batch * out]);
-        self.batch = batch;
-    }
-
-    fn critic_out(&self) -> usize {
-        self.critic.cfg.out_dim
     }
 
     /// Sets both optimisers' learning rate.
@@ -162,44 +266,13 @@ impl<B: Backend> Trainer<B> {
     /// the memory update (when the memory block is on), `n_critic` critic
     /// steps.
     pub fn iteration(&mut self, be: &B, x: &B::Buf, batch: usize) -> IterLosses {
-        self.set_batch(be, batch);
-        let g = self.generator.cfg.genes;
-        let out = self.critic_out();
-        let mean_of = |be: &B, d: &B::Buf| be.sum(d) as f64 / (batch * out) as f64;
-
-        // Generator step.
-        params::zero_grads(be, &mut self.generator);
-        let xhat = self.generator.forward(be, x, batch, true);
-        let rec = self.l1.forward_backward(be, xhat, x, self.lambda_rec) as f64;
-        let adv = -mean_of(be, self.critic.forward(be, xhat, batch, true));
-        self.critic.need_input_grad = true;
-        let dx_adv = self.critic.backward(be, &self.dy_adv);
-        be.add(self.l1.grad(), dx_adv, &mut self.grad);
-        self.generator.backward(be, &self.grad);
-        self.opt_g.step(be, &mut self.generator);
-        if self.generator.use_memory {
-            self.generator.update_memory(be, batch);
-        }
-
-        // Critic steps (their backward needs no input gradient).
-        self.critic.need_input_grad = false;
-        let (mut d_loss, mut gp_sum) = (0.0, 0.0);
-        for _ in 0..self.n_critic {
-            let xhat = self.generator.forward(be, x, batch, true);
-            be.copy(xhat, 0, &mut self.fake, 0, batch * g);
-            params::zero_grads(be, &mut self.critic);
-            let real = mean_of(be, self.critic.forward(be, x, batch, true));
-            self.critic.backward(be, &self.dy_neg);
-            let fake = mean_of(be, self.critic.forward(be, &self.fake, batch, true));
-            self.critic.backward(be, &self.dy_pos);
-            let offset = self.gp_rng.take(batch);
-            let gp = self.critic.gradient_penalty(be, x, &self.fake, batch, self.lambda_gp, self.gp_rng.seed, offset) as f64;
-            self.opt_d.step(be, &mut self.critic);
-            d_loss += -real + fake + self.lambda_gp as f64 * gp;
-            gp_sum += gp;
-        }
-        let k = self.n_critic.max(1) as f64;
-        IterLosses { rec, adv, d_loss: d_loss / k, gp: gp_sum / k }
+        let w = LossWeights { rec: self.lambda_rec, adv: self.lambda_adv, gp: self.lambda_gp, n_critic: self.n_critic };
+        let Trainer { generator, critic, opt_g, opt_d, step, .. } = self;
+        step.iteration(be, w, generator, opt_g, critic, opt_d, x, x, batch, |be, g| {
+            if g.use_memory {
+                g.update_memory(be, batch);
+            }
+        })
     }
 
     /// Saves generator and critic to one safetensors file.
