@@ -8,6 +8,8 @@
 //!   anomalies) and [`binary_scores`] (precision, recall, F1 of given calls).
 //! - Clustering: [`nmi`] (arithmetic normalisation), [`ari`], and the
 //!   product F1 × NMI that the ACsleuth paper reports for subtyping.
+//! - Batch mixing and label preservation in an embedding ([`mixing`]):
+//!   [`silhouette`], [`knn_mixing`] (iLISI-type), [`knn_label_accuracy`].
 //!
 //! Quantities that are undefined (one class only, NaN scores, no cells) are
 //! typed [`Error::Invalid`] errors, where scikit-learn warns and returns NaN.
@@ -16,6 +18,10 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use crate::error::{Error, Result};
+
+pub mod mixing;
+
+pub use mixing::{knn_indices, knn_label_accuracy, knn_mixing, silhouette};
 
 /// Checks lengths and scores; returns (positives, negatives).
 fn check_detection(truth: &[bool], scores: &[f64], what: &str) -> Result<(usize, usize)> {
