@@ -72,8 +72,8 @@ fn mixed_and_separated_batches() {
     let batches: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
     let mixed = DenseMatrix { rows: n, cols: g, data: random(n, g, 2, 0.0) };
     let mut apart = mixed.clone();
-    for i in 0..n {
-        if batches[i] == 1 {
+    for (i, &b) in batches.iter().enumerate() {
+        if b == 1 {
             apart.row_mut(i).iter_mut().for_each(|v| *v += 20.0);
         }
     }
