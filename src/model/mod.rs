@@ -7,4 +7,5 @@ pub mod mmd;
 pub mod pca;
 pub mod scorer;
 pub mod source;
+pub mod subtype;
 pub mod train;
