@@ -60,7 +60,6 @@ fn desc_kernels_match_the_cpu_twin() {
             let dmu0 = lcg(&mut seed, k * dim, -0.1, 0.1);
             let scale = 1.0 / rows as f32;
 
-            let run = |be: &dyn Fn() -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, f32)| be();
             let on_cpu = || {
                 let (zb, mb, pb) = (cpu.upload(&z), cpu.upload(&mu), cpu.upload(&p));
                 let (mut d, mut q, mut g, mut dz) = (cpu.zeros(rows * k), cpu.zeros(rows * k), cpu.zeros(rows * k), cpu.zeros(rows * dim));
@@ -79,8 +78,8 @@ fn desc_kernels_match_the_cpu_twin() {
                 emu.desc_centroid_grad(rows, k, dim, &zb, &mb, &g, &mut dmu);
                 (emu.download(&d), emu.download(&q), emu.download(&g), emu.download(&dz), emu.download(&dmu), loss)
             };
-            let want = run(&on_cpu);
-            let got = run(&on_emu);
+            let want = on_cpu();
+            let got = on_emu();
             close(&format!("{what} dist"), &got.0, &want.0, 1e-5);
             close(&format!("{what} q"), &got.1, &want.1, 1e-4);
             close(&format!("{what} g"), &got.2, &want.2, 1e-4);

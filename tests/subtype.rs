@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use acsleuth::backend::cpu_desc;
 use acsleuth::backend::rng::{self, Stream};
-use acsleuth::backend::{Backend, CpuBackend, CpuBuf};
+use acsleuth::backend::{CpuBackend, CpuBuf};
 use acsleuth::data::matrix::DenseMatrix;
 use acsleuth::metrics::{ari, nmi};
 use acsleuth::model::subtype::{infer_k, kmeans, subtype, Fusion, SubtypeConfig};

@@ -36,7 +36,7 @@ impl Uniforms {
     pub fn new(seed: u64) -> Self {
         Uniforms { seed, next: 0 }
     }
-    pub fn next(&mut self) -> f64 {
+    pub fn uniform(&mut self) -> f64 {
         // Two 24-bit draws combined: 48 bits, enough to resolve one cell's
         // weight among millions.
         let hi = rng::uniform(self.seed, self.next) as f64;
@@ -46,7 +46,7 @@ impl Uniforms {
     }
     /// Uniform integer in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next() * n as f64) as usize).min(n - 1)
+        ((self.uniform() * n as f64) as usize).min(n - 1)
     }
 }
 
@@ -137,7 +137,7 @@ fn plus_plus(x: &DenseMatrix, k: usize, u: &mut Uniforms) -> Vec<f64> {
                 if pot <= 0.0 {
                     return u.below(n);
                 }
-                let target = u.next() * pot;
+                let target = u.uniform() * pot;
                 let mut acc = 0.0;
                 for (i, &w) in closest.iter().enumerate() {
                     acc += w;
@@ -180,8 +180,8 @@ fn lloyd(x: &DenseMatrix, mut centres: Vec<f64>) -> KMeans {
         }
         let mut sums = vec![0.0f64; k * d];
         let mut counts = vec![0usize; k];
-        for i in 0..n {
-            let j = labels[i] as usize;
+        for (i, &l) in labels.iter().enumerate() {
+            let j = l as usize;
             counts[j] += 1;
             for (s, &v) in sums[j * d..(j + 1) * d].iter_mut().zip(x.row(i)) {
                 *s += v as f64;

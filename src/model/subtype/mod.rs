@@ -117,7 +117,7 @@ fn validate(z: &DenseMatrix, zeta: &DenseMatrix, cfg: &SubtypeConfig) -> Result<
     if !(0.0..1.0).contains(&cfg.dropout) {
         return bad(format!("dropout must be in [0, 1), got {}", cfg.dropout));
     }
-    if !(cfg.lr.is_finite() && cfg.lr >= 0.0) || !(cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0) {
+    if !(cfg.lr.is_finite() && cfg.lr >= 0.0 && cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0) {
         return bad("lr and weight_decay must be finite and non-negative".into());
     }
     if cfg.batch_size == 0 {
