@@ -147,8 +147,7 @@ pub fn subtype<B: Backend>(be: &B, z: &DenseMatrix, zeta: &DenseMatrix, cfg: &Su
     validate(z, zeta, cfg)?;
     let (n, d) = (z.rows, z.cols);
     let mut rng = Stream::new(cfg.seed);
-    let fusion = Fusion::new(be, d, cfg.layers, cfg.heads, cfg.ffn, cfg.dropout, &mut rng);
-    let mut fusion = fusion;
+    let mut fusion = Fusion::new(be, d, cfg.layers, cfg.heads, cfg.ffn, cfg.dropout, &mut rng);
     let z_star = fusion.embed(be, z, zeta, cfg.batch_size);
     if z_star.data.iter().any(|v| !v.is_finite()) {
         return Err(Error::Other("subtyping: the fusion block produced non-finite embeddings".into()));
