@@ -380,6 +380,31 @@ impl Backend for CpuBackend {
                 }
             });
     }
+
+    // ==== DESC soft assignment (twins in cpu_desc.rs) ====
+    fn desc_soft_assign(&self, rows: usize, k: usize, dim: usize, nu: f32, z: &CpuBuf, mu: &CpuBuf, dist: &mut CpuBuf, q: &mut CpuBuf) {
+        super::cpu_desc::desc_soft_assign(rows, k, dim, nu, &z.0, &mu.0, &mut dist.0, &mut q.0);
+    }
+    fn desc_kl_grad(
+        &self,
+        rows: usize,
+        k: usize,
+        dim: usize,
+        nu: f32,
+        scale: f32,
+        z: &CpuBuf,
+        mu: &CpuBuf,
+        p: &CpuBuf,
+        dist: &CpuBuf,
+        g: &mut CpuBuf,
+        dz: &mut CpuBuf,
+    ) -> f32 {
+        super::cpu_desc::desc_kl_grad(rows, k, dim, nu, scale, &z.0, &mu.0, &p.0, &dist.0, &mut g.0, &mut dz.0) as f32
+    }
+    fn desc_centroid_grad(&self, rows: usize, k: usize, dim: usize, z: &CpuBuf, mu: &CpuBuf, g: &CpuBuf, dmu: &mut CpuBuf) {
+        super::cpu_desc::desc_centroid_grad(rows, k, dim, &z.0, &mu.0, &g.0, &mut dmu.0);
+    }
+    // ==== end DESC ====
 }
 
 #[inline(always)]

@@ -22,6 +22,7 @@
 
 pub mod cpu;
 pub mod cpu_memory;
+pub mod cpu_desc;
 pub mod cuda;
 mod cpu_fused;
 mod cpu_gemm;
@@ -404,6 +405,59 @@ pub trait Backend: Send + Sync {
     /// One fused Adam(W) step over a parameter buffer: updates `param`, the
     /// first and second moments `m`, `v` (all the same length as `grad`).
     fn adam_step(&self, s: &AdamStep, param: &mut Self::Buf, grad: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf);
+
+    // ==== DESC soft assignment (Module IV subtyping; kernels/desc.cu) ====
+    // Shapes: `z: [rows, dim]` embeddings z*, `mu: [k, dim]` centroids,
+    // `dist, q, p, g: [rows, k]`. CPU twins in [`cpu_desc`], where the
+    // formulas are written out.
+
+    /// Student-t soft assignment: `dist[i,j] = ‖z_i − μ_j‖²` and
+    /// `q[i,j] ∝ (1 + dist/ν)^{−(ν+1)/2}` (rows sum to 1). One block per row.
+    #[allow(clippy::too_many_arguments)]
+    fn desc_soft_assign(
+        &self,
+        rows: usize,
+        k: usize,
+        dim: usize,
+        nu: f32,
+        z: &Self::Buf,
+        mu: &Self::Buf,
+        dist: &mut Self::Buf,
+        q: &mut Self::Buf,
+    );
+    /// `L = scale · Σ_ij p_ij ln(p_ij / q_ij)` with `q` recomputed from the
+    /// saved `dist` (in log space); writes `g = ∂L/∂dist` and
+    /// `dz = ∂L/∂z: [rows, dim]`, returns `L` (a device→host sync on a GPU).
+    /// One block per row.
+    #[allow(clippy::too_many_arguments)]
+    fn desc_kl_grad(
+        &self,
+        rows: usize,
+        k: usize,
+        dim: usize,
+        nu: f32,
+        scale: f32,
+        z: &Self::Buf,
+        mu: &Self::Buf,
+        p: &Self::Buf,
+        dist: &Self::Buf,
+        g: &mut Self::Buf,
+        dz: &mut Self::Buf,
+    ) -> f32;
+    /// Accumulates `dmu[j] += −2 Σ_i g[i,j]·(z_i − μ_j)` (`dmu: [k, dim]`,
+    /// the centroid gradient given `g = ∂L/∂dist`). One block per centroid.
+    #[allow(clippy::too_many_arguments)]
+    fn desc_centroid_grad(
+        &self,
+        rows: usize,
+        k: usize,
+        dim: usize,
+        z: &Self::Buf,
+        mu: &Self::Buf,
+        g: &Self::Buf,
+        dmu: &mut Self::Buf,
+    );
+    // ==== end DESC ====
 }
 
 /// Make `buf` hold exactly `len` values, reallocating (zeroed) when it does

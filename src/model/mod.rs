@@ -8,4 +8,5 @@ pub mod pca;
 pub mod scorer;
 pub mod source;
 pub mod style;
+pub mod subtype;
 pub mod train;

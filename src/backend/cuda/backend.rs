@@ -12,6 +12,7 @@
 
 use super::launch::{DevPtr, Launcher};
 use super::ops::{self, BnBwdPtrs, BnFwdPtrs};
+use super::ops_desc;
 use crate::backend::{Act, AdamStep, Backend, Batch, BnBwd, BnFwd, DropoutMask, Fused, Gemm, Trans};
 
 /// One `cublasSgemmStridedBatched` call, column-major, arguments in
@@ -440,6 +441,69 @@ impl<D: DeviceApi> Backend for KernelBackend<D> {
         assert!(param.len == n && m.len == n && v.len == n, "adam_step: length mismatch");
         check(unsafe { ops::adam_step(self.l(), s, n, self.p(param), self.p(grad), self.p(m), self.p(v)) });
     }
+
+    // ==== DESC soft assignment (kernels/desc.cu via ops_desc.rs) ====
+    fn desc_soft_assign(
+        &self,
+        rows: usize,
+        k: usize,
+        dim: usize,
+        nu: f32,
+        z: &Self::Buf,
+        mu: &Self::Buf,
+        dist: &mut Self::Buf,
+        q: &mut Self::Buf,
+    ) {
+        assert!(z.len >= rows * dim && mu.len >= k * dim, "desc_soft_assign: inputs too short");
+        assert!(dist.len >= rows * k && q.len >= rows * k, "desc_soft_assign: outputs too short");
+        check(unsafe { ops_desc::soft_assign(self.l(), rows, k, dim, nu, self.p(z), self.p(mu), self.p(dist), self.p(q)) });
+    }
+    fn desc_kl_grad(
+        &self,
+        rows: usize,
+        k: usize,
+        dim: usize,
+        nu: f32,
+        scale: f32,
+        z: &Self::Buf,
+        mu: &Self::Buf,
+        p: &Self::Buf,
+        dist: &Self::Buf,
+        g: &mut Self::Buf,
+        dz: &mut Self::Buf,
+    ) -> f32 {
+        assert!(z.len >= rows * dim && mu.len >= k * dim, "desc_kl_grad: inputs too short");
+        assert!(p.len >= rows * k && dist.len >= rows * k, "desc_kl_grad: inputs too short");
+        assert!(g.len >= rows * k && dz.len >= rows * dim, "desc_kl_grad: outputs too short");
+        if rows == 0 {
+            return 0.0;
+        }
+        let row_loss = self.scratch64(rows);
+        check(unsafe {
+            ops_desc::kl_grad(
+                self.l(),
+                rows,
+                k,
+                dim,
+                nu,
+                scale,
+                self.p(z),
+                self.p(mu),
+                self.p(p),
+                self.p(dist),
+                self.p(g),
+                self.p(dz),
+                self.dev.addr(&row_loss),
+            )
+        });
+        self.read64(&row_loss, 0, rows).iter().sum::<f64>() as f32
+    }
+    fn desc_centroid_grad(&self, rows: usize, k: usize, dim: usize, z: &Self::Buf, mu: &Self::Buf, g: &Self::Buf, dmu: &mut Self::Buf) {
+        assert!(z.len >= rows * dim && mu.len >= k * dim && g.len >= rows * k, "desc_centroid_grad: inputs too short");
+        assert!(dmu.len >= k * dim, "desc_centroid_grad: output too short");
+        check(unsafe { ops_desc::centroid_grad(self.l(), rows, k, dim, self.p(z), self.p(mu), self.p(g), self.p(dmu)) });
+    }
+    // ==== end DESC ====
 }
 
 /// A column-major SGEMM done literally (f32 products, f32 accumulation in

@@ -1,0 +1,221 @@
+//! Module IV — fine-grained subtyping of the called anomalies
+//! (DESIGN.md §1): a transformer fusion block over each cell's two tokens
+//! `[z, ζ]` (Module I's encoder on the corrected expression and on its
+//! residual) gives `z*`; DESC clusters `z*` into subtypes, training the
+//! fusion weights and the centroids together.
+//!
+//! - [`fusion`]: the fusion block (`z*` = the z token's output).
+//! - [`desc`]: Student-t soft assignment, target refresh, KL training.
+//! - [`kmeans`]: k-means++ with restarts (DESC's initial centroids; public
+//!   for the ablation on raw expression).
+//! - [`graph`]: kNN graph + Louvain, the number of subtypes when not given.
+
+pub mod desc;
+pub mod fusion;
+pub mod graph;
+pub mod kmeans;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::rng::Stream;
+use crate::backend::Backend;
+use crate::data::matrix::DenseMatrix;
+use crate::nn::params::Adam;
+use crate::{Error, Result};
+
+pub use desc::{hard_labels, target_distribution, DescModel, SubtypeEpoch};
+pub use fusion::Fusion;
+pub use graph::infer_k;
+pub use kmeans::{kmeans, KMeans};
+
+/// Settings of Module IV; the defaults are the paper's.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SubtypeConfig {
+    /// Number of subtypes; `None`: inferred by Louvain on a kNN graph of `z*`.
+    pub n_subtypes: Option<usize>,
+    /// Encoder layers of the fusion block (0: `z* = z`).
+    pub layers: usize,
+    pub heads: usize,
+    /// Hidden width of each layer's feed-forward block.
+    pub ffn: usize,
+    pub dropout: f32,
+    pub lr: f32,
+    /// AdamW (decoupled) weight decay.
+    pub weight_decay: f32,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    /// Stop when fewer than this fraction of hard assignments change
+    /// between two target refreshes.
+    pub tol: f64,
+    /// k-means++ restarts for the initial centroids.
+    pub restarts: usize,
+    /// Degrees of freedom of the Student-t kernel.
+    pub nu: f32,
+    /// Neighbours per cell of the kNN graph (K inferred only).
+    pub knn: usize,
+    /// Louvain resolution (K inferred only).
+    pub resolution: f64,
+    pub seed: u64,
+}
+
+impl Default for SubtypeConfig {
+    fn default() -> Self {
+        SubtypeConfig {
+            n_subtypes: None,
+            layers: 3,
+            heads: 4,
+            ffn: 512,
+            dropout: 0.1,
+            lr: 1e-4,
+            weight_decay: 1e-4,
+            batch_size: 64,
+            max_epochs: 100,
+            tol: 0.001,
+            restarts: 20,
+            nu: 1.0,
+            knn: 15,
+            resolution: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Subtypes of `n` cells.
+#[derive(Clone, Debug)]
+pub struct SubtypeResult {
+    /// Hard subtype of each cell (`argmax` of `q`), `0..k`.
+    pub labels: Vec<u32>,
+    /// Soft assignments `[n, k]` (rows sum to 1).
+    pub q: DenseMatrix,
+    /// Fused embeddings `[n, d]`.
+    pub z_star: DenseMatrix,
+    pub k: usize,
+    /// Whether `k` came from community detection.
+    pub k_inferred: bool,
+    /// Training epochs run.
+    pub epochs: usize,
+    pub log: Vec<SubtypeEpoch>,
+}
+
+fn validate(z: &DenseMatrix, zeta: &DenseMatrix, cfg: &SubtypeConfig) -> Result<()> {
+    kmeans::check_points(z, "subtyping (z)")?;
+    kmeans::check_points(zeta, "subtyping (ζ)")?;
+    if (z.rows, z.cols) != (zeta.rows, zeta.cols) {
+        return Err(Error::invalid(format!(
+            "subtyping: z is {}×{} but ζ is {}×{} (both must be cells × embedding)",
+            z.rows, z.cols, zeta.rows, zeta.cols
+        )));
+    }
+    let bad = |m: String| Err(Error::Config(format!("subtyping: {m}")));
+    if cfg.layers > 0 && (cfg.heads == 0 || !z.cols.is_multiple_of(cfg.heads)) {
+        return bad(format!("embedding width {} is not a multiple of {} heads", z.cols, cfg.heads));
+    }
+    if cfg.layers > 0 && cfg.ffn == 0 {
+        return bad("ffn must be at least 1".into());
+    }
+    if !(0.0..1.0).contains(&cfg.dropout) {
+        return bad(format!("dropout must be in [0, 1), got {}", cfg.dropout));
+    }
+    if !(cfg.lr.is_finite() && cfg.lr >= 0.0 && cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0) {
+        return bad("lr and weight_decay must be finite and non-negative".into());
+    }
+    if cfg.batch_size == 0 {
+        return bad("batch_size must be at least 1".into());
+    }
+    if !(cfg.nu.is_finite() && cfg.nu > 0.0) {
+        return bad(format!("nu must be positive, got {}", cfg.nu));
+    }
+    if !(cfg.tol.is_finite() && cfg.tol >= 0.0) {
+        return bad(format!("tol must be non-negative, got {}", cfg.tol));
+    }
+    match cfg.n_subtypes {
+        Some(0) => bad("n_subtypes must be at least 1".into()),
+        Some(k) if k > z.rows => Err(Error::invalid(format!("subtyping: {k} subtypes asked for but only {} cells", z.rows))),
+        _ => Ok(()),
+    }
+}
+
+/// Subtype `n` cells from `z, zeta: [n, d]` (Module I's encoder on the
+/// corrected expression and on its residual): fusion → initial centroids
+/// (k-means++ with `restarts` on `z*`; with K inferred, the means of the
+/// Louvain communities, as DESC does) → DESC training until fewer than
+/// `tol` of the hard assignments change between target refreshes, or
+/// `max_epochs`. With one subtype (given, or inferred) every cell is
+/// subtype 0 and nothing is trained.
+pub fn subtype<B: Backend>(be: &B, z: &DenseMatrix, zeta: &DenseMatrix, cfg: &SubtypeConfig) -> Result<SubtypeResult> {
+    validate(z, zeta, cfg)?;
+    let (n, d) = (z.rows, z.cols);
+    let mut rng = Stream::new(cfg.seed);
+    let mut fusion = Fusion::new(be, d, cfg.layers, cfg.heads, cfg.ffn, cfg.dropout, &mut rng);
+    let z_star = fusion.embed(be, z, zeta, cfg.batch_size);
+    if z_star.data.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Other("subtyping: the fusion block produced non-finite embeddings".into()));
+    }
+
+    let (k, k_inferred, init_labels, centroids) = match cfg.n_subtypes {
+        Some(k) if k > 1 => {
+            let km = kmeans(&z_star, k, cfg.restarts, cfg.seed)?;
+            (k, false, km.labels, km.centroids)
+        }
+        Some(k) => (k, false, vec![0; n], DenseMatrix::zeros(k, d)),
+        None => {
+            let (k, labels) = infer_k(&z_star, cfg.knn, cfg.resolution, cfg.seed)?;
+            let c = community_means(&z_star, &labels, k);
+            (k, true, labels, c)
+        }
+    };
+    if k == 1 {
+        return Ok(SubtypeResult {
+            labels: vec![0; n],
+            q: DenseMatrix { rows: n, cols: 1, data: vec![1.0; n] },
+            z_star,
+            k,
+            k_inferred,
+            epochs: 0,
+            log: Vec::new(),
+        });
+    }
+
+    let mut model = DescModel::new(be, fusion, &centroids, cfg.nu);
+    let mut opt = Adam::new(cfg.lr, 0.9, 0.999).weight_decay(cfg.weight_decay, true);
+    let mut order_rng = kmeans::Uniforms::new(rng.fork(0x5eed).seed);
+    let mut prev = init_labels;
+    let mut log = Vec::new();
+    let mut epochs = 0;
+    let (mut q, mut zs) = (model.soft_assign(be, &z_star), z_star);
+    for epoch in 0..cfg.max_epochs {
+        // Target refresh over all cells, and the stopping rule.
+        let labels = hard_labels(&q);
+        let changed = labels.iter().zip(&prev).filter(|(a, b)| a != b).count() as f64 / n as f64;
+        prev = labels;
+        if epoch > 0 && changed < cfg.tol {
+            break;
+        }
+        let p = target_distribution(&q);
+        let kl = model.train_epoch(be, &mut opt, z, zeta, &p, cfg.batch_size, &mut order_rng);
+        if !kl.is_finite() {
+            return Err(Error::Other(format!("subtyping: the DESC loss diverged at epoch {epoch}")));
+        }
+        log.push(SubtypeEpoch { epoch, kl, changed });
+        epochs += 1;
+        zs = model.fusion.embed(be, z, zeta, cfg.batch_size);
+        q = model.soft_assign(be, &zs);
+    }
+    Ok(SubtypeResult { labels: hard_labels(&q), q, z_star: zs, k, k_inferred, epochs, log })
+}
+
+/// Mean of each community's rows: `[k, d]`.
+fn community_means(x: &DenseMatrix, labels: &[u32], k: usize) -> DenseMatrix {
+    let d = x.cols;
+    let mut sums = vec![0.0f64; k * d];
+    let mut counts = vec![0usize; k];
+    for (i, &l) in labels.iter().enumerate() {
+        counts[l as usize] += 1;
+        for (s, &v) in sums[l as usize * d..(l as usize + 1) * d].iter_mut().zip(x.row(i)) {
+            *s += v as f64;
+        }
+    }
+    let data = sums.iter().enumerate().map(|(i, s)| (s / counts[i / d].max(1) as f64) as f32).collect();
+    DenseMatrix { rows: k, cols: d, data }
+}
