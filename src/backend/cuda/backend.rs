@@ -440,6 +440,34 @@ impl<D: DeviceApi> Backend for KernelBackend<D> {
         assert!(param.len == n && m.len == n && v.len == n, "adam_step: length mismatch");
         check(unsafe { ops::adam_step(self.l(), s, n, self.p(param), self.p(grad), self.p(m), self.p(v)) });
     }
+
+    fn kin_argmax_merge(
+        &self,
+        rows: usize,
+        keys: usize,
+        dim: usize,
+        key_base: usize,
+        q: &Self::Buf,
+        k: &Self::Buf,
+        best: &mut Self::Buf,
+        best_idx: &mut Self::Buf,
+    ) {
+        assert!(q.len >= rows * dim && k.len >= keys * dim, "kin_argmax_merge: q/k shorter than the tile");
+        assert!(best.len >= rows && best_idx.len >= rows, "kin_argmax_merge: best/best_idx shorter than rows");
+        check(unsafe {
+            super::ops_argmax::kin_argmax(
+                self.l(),
+                rows,
+                keys,
+                dim,
+                key_base,
+                self.p(q),
+                self.p(k),
+                self.p(best),
+                self.p(best_idx),
+            )
+        });
+    }
 }
 
 /// A column-major SGEMM done literally (f32 products, f32 accumulation in
