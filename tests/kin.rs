@@ -1,8 +1,8 @@
 //! Module II, kin pairing: the tiled exact maximum-inner-product search
-//! against brute force (sizes on both sides of the CPU twin's 64-row and
-//! 1024-key blocks and of the search's own tiles, exact ties), on the CPU
-//! backend and on the emulated CUDA backend; embedding in eval mode against
-//! one full-batch encoder forward; errors for bad input.
+//! against brute force — sizes on both sides of the CPU twin's 256-row and
+//! 512-key blocks and of the search's own tiles, exact ties — on the CPU
+//! backend and on the emulated CUDA backend (the kernel path); embedding in
+//! eval mode against one full-batch encoder forward; errors for bad input.
 //!
 //! The timing of 10^5 × 10^4 rows at d = 256 is an ignored test:
 //! `cargo test --release --test kin -- --ignored --nocapture`.
@@ -80,7 +80,7 @@ fn check_exact(q: &DenseMatrix, k: &DenseMatrix, got: &KinPairs) {
 fn matches_brute_force_across_block_boundaries() {
     let be = CpuBackend::new();
     let mut r = Lcg(1);
-    for (nq, nk, d) in [(1, 1, 1), (63, 1023, 17), (64, 1024, 8), (65, 1025, 33), (130, 2100, 5)] {
+    for (nq, nk, d) in [(1, 1, 1), (63, 65, 3), (255, 511, 17), (256, 512, 8), (257, 513, 33), (300, 1100, 5)] {
         let (q, k) = (r.dense(nq, d), r.dense(nk, d));
         check_real(&q, &k, &kin_pairs(&be, &q, &k).unwrap());
         let (q, k) = (r.ints(nq, d), r.ints(nk, d));

@@ -7,7 +7,7 @@
 //! [`KEY_TILE_BYTES`], and every (query tile, key tile) pair goes through
 //! [`Backend::kin_argmax_merge`], which folds the tile's products into a
 //! running best per query row without storing them (on a GPU one fused
-//! kernel, `kernels/argmax.cu`; on the CPU blocks of 64 × 1024 products in
+//! kernel, `kernels/argmax.cu`; on the CPU blocks of 256 × 512 products in
 //! cache). So memory is the two embedding matrices plus two tiles, never
 //! `N_T × N_R` products.
 //!
