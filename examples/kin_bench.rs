@@ -11,7 +11,8 @@
 use std::time::Instant;
 
 use acsleuth::backend::cpu_argmax::{KEY_BLOCK, QUERY_BLOCK};
-use acsleuth::backend::{Backend, CpuBackend, Gemm, Trans};
+use acsleuth::backend::cpu::GemmThreading;
+use acsleuth::backend::{Backend, CpuBackend, CpuBuf, Gemm, Trans};
 use acsleuth::data::DenseMatrix;
 use acsleuth::model::kin::kin_pairs;
 use rayon::prelude::*;
@@ -35,13 +36,14 @@ fn main() {
     let (q, k) = (random(nq, d, 1), random(nk, d, 2));
     let be = CpuBackend::new();
     let flop = 2.0 * nq as f64 * nk as f64 * d as f64;
+    let kb = CpuBuf(k.data.clone()); // [nk, d], for the bare GEMM
     for _ in 0..reps {
         let t = Instant::now();
         match mode.as_str() {
             "gemm" => {
                 // Same blocks as the twin, products discarded.
                 q.data.par_chunks(QUERY_BLOCK * d).for_each_init(
-                    || CpuBackend::with_gemm_threading(acsleuth::backend::cpu::GemmThreading::Single),
+                    || CpuBackend::with_gemm_threading(GemmThreading::Single),
                     |single, qc| {
                         let nr = qc.len() / d;
                         let qb = single.upload(qc);
@@ -49,7 +51,7 @@ fn main() {
                         for k0 in (0..nk).step_by(KEY_BLOCK) {
                             let c = KEY_BLOCK.min(nk - k0);
                             let g = Gemm { b_off: k0 * d, ..Gemm::new(Trans::N, Trans::T, nr, c, d) };
-                            single.gemm(&g, &qb, kb_ref(&k), &mut s);
+                            single.gemm(&g, &qb, &kb, &mut s);
                         }
                     },
                 );
@@ -62,11 +64,4 @@ fn main() {
         let s = t.elapsed().as_secs_f64();
         println!("{mode} {nq} x {nk} x {d} ({} threads): {s:.2} s, {:.1} GFLOP/s", rayon::current_num_threads(), flop / s / 1e9);
     }
-}
-
-/// The keys as a CPU buffer, built once.
-fn kb_ref(k: &DenseMatrix) -> &acsleuth::backend::CpuBuf {
-    use std::sync::OnceLock;
-    static KB: OnceLock<acsleuth::backend::CpuBuf> = OnceLock::new();
-    KB.get_or_init(|| acsleuth::backend::CpuBuf(k.data.clone()))
 }
