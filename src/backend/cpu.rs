@@ -405,6 +405,19 @@ impl Backend for CpuBackend {
         super::cpu_desc::desc_centroid_grad(rows, k, dim, &z.0, &mu.0, &g.0, &mut dmu.0);
     }
     // ==== end DESC ====
+    fn kin_argmax_merge(
+        &self,
+        rows: usize,
+        keys: usize,
+        dim: usize,
+        key_base: usize,
+        q: &CpuBuf,
+        k: &CpuBuf,
+        best: &mut CpuBuf,
+        best_idx: &mut CpuBuf,
+    ) {
+        super::cpu_argmax::kin_argmax_merge(rows, keys, dim, key_base, &q.0, &k.0, &mut best.0, &mut best_idx.0);
+    }
 }
 
 #[inline(always)]

@@ -21,6 +21,7 @@
 //! message (they never see user input directly).
 
 pub mod cpu;
+pub mod cpu_argmax;
 pub mod cpu_memory;
 pub mod cpu_desc;
 pub mod cuda;
@@ -458,6 +459,38 @@ pub trait Backend: Send + Sync {
         dmu: &mut Self::Buf,
     );
     // ==== end DESC ====
+    // ---- kin pairing (Module II): fused GEMM + row argmax ----
+    /// One tile of an exact maximum-inner-product search: for query rows
+    /// `q: [rows, dim]` and key rows `k: [keys, dim]` (key row `j` has the
+    /// global index `key_base + j`), merges each row's best key of this tile
+    /// into the running best `best: [rows]` (the product) and
+    /// `best_idx: [rows]` (the global key index as the BITS of an f32 slot:
+    /// `f32::from_bits(index)`, so every u32 survives; the buffer is only
+    /// ever copied, never computed on).
+    ///
+    /// Order: `(v, j)` beats `(b, i)` when `v > b`, or `v == b` and `j < i`
+    /// (ties go to the lowest key index); a NaN product never wins. So the
+    /// result does not depend on how the keys are tiled or in which order
+    /// the tiles come. Start a search from `best = −∞`, `best_idx =`
+    /// [`cpu_argmax::KIN_NONE`] (then a row left at `KIN_NONE` had only NaN products).
+    /// `key_base + keys` must stay below [`cpu_argmax::KIN_NONE`].
+    ///
+    /// No `rows × keys` product is stored: one kernel on a GPU (each block
+    /// owns 64 query rows and walks the key tile through shared memory);
+    /// the CPU twin is [`cpu_argmax::kin_argmax_merge`].
+    #[allow(clippy::too_many_arguments)]
+    fn kin_argmax_merge(
+        &self,
+        rows: usize,
+        keys: usize,
+        dim: usize,
+        key_base: usize,
+        q: &Self::Buf,
+        k: &Self::Buf,
+        best: &mut Self::Buf,
+        best_idx: &mut Self::Buf,
+    );
+    // ---- end kin pairing ----
 }
 
 /// Make `buf` hold exactly `len` values, reallocating (zeroed) when it does

@@ -2,6 +2,7 @@
 
 pub mod critic;
 pub mod generator;
+pub mod kin;
 pub mod memory;
 pub mod mmd;
 pub mod pca;

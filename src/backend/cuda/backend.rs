@@ -504,6 +504,33 @@ impl<D: DeviceApi> Backend for KernelBackend<D> {
         check(unsafe { ops_desc::centroid_grad(self.l(), rows, k, dim, self.p(z), self.p(mu), self.p(g), self.p(dmu)) });
     }
     // ==== end DESC ====
+    fn kin_argmax_merge(
+        &self,
+        rows: usize,
+        keys: usize,
+        dim: usize,
+        key_base: usize,
+        q: &Self::Buf,
+        k: &Self::Buf,
+        best: &mut Self::Buf,
+        best_idx: &mut Self::Buf,
+    ) {
+        assert!(q.len >= rows * dim && k.len >= keys * dim, "kin_argmax_merge: q/k shorter than the tile");
+        assert!(best.len >= rows && best_idx.len >= rows, "kin_argmax_merge: best/best_idx shorter than rows");
+        check(unsafe {
+            super::ops_argmax::kin_argmax(
+                self.l(),
+                rows,
+                keys,
+                dim,
+                key_base,
+                self.p(q),
+                self.p(k),
+                self.p(best),
+                self.p(best_idx),
+            )
+        });
+    }
 }
 
 /// A column-major SGEMM done literally (f32 products, f32 accumulation in

@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod launch;
 pub mod ops;
 pub mod ops_desc;
+pub mod ops_argmax;
 
 /// The CUDA backend: kernels + cuBLAS on a [`device::CudaDevice`].
 pub type CudaBackend = backend::KernelBackend<device::CudaDevice>;

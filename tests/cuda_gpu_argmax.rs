@@ -1,0 +1,71 @@
+//! Kin pairing on a real CUDA device (`CudaBackend`, the `kin_argmax`
+//! kernel of kernels/argmax.cu) against the CPU backend. Returns at once
+//! where no CUDA driver or device is found; tests/cuda_emu_argmax.rs and
+//! tests/kin.rs run the same kernel and host code under emulation.
+//!
+//! Integer-valued embeddings make every product exact in f32, so the GPU
+//! (which contracts the dot products into FMAs) must agree bit for bit,
+//! ties included; real-valued ones are checked up to rounding.
+//!
+//! Timing (ignored): `cargo test --release --test cuda_gpu_argmax -- --ignored --nocapture`.
+
+use acsleuth::backend::cuda::device::device_count;
+use acsleuth::backend::cuda::CudaBackend;
+use acsleuth::backend::CpuBackend;
+use acsleuth::data::DenseMatrix;
+use acsleuth::model::kin::{kin_pairs, kin_pairs_tiled};
+
+fn gpu() -> Option<CudaBackend> {
+    match device_count() {
+        Ok(n) if n > 0 => Some(CudaBackend::open(0).expect("a CUDA device is present but cannot be opened")),
+        _ => None,
+    }
+}
+
+fn matrix(seed: u64, rows: usize, cols: usize, ints: bool) -> DenseMatrix {
+    let mut s = seed;
+    let data = (0..rows * cols)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            if ints { ((s >> 33) % 5) as f32 - 2.0 } else { ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0 }
+        })
+        .collect();
+    DenseMatrix { rows, cols, data }
+}
+
+#[test]
+fn gpu_kin_pairs_match_the_cpu() {
+    let Some(be) = gpu() else { return };
+    let cpu = CpuBackend::new();
+    for (nq, nk, d) in [(1, 1, 1), (65, 63, 33), (3000, 2049, 64), (10_000, 5000, 256)] {
+        let (q, k) = (matrix(1, nq, d, true), matrix(2, nk, d, true));
+        let want = kin_pairs(&cpu, &q, &k).unwrap();
+        assert_eq!(kin_pairs(&be, &q, &k).unwrap(), want, "ints {nq}x{nk}x{d}");
+        assert_eq!(kin_pairs_tiled(&be, &q, &k, 1000, 700).unwrap(), want, "ints tiled {nq}x{nk}x{d}");
+        let (q, k) = (matrix(3, nq, d, false), matrix(4, nk, d, false));
+        let (got, want) = (kin_pairs(&be, &q, &k).unwrap(), kin_pairs(&cpu, &q, &k).unwrap());
+        let tol = 4.0 * d as f32 * f32::EPSILON * d as f32;
+        let mut same = 0;
+        for i in 0..nq {
+            assert!((got.score[i] - want.score[i]).abs() <= tol, "row {i}: {} vs {}", got.score[i], want.score[i]);
+            same += (got.kin[i] == want.kin[i]) as usize;
+        }
+        // Different keys only where two products are within rounding.
+        assert!(same as f64 >= 0.99 * nq as f64, "{same} of {nq} rows agree");
+    }
+}
+
+#[test]
+#[ignore]
+fn gpu_timing_1e5_by_1e4_at_256() {
+    let Some(be) = gpu() else { return };
+    let (q, k) = (matrix(5, 100_000, 256, false), matrix(6, 10_000, 256, false));
+    let _ = kin_pairs(&be, &q, &k).unwrap();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let got = kin_pairs(&be, &q, &k).unwrap();
+        let s = t.elapsed().as_secs_f64();
+        eprintln!("GPU kin_pairs 1e5 x 1e4 x 256: {s:.3} s ({:.0} GFLOP/s, uploads included)", 2.0 * 1e5 * 1e4 * 256.0 / s / 1e9);
+        assert_eq!(got.kin.len(), 100_000);
+    }
+}
