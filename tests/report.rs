@@ -250,3 +250,123 @@ fn roc_pr_of_a_million_cells_is_fast() {
     check_png(&p);
     export(&p);
 }
+
+// ---- the run's target.h5ad: input X and obs, new obs columns, obsm, layers ----
+
+use acsleuth::data::h5ad::{describe_h5ad, read_h5ad, read_h5ad_matrix, write_h5ad_with, H5adOptions};
+use acsleuth::data::{CsrMatrix, Dataset, Matrix, ObsColumn};
+
+/// A run's output: a CSR input with a cell-type column, then the columns a
+/// run adds (score, anomaly call, subtype missing for normal cells), two
+/// embeddings and a dense `corrected` layer.
+fn run_output() -> (Dataset, Vec<(String, DenseMatrix)>, Vec<(String, Matrix)>) {
+    let (n, g) = (12, 5);
+    let mut x = DenseMatrix::zeros(n, g);
+    for i in 0..n {
+        for j in 0..g {
+            if (i + 2 * j) % 3 == 0 {
+                x.row_mut(i)[j] = (i * g + j) as f32;
+            }
+        }
+    }
+    let anomaly: Vec<bool> = (0..n).map(|i| i % 4 == 1).collect();
+    let subtype: Vec<Option<String>> =
+        (0..n).map(|i| anomaly[i].then(|| format!("subtype {}", i % 8 / 4))).collect();
+    let obs = vec![
+        (
+            "cell_type".to_string(),
+            ObsColumn::Categorical { categories: vec!["B".into(), "T".into()], codes: (0..n as i32).map(|i| i % 2).collect() },
+        ),
+        ("score".to_string(), ObsColumn::Numeric((0..n).map(|i| (i as f32 * 0.1 - 0.3) as f64).collect())),
+        ("anomaly".to_string(), ObsColumn::Bool(anomaly)),
+        ("subtype".to_string(), report::categorical_column(&subtype)),
+    ];
+    let ds = Dataset {
+        x: Matrix::Csr(CsrMatrix::from_dense(&x)),
+        cell_names: (0..n).map(|i| format!("AAAC-{i}")).collect(),
+        gene_names: (0..g).map(|j| format!("G{j}")).collect(),
+        obs,
+    };
+    let mut emb = DenseMatrix::zeros(n, 4);
+    emb.data.iter_mut().enumerate().for_each(|(k, v)| *v = (k as f32).sin());
+    let pca = DenseMatrix { rows: n, cols: 2, data: report::project_2d(&emb).unwrap().concat() };
+    let mut corrected = x.clone();
+    corrected.data.iter_mut().for_each(|v| *v = *v * 0.5 + 0.25);
+    let obsm = vec![("X_acsleuth".to_string(), emb), ("X_acsleuth_pca".to_string(), pca)];
+    let layers = vec![("corrected".to_string(), Matrix::Dense(corrected))];
+    (ds, obsm, layers)
+}
+
+fn dense_json(m: &DenseMatrix) -> serde_json::Value {
+    serde_json::json!((0..m.rows).map(|i| m.row(i).to_vec()).collect::<Vec<_>>())
+}
+
+#[test]
+fn run_h5ad_reads_back_with_obs_obsm_and_layers() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("target.h5ad");
+    let (ds, obsm, layers) = run_output();
+    write_h5ad_with(&p, &ds, &obsm, &layers).unwrap();
+    assert_eq!(listing(d.path()), ["target.h5ad"]);
+
+    let back = read_h5ad(&p, &H5adOptions::default()).unwrap();
+    assert_eq!(back, ds, "X, names and obs (subtype code -1 for normal cells)");
+    let layout = describe_h5ad(&p).unwrap();
+    assert_eq!(layout.obsm, ["X_acsleuth", "X_acsleuth_pca"]);
+    assert_eq!(layout.layers, ["corrected"]);
+    for (name, m) in &obsm {
+        let got = read_h5ad_matrix(&p, &format!("obsm/{name}")).unwrap();
+        assert_eq!(got, Some(Matrix::Dense(m.clone())), "obsm {name}");
+    }
+    assert_eq!(read_h5ad_matrix(&p, "layers/corrected").unwrap().as_ref(), Some(&layers[0].1));
+    assert_eq!(read_h5ad_matrix(&p, "layers/missing").unwrap(), None);
+
+    // A CSR layer too, and the old entry point still writes no layers.
+    let csr = vec![("counts".to_string(), ds.x.clone())];
+    write_h5ad_with(&p, &ds, &[], &csr).unwrap();
+    assert_eq!(read_h5ad_matrix(&p, "layers/counts").unwrap().as_ref(), Some(&ds.x));
+    acsleuth::data::h5ad::write_h5ad(&p, &ds, &obsm).unwrap();
+    assert!(describe_h5ad(&p).unwrap().layers.is_empty());
+
+    // For scripts/check_run_h5ad.py (anndata must read the same).
+    if let Some(dir) = std::env::var_os("ACSLEUTH_REPORT_EXPORT") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_h5ad_with(&dir.join("run_output.h5ad"), &ds, &obsm, &layers).unwrap();
+        let col = |name: &str| ds.obs_column(name).unwrap();
+        let ObsColumn::Numeric(score) = col("score") else { unreachable!() };
+        let ObsColumn::Bool(anomaly) = col("anomaly") else { unreachable!() };
+        let subtype: Vec<Option<String>> =
+            (0..ds.n_cells()).map(|i| Some(col("subtype").get_str(i)).filter(|s| !s.is_empty())).collect();
+        let Matrix::Dense(corrected) = &layers[0].1 else { unreachable!() };
+        let want = serde_json::json!({
+            "obs_names": ds.cell_names,
+            "var_names": ds.gene_names,
+            "x": dense_json(&ds.x.to_dense()),
+            "cell_type": (0..ds.n_cells()).map(|i| col("cell_type").get_str(i)).collect::<Vec<_>>(),
+            "score": score,
+            "anomaly": anomaly,
+            "subtype": subtype,
+            "obsm": obsm.iter().map(|(n, m)| (n.clone(), dense_json(m))).collect::<serde_json::Map<_, _>>(),
+            "layers": {"corrected": dense_json(corrected)},
+        });
+        std::fs::write(dir.join("run_output.json"), serde_json::to_string_pretty(&want).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn run_h5ad_refuses_bad_layers_and_leaves_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("target.h5ad");
+    let (ds, obsm, layers) = run_output();
+    let wrong_shape = vec![("corrected".to_string(), Matrix::Dense(DenseMatrix::zeros(ds.n_cells(), 3)))];
+    let twice = vec![layers[0].clone(), layers[0].clone()];
+    let bad_name = vec![("a/b".to_string(), layers[0].1.clone())];
+    for l in [wrong_shape, twice, bad_name] {
+        let r = write_h5ad_with(&p, &ds, &obsm, &l);
+        assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
+    }
+    let short_obsm = vec![("X_acsleuth".to_string(), DenseMatrix::zeros(3, 2))];
+    assert!(matches!(write_h5ad_with(&p, &ds, &short_obsm, &layers), Err(Error::Invalid(_))));
+    assert!(listing(d.path()).is_empty());
+}
