@@ -370,3 +370,36 @@ fn run_h5ad_refuses_bad_layers_and_leaves_nothing() {
     assert!(matches!(write_h5ad_with(&p, &ds, &short_obsm, &layers), Err(Error::Invalid(_))));
     assert!(listing(d.path()).is_empty());
 }
+
+#[test]
+fn projection_of_many_rows_fits_on_a_subset_and_projects_all() {
+    // 150k rows in 4-D with most variance along (1, 1, 0, 0) then (0, 0, 1, 0).
+    let n = report::PROJECT_FIT_ROWS + 50_000;
+    let mut u = uniform(5);
+    let mut m = DenseMatrix::zeros(n, 4);
+    for i in 0..n {
+        let (a, b) = (u() * 10.0 - 5.0, u() * 4.0 - 2.0);
+        m.row_mut(i).copy_from_slice(&[a + 0.1 * u(), a + 0.1 * u(), b, 0.1 * u()]);
+    }
+    let t = std::time::Instant::now();
+    let p = report::project_2d(&m).unwrap();
+    eprintln!("project_2d of {n} × 4: {:?}", t.elapsed());
+    assert_eq!(p.len(), n);
+    // PC 1 ≈ ±(x0 + x1)/√2 up to centring, PC 2 ≈ ±x2: check by correlation.
+    let corr = |f: &dyn Fn(usize) -> f64, g: &dyn Fn(usize) -> f64| {
+        let (mut sf, mut sg, mut sff, mut sgg, mut sfg) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in 0..n {
+            let (a, b) = (f(i), g(i));
+            sf += a;
+            sg += b;
+            sff += a * a;
+            sgg += b * b;
+            sfg += a * b;
+        }
+        let k = n as f64;
+        (sfg / k - sf * sg / k / k) / ((sff / k - (sf / k).powi(2)) * (sgg / k - (sg / k).powi(2))).sqrt()
+    };
+    let c1 = corr(&|i| p[i][0] as f64, &|i| (m.row(i)[0] + m.row(i)[1]) as f64);
+    let c2 = corr(&|i| p[i][1] as f64, &|i| m.row(i)[2] as f64);
+    assert!(c1.abs() > 0.999 && c2.abs() > 0.999, "{c1} {c2}");
+}

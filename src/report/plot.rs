@@ -64,6 +64,17 @@ fn pad_range((lo, hi): (f64, f64), frac: f64) -> (f64, f64) {
     (lo - d, hi + d)
 }
 
+/// Tick labels for an axis over (lo, hi): as many decimals as a tenth of
+/// the range needs (at most 6), and never "-0".
+fn tick_format(lo: f64, hi: f64) -> impl Fn(&f64) -> String {
+    let step = ((hi - lo) / 10.0).max(f64::MIN_POSITIVE);
+    let decimals = (-step.log10()).ceil().clamp(0.0, 6.0) as usize;
+    move |v: &f64| {
+        let s = format!("{v:.decimals$}");
+        if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') { s[1..].to_string() } else { s }
+    }
+}
+
 /// A legend label, "name (n = count)", with the name shortened (its middle
 /// replaced by "…") to at most `chars` characters; empty names shown as "(none)".
 fn legend_text(name: &str, count: usize, chars: usize) -> String {
@@ -168,8 +179,10 @@ pub fn plot_score_histogram(path: &Path, scores: &[f32], groups: &[String], titl
             .x_label_area_size(50)
             .y_label_area_size(75)
             .build_cartesian_2d(lo..hi, 0.0..top)?;
+        let fx = tick_format(lo, hi);
         chart
             .configure_mesh()
+            .x_label_formatter(&fx)
             .disable_x_mesh()
             .light_line_style(WHITE)
             .x_desc("score")
@@ -255,8 +268,11 @@ pub fn plot_scatter_with(
             .x_label_area_size(50)
             .y_label_area_size(75)
             .build_cartesian_2d(x0..x1, y0..y1)?;
+        let (fx, fy) = (tick_format(x0, x1), tick_format(y0, y1));
         chart
             .configure_mesh()
+            .x_label_formatter(&fx)
+            .y_label_formatter(&fy)
             .x_desc(axes.0)
             .y_desc(axes.1)
             .label_style((FAMILY, 14))
@@ -392,6 +408,17 @@ mod tests {
         let (lo, hi) = value_range([3.0f32, 3.0].into_iter());
         assert!(lo < 3.0 && hi > 3.0);
         assert_eq!(value_range([1.0f32, 2.0].into_iter()), (1.0, 2.0));
+    }
+
+    #[test]
+    fn ticks_have_enough_decimals_and_no_negative_zero() {
+        let f = tick_format(-0.25, 0.75);
+        assert_eq!(f(&-0.0), "0.0");
+        assert_eq!(f(&-1e-17), "0.0");
+        assert_eq!(f(&0.3), "0.3");
+        assert_eq!(f(&-0.2), "-0.2");
+        assert_eq!(tick_format(0.0, 5000.0)(&1500.0), "1500");
+        assert_eq!(tick_format(0.0, 0.01)(&0.002), "0.002");
     }
 
     #[test]
