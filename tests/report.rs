@@ -259,7 +259,9 @@ use acsleuth::data::{CsrMatrix, Dataset, Matrix, ObsColumn};
 /// A run's output: a CSR input with a cell-type column, then the columns a
 /// run adds (score, anomaly call, subtype missing for normal cells), two
 /// embeddings and a dense `corrected` layer.
-fn run_output() -> (Dataset, Vec<(String, DenseMatrix)>, Vec<(String, Matrix)>) {
+type RunOutput = (Dataset, Vec<(String, DenseMatrix)>, Vec<(String, Matrix)>);
+
+fn run_output() -> RunOutput {
     let (n, g) = (12, 5);
     let mut x = DenseMatrix::zeros(n, g);
     for i in 0..n {
