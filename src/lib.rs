@@ -9,6 +9,7 @@
 //! - [`nn`]: layers with forward and backward side by side.
 //! - [`model`]: the ACsleuth models (generator, critic, γ_c MMD scorer, ...).
 //! - [`pipeline`]: the modules as steps of one run.
+//! - [`report`]: PNG figures of a run (scores, embedding, ROC/PR curves).
 //! - [`cli`]: the `acsleuth` command.
 
 pub mod error;
@@ -20,5 +21,6 @@ pub mod model;
 pub mod pipeline;
 pub mod cli;
 pub mod progress;
+pub mod report;
 
 pub use error::{Error, Result};

@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use crate::data::{Dataset, DenseMatrix};
+use crate::data::{Dataset, DenseMatrix, Matrix};
 use crate::error::{Error, Result};
 
 mod frame;
@@ -72,7 +72,30 @@ pub fn describe_h5ad(path: &Path) -> Result<H5adLayout> {
 /// Writes a dataset (X, obs, var names) plus `obsm` matrices as an .h5ad
 /// file that scanpy opens as it is; atomic (temporary file, then rename).
 pub fn write_h5ad(path: &Path, ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
-    write::write(path, ds, obsm)
+    write::write(path, ds, obsm, &[])
+}
+
+/// [`write_h5ad`] plus `layers`: extra [cells × genes] matrices (dense or
+/// CSR, e.g. a batch-corrected expression) stored under `layers/<name>`.
+/// Every obsm entry must have one row per cell and every layer the shape of
+/// X; names must be unique and usable as HDF5 names. Categorical obs codes
+/// of −1 are written as they are, which anndata reads as NaN (missing).
+pub fn write_h5ad_with(
+    path: &Path,
+    ds: &Dataset,
+    obsm: &[(String, DenseMatrix)],
+    layers: &[(String, Matrix)],
+) -> Result<()> {
+    write::write(path, ds, obsm, layers)
+}
+
+/// Reads one matrix element of an .h5ad file by its path inside the file
+/// (e.g. `"layers/corrected"`, `"obsm/X_pca"`, `"X"`): a 2-D dense array,
+/// or a CSR/CSC group (returned as CSR); `None` when the file has no such
+/// element.
+pub fn read_h5ad_matrix(path: &Path, element: &str) -> Result<Option<Matrix>> {
+    let file = open(path)?;
+    read::Reader::new(path, &file).read_matrix(element)
 }
 
 /// Opens an HDF5 file, telling "not HDF5 at all" apart from "damaged HDF5".

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use hdf5_pure::{AttrValue, EnumTypeBuilder, FileBuilder, GroupBuilder, make_i8_type};
+use hdf5_pure::{AttrValue, DatasetBuilder, EnumTypeBuilder, FileBuilder, GroupBuilder, make_i8_type};
 
-use crate::data::{Dataset, DenseMatrix, Matrix, ObsColumn};
+use crate::data::{CsrMatrix, Dataset, DenseMatrix, Matrix, ObsColumn};
 use crate::error::{Error, Result};
 
 fn text(s: &str) -> AttrValue {
@@ -27,7 +27,7 @@ macro_rules! tag_dataset {
 }
 
 /// Checks what anndata (and HDF5 names) cannot hold before touching disk.
-fn check(ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
+fn check(ds: &Dataset, obsm: &[(String, DenseMatrix)], layers: &[(String, Matrix)]) -> Result<()> {
     ds.validate()?;
     let bad_name = |n: &str| n.is_empty() || n.contains('/') || n == "." || n == "..";
     for (name, _) in &ds.obs {
@@ -62,6 +62,37 @@ fn check(ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
             )));
         }
     }
+    seen.clear();
+    for (name, m) in layers {
+        if bad_name(name) {
+            return Err(Error::invalid(format!(
+                "layer name '{name}' cannot be written to .h5ad"
+            )));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(Error::invalid(format!("duplicated layer '{name}'")));
+        }
+        if m.rows() != ds.n_cells() || m.cols() != ds.n_genes() {
+            return Err(Error::invalid(format!(
+                "layer '{name}' is {}×{} for {} cells × {} genes",
+                m.rows(),
+                m.cols(),
+                ds.n_cells(),
+                ds.n_genes()
+            )));
+        }
+        let consistent = match m {
+            Matrix::Dense(d) => d.data.len() == d.rows * d.cols,
+            Matrix::Csr(c) => {
+                c.indptr.len() == c.rows + 1
+                    && c.indices.len() == c.data.len()
+                    && c.indptr.last().copied() == Some(c.data.len() as u64)
+            }
+        };
+        if !consistent {
+            return Err(Error::invalid(format!("layer '{name}' has inconsistent storage sizes")));
+        }
+    }
     if let Matrix::Csr(c) = &ds.x
         && c.cols > i32::MAX as usize
     {
@@ -73,8 +104,13 @@ fn check(ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn write(path: &Path, ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
-    check(ds, obsm)?;
+pub(super) fn write(
+    path: &Path,
+    ds: &Dataset,
+    obsm: &[(String, DenseMatrix)],
+    layers: &[(String, Matrix)],
+) -> Result<()> {
+    check(ds, obsm, layers)?;
     let fmt_err =
         |e: hdf5_pure::Error| Error::Other(format!("{}: cannot write .h5ad: {e}", path.display()));
     let fmt_err2 = |e: hdf5_pure::FormatError| {
@@ -87,25 +123,10 @@ pub(super) fn write(path: &Path, ds: &Dataset, obsm: &[(String, DenseMatrix)]) -
 
     // X: shape [cells, genes].
     match &ds.x {
-        Matrix::Dense(d) => {
-            let x = b.create_dataset("X");
-            x.with_f32_data(&d.data)
-                .with_shape(&[d.rows as u64, d.cols as u64]);
-            tag_dataset!(x, "array", "0.2.0");
-        }
+        Matrix::Dense(d) => dense_into(b.create_dataset("X"), d),
         Matrix::Csr(c) => {
             let mut g = b.create_group("X");
-            tag_group(&mut g, "csr_matrix", "0.1.0");
-            g.set_attr(
-                "shape",
-                AttrValue::I64Array(vec![c.rows as i64, c.cols as i64]),
-            );
-            g.create_dataset("data").with_f32_data(&c.data);
-            // Column indices fit i32 (checked), the scipy default.
-            let indices: Vec<i32> = c.indices.iter().map(|&i| i as i32).collect();
-            g.create_dataset("indices").with_i32_data(&indices);
-            let indptr: Vec<i64> = c.indptr.iter().map(|&p| p as i64).collect();
-            g.create_dataset("indptr").with_i64_data(&indptr);
+            csr_into(&mut g, c);
             b.add_group(g.finish());
         }
     }
@@ -170,7 +191,21 @@ pub(super) fn write(path: &Path, ds: &Dataset, obsm: &[(String, DenseMatrix)]) -
         tag_dataset!(d, "array", "0.2.0");
     }
     b.add_group(g.finish());
-    for name in ["layers", "obsp", "uns", "varm", "varp"] {
+    // layers: [cells, genes] matrices, dense or CSR like X.
+    let mut g = b.create_group("layers");
+    tag_group(&mut g, "dict", "0.1.0");
+    for (name, m) in layers {
+        match m {
+            Matrix::Dense(d) => dense_into(g.create_dataset(name), d),
+            Matrix::Csr(c) => {
+                let mut lg = g.create_group(name);
+                csr_into(&mut lg, c);
+                g.add_group(lg.finish());
+            }
+        }
+    }
+    b.add_group(g.finish());
+    for name in ["obsp", "uns", "varm", "varp"] {
         let mut g = b.create_group(name);
         tag_group(&mut g, "dict", "0.1.0");
         b.add_group(g.finish());
@@ -185,6 +220,28 @@ pub(super) fn write(path: &Path, ds: &Dataset, obsm: &[(String, DenseMatrix)]) -
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+/// A dense [rows, cols] float32 matrix as an `array` dataset.
+fn dense_into(d: &mut DatasetBuilder, m: &DenseMatrix) {
+    d.with_f32_data(&m.data)
+        .with_shape(&[m.rows as u64, m.cols as u64]);
+    tag_dataset!(d, "array", "0.2.0");
+}
+
+/// A CSR matrix as a `csr_matrix` group: float32 data, int32 column
+/// indices (the scipy default; checked to fit), int64 row pointers.
+fn csr_into(g: &mut GroupBuilder, c: &CsrMatrix) {
+    tag_group(g, "csr_matrix", "0.1.0");
+    g.set_attr(
+        "shape",
+        AttrValue::I64Array(vec![c.rows as i64, c.cols as i64]),
+    );
+    g.create_dataset("data").with_f32_data(&c.data);
+    let indices: Vec<i32> = c.indices.iter().map(|&i| i as i32).collect();
+    g.create_dataset("indices").with_i32_data(&indices);
+    let indptr: Vec<i64> = c.indptr.iter().map(|&p| p as i64).collect();
+    g.create_dataset("indptr").with_i64_data(&indptr);
 }
 
 /// The dataframe attributes: index name, column order, encoding.
