@@ -13,14 +13,15 @@ fn demo_runs_and_writes_its_outputs() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}{}", stdout, String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains("AUROC"), "{stdout}");
-    for f in ["scores.tsv", "deviations.tsv", "report.json", "model.safetensors", "truth.tsv"] {
+    assert!(stdout.contains("AUROC") && stdout.contains("NMI"), "{stdout}");
+    for f in ["cells.tsv", "target.h5ad", "report.json", "scores.png", "embedding_subtypes.png", "roc_pr.png"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     assert!(out.join("reference.acs").join("matrix.bin").is_file());
-    // The truth and the scores list the same cells.
-    let n = |f: &str| std::fs::read_to_string(out.join(f)).unwrap().lines().count();
-    assert_eq!(n("scores.tsv"), n("truth.tsv"));
+    assert!(out.join("target.acs").join("matrix.bin").is_file());
+    // One row per target cell (400) plus the header.
+    let n = std::fs::read_to_string(out.join("cells.tsv")).unwrap().lines().count();
+    assert_eq!(n, 401);
 }
 
 #[test]

@@ -97,9 +97,8 @@ pub fn settings(a: &Args) -> Result<DetectConfig> {
     Ok(c)
 }
 
-/// Creates `dir` and checks that a file can be written in it.
 /// The resolved `--device`.
-enum Device {
+pub(crate) enum Device {
     Cpu,
     Emu,
     Cuda(crate::backend::cuda::device::CudaDevice),
@@ -107,7 +106,7 @@ enum Device {
 
 /// Parses and resolves `--device`; `auto` falls back to the CPU and says why
 /// on stderr, `cuda[:N]` without a usable GPU is an error.
-fn device(spec: &str) -> Result<Device> {
+pub(crate) fn device(spec: &str) -> Result<Device> {
     use crate::backend::cuda::device::{resolve, DeviceSpec, Resolved};
     if spec.trim().eq_ignore_ascii_case("emu") {
         return Ok(Device::Emu);
@@ -148,7 +147,8 @@ fn run_on<B: crate::backend::Backend>(
     detect_with(be, &reference, &target, cfg, dopts)
 }
 
-fn check_writable(dir: &Path) -> Result<()> {
+/// Creates `dir` and checks that a file can be written in it.
+pub(crate) fn check_writable(dir: &Path) -> Result<()> {
     prepare_out_dir(dir)?;
     let probe = dir.join(format!(".acsleuth-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| Error::io(dir, e))?;

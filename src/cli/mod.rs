@@ -5,9 +5,11 @@
 use clap::{Parser, Subcommand};
 
 pub mod convert;
+pub mod correct;
 pub mod demo;
 pub mod detect;
 pub mod inspect;
+pub mod run;
 pub mod simulate;
 pub mod evaluate;
 
@@ -26,7 +28,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the built-in demonstration: simulate, detect, evaluate (under a minute).
+    /// Run the built-in demonstration: simulate, run the whole workflow, evaluate (under a minute).
     Demo(demo::Args),
     /// Convert an .h5ad file or a 10x folder into acsleuth's memory-mapped store (or a store back to .h5ad).
     Convert(convert::Args),
@@ -36,6 +38,10 @@ pub enum Command {
     Simulate(Box<simulate::Args>),
     /// Find anomalous cells in a target set given normal reference cells (Module I).
     Detect(detect::Args),
+    /// Run the whole workflow: detect, pair, batch-correct, subtype (Modules I–IV).
+    Run(Box<run::Args>),
+    /// Batch-correct the target: map every target cell into reference space (Modules I–III).
+    Correct(correct::Args),
     /// Score anomaly calls or subtypes against the truth (AUROC, AP, F1, NMI, ARI).
     Evaluate(evaluate::Args),
 }
@@ -49,5 +55,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Detect(a) => detect::run(a),
+        Command::Run(a) => run::run(*a),
+        Command::Correct(a) => correct::run(a),
     }
 }

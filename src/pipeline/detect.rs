@@ -276,6 +276,44 @@ pub fn detect_sources<B: Backend>(
     cfg: &DetectConfig,
     opts: &DetectOptions,
 ) -> Result<DetectResult> {
+    detect_sources_full(be, reference, target, cells, genes, cfg, opts).map(|(res, _)| res)
+}
+
+/// Module I's trained networks, kept for the later modules (kin pairing
+/// embeds with the encoder, subtyping with the whole generator).
+pub struct ModuleI<B: Backend> {
+    pub trainer: train::Trainer<B>,
+    pub scorer: scorer::ScorerMlp<B>,
+}
+
+impl<B: Backend> ModuleI<B> {
+    /// Loads the networks of a Module I checkpoint (as `detect` and `run`
+    /// write it) trained with `cfg` on `genes` genes.
+    pub fn load(be: &B, cfg: &DetectConfig, genes: usize, path: &std::path::Path) -> Result<Self> {
+        let mut trainer = train::Trainer::new(be, cfg, genes);
+        let s = ScorerConfig::from_detect(cfg, std::env::temp_dir());
+        let mut rng = crate::backend::rng::Stream::new(cfg.seed).fork(0x5C04E);
+        let mut mlp = scorer::ScorerMlp::new(be, genes, s.h1, s.h2, s.slope, s.dropout, &mut rng);
+        let mut all = All {
+            models: train::Models { generator: &mut trainer.generator, critic: &mut trainer.critic },
+            scorer: &mut mlp,
+        };
+        params::load(be, &mut all, path)?;
+        trainer.generator.use_memory = cfg.train_epochs > 0;
+        Ok(ModuleI { trainer, scorer: mlp })
+    }
+}
+
+/// As [`detect_sources`], and also returns the trained networks.
+pub fn detect_sources_full<B: Backend>(
+    be: &B,
+    reference: &dyn RowSource,
+    target: &dyn RowSource,
+    cells: Vec<String>,
+    genes: GeneReport,
+    cfg: &DetectConfig,
+    opts: &DetectOptions,
+) -> Result<(DetectResult, ModuleI<B>)> {
     cfg.validate()?;
     if reference.n_cols() != target.n_cols() {
         return Err(Error::invalid(format!(
@@ -355,5 +393,6 @@ pub fn detect_sources<B: Backend>(
         },
         n_called: calls.iter().filter(|&&c| c).count(),
     };
-    Ok(DetectResult { cells, scores: out.p, calls, deviation: out.deviation, report })
+    let res = DetectResult { cells, scores: out.p, calls, deviation: out.deviation, report };
+    Ok((res, ModuleI { trainer, scorer: mlp }))
 }

@@ -1,0 +1,74 @@
+//! `acsleuth correct`: Modules I–III — detect, pair the normal target
+//! cells with their reference kin, learn the batches' styles — then map
+//! every target cell into reference space and write the corrected values.
+
+use crate::backend::Backend;
+use crate::data::{Dataset, Matrix, ObsColumn};
+use crate::error::{Error, Result};
+use crate::pipeline::output::write_json;
+use crate::pipeline::run::{run_workflow, Batches, RunOptions, RunResult};
+
+use super::detect::Device;
+use super::run::Common;
+
+/// Remove batch effects: map every target cell into the reference's space
+/// with the style-transfer generator (Modules I–III of the workflow).
+///
+/// Writes DIR/corrected.h5ad (X = corrected log-normalized values over the
+/// genes used; obs = the target's plus acsleuth_score, acsleuth_anomaly,
+/// acsleuth_batch), DIR/report.json and DIR/checkpoints/ (shared with
+/// `acsleuth run` on the same DIR: a later `run` resumes from them).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn run_on<B: Backend>(be: &B, a: &Args, reference: &Dataset, target: &Dataset) -> Result<RunResult> {
+    let mut cfg = a.common.settings()?;
+    cfg.batch_correction = true;
+    cfg.validate()?;
+    let batches = Batches::from_obs(target, a.common.batch_key.as_deref())?;
+    let opts = RunOptions {
+        checkpoint_dir: Some(a.common.out.join("checkpoints")),
+        spill_dir: Some(a.common.out.clone()),
+        keep_corrected: true,
+        skip_subtyping: true,
+    };
+    run_workflow(be, reference, target, &batches, &cfg, &opts)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let dev = a.common.setup()?;
+    let (reference, target) = a.common.read()?;
+    let res = match dev {
+        Device::Cpu => run_on(&crate::backend::CpuBackend::new(), &a, &reference, &target)?,
+        Device::Emu => run_on(&crate::backend::cuda::emu::emu_backend(), &a, &reference, &target)?,
+        Device::Cuda(d) => run_on(&crate::backend::cuda::backend::KernelBackend::new(d, "cuda"), &a, &reference, &target)?,
+    };
+    let corrected = res.corrected.clone().ok_or_else(|| Error::Other("internal: no corrected values kept".into()))?;
+    let mut obs = target.obs.clone();
+    obs.retain(|(n, _)| !n.starts_with("acsleuth_"));
+    obs.push(("acsleuth_score".into(), ObsColumn::Numeric(res.scores.iter().map(|&s| s as f64).collect())));
+    obs.push(("acsleuth_anomaly".into(), ObsColumn::Bool(res.calls.clone())));
+    obs.push((
+        "acsleuth_batch".into(),
+        ObsColumn::Categorical {
+            categories: res.report.batches.iter().map(|(n, _)| n.clone()).collect(),
+            codes: res.batch_of.iter().map(|&b| b as i32).collect(),
+        },
+    ));
+    let ds = Dataset { x: Matrix::Dense(corrected), cell_names: res.cells.clone(), gene_names: res.genes.clone(), obs };
+    let path = a.common.out.join("corrected.h5ad");
+    crate::data::h5ad::write_h5ad(&path, &ds, &[("X_acsleuth".to_string(), res.z.clone())])?;
+    write_json(&a.common.out.join("report.json"), &res.report)?;
+    println!(
+        "{} target cells mapped into reference space ({} batches); {} called anomalous",
+        res.cells.len(),
+        res.report.batches.len(),
+        res.report.n_called
+    );
+    println!("  {}", path.display());
+    println!("  {}", a.common.out.join("report.json").display());
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Settings of a whole-workflow run (`acsleuth run`): one table per module.
+//! In a TOML file the keys of Module I sit under `[detect]` (the same keys
+//! as `acsleuth detect --config`), Module III's under `[style]`, Module
+//! IV's under `[subtype]`; the top-level keys are the workflow's own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::style::StyleConfig;
+use crate::model::subtype::SubtypeConfig;
+use crate::pipeline::DetectConfig;
+
+/// Settings of every module. Defaults are the authors' (DESIGN §1).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Module I: generator, critic, scorer.
+    pub detect: DetectConfig,
+    /// Module III: style-transfer batch correction.
+    pub style: StyleConfig,
+    /// Module IV: transformer fusion + DESC.
+    pub subtype: SubtypeConfig,
+    /// Run Module III (off: subtype the uncorrected expression, the
+    /// paper's "without batch correction" ablation).
+    pub batch_correction: bool,
+    /// Rows per chunk when embedding, pairing and correcting.
+    pub chunk: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            detect: DetectConfig::default(),
+            style: StyleConfig::default(),
+            subtype: SubtypeConfig::default(),
+            batch_correction: true,
+            chunk: 1024,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML file; unknown keys are errors (a typo must not pass
+    /// silently as a default).
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// One seed for every module (each derives its own streams from it).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.detect.seed = seed;
+        self.style.seed = seed;
+        self.subtype.seed = seed;
+    }
+
+    /// Checks every module's settings before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        self.detect.validate()?;
+        let s = &self.style;
+        if s.batch_size < 2 {
+            return Err(Error::Config(format!("style.batch_size must be at least 2, got {}", s.batch_size)));
+        }
+        if !(s.lr > 0.0 && s.lr.is_finite()) {
+            return Err(Error::Config(format!("style.lr must be positive, got {}", s.lr)));
+        }
+        let t = &self.subtype;
+        if t.n_subtypes == Some(0) {
+            return Err(Error::Config("subtype.n_subtypes must be at least 1 (or absent for auto)".into()));
+        }
+        if t.batch_size == 0 || t.restarts == 0 {
+            return Err(Error::Config("subtype.batch_size and subtype.restarts must be at least 1".into()));
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return Err(Error::Config(format!("subtype.lr must be positive, got {}", t.lr)));
+        }
+        if self.chunk == 0 {
+            return Err(Error::Config("chunk must be at least 1".into()));
+        }
+        Ok(())
+    }
+}

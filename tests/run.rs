@@ -1,0 +1,153 @@
+//! `acsleuth run` and `acsleuth correct` end to end through the binary on a
+//! small simulated two-batch dataset: outputs, resume from checkpoints,
+//! and one-line errors for bad flags.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use acsleuth::data::h5ad::{read_h5ad, H5adOptions};
+use acsleuth::data::simulate::{simulate_dataset, DeParams, SetKind, SimConfig, Simulator};
+use acsleuth::data::store::{write_dataset, Layout};
+use acsleuth::data::ObsColumn;
+
+fn acsleuth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_acsleuth")).args(args).output().unwrap()
+}
+
+/// Simulated reference (batch 0) and two-batch target with two anomaly
+/// types, as stores under `dir`.
+fn data(dir: &Path) -> (String, String) {
+    let sim = Simulator::new(SimConfig {
+        n_ref: 400,
+        n_target: 400,
+        n_genes: 600,
+        n_anomaly_types: 2,
+        anomaly_ratio: 0.15,
+        n_batches: 2,
+        ref_batches: vec![0],
+        target_batches: Some(vec![0, 1]),
+        anomaly_de: DeParams { prob: 0.2, loc: 2.5, ..DeParams::default() },
+        seed: 3,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let r = dir.join("ref.acs");
+    let t = dir.join("tgt.acs");
+    write_dataset(&r, &simulate_dataset(&sim, SetKind::Reference).unwrap(), Layout::Csr).unwrap();
+    write_dataset(&t, &simulate_dataset(&sim, SetKind::Target).unwrap(), Layout::Csr).unwrap();
+    (r.to_string_lossy().into_owned(), t.to_string_lossy().into_owned())
+}
+
+const QUICK: [&str; 12] =
+    ["--epochs-prepare", "3", "--epochs-train", "2", "--epochs-style", "2", "--n-hvg", "300", "--seed", "1", "--device", "cpu"];
+
+fn run_args<'a>(r: &'a str, t: &'a str, out: &'a str) -> Vec<&'a str> {
+    let mut v = vec!["run", "--reference", r, "--target", t, "--out", out, "--batch-key", "batch", "--truth-key", "cell_type"];
+    v.extend(QUICK);
+    v.extend(["--n-subtypes", "2"]);
+    v
+}
+
+#[test]
+fn run_writes_every_output_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, t) = data(dir.path());
+    let out = dir.path().join("out");
+    let o = acsleuth(&run_args(&r, &t, out.to_str().unwrap()));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("AUROC") && stdout.contains("NMI"), "{stdout}");
+    for f in ["cells.tsv", "target.h5ad", "report.json", "scores.png", "embedding_calls.png", "embedding_subtypes.png", "roc_pr.png"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    for f in ["module1.json", "module1.safetensors", "module2.json", "module3.json", "module3.safetensors", "module4.json"] {
+        assert!(out.join("checkpoints").join(f).is_file(), "checkpoint {f} missing");
+    }
+
+    // cells.tsv: one row per target cell; subtypes only for anomalies.
+    let cells = std::fs::read_to_string(out.join("cells.tsv")).unwrap();
+    let rows: Vec<Vec<&str>> = cells.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    assert_eq!(cells.lines().next().unwrap(), "cell\tscore\tanomaly\tsubtype\tbatch");
+    assert_eq!(rows.len(), 400);
+    for row in &rows {
+        assert_eq!(row.len(), 5);
+        assert_eq!(row[2] == "1", !row[3].is_empty(), "{row:?}");
+        assert!(row[4] == "batch1" || row[4] == "batch2" || row[4].starts_with("batch"), "{row:?}");
+    }
+
+    // target.h5ad reads back with the new columns and embeddings.
+    let ds = read_h5ad(&out.join("target.h5ad"), &H5adOptions::default()).unwrap();
+    assert_eq!(ds.n_cells(), 400);
+    assert!(ds.obs_column("cell_type").is_some());
+    match ds.obs_column("acsleuth_anomaly") {
+        Some(ObsColumn::Bool(v)) => assert_eq!(v.iter().filter(|&&a| a).count(), rows.iter().filter(|r| r[2] == "1").count()),
+        other => panic!("acsleuth_anomaly: {other:?}"),
+    }
+    assert!(matches!(ds.obs_column("acsleuth_subtype"), Some(ObsColumn::Categorical { .. })));
+
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["resumed"].as_array().unwrap().len(), 0);
+    // The schedule is far too short to be accurate: only the plumbing is checked here.
+    let auroc = report["evaluation"]["auroc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auroc), "{}", report["evaluation"]);
+
+    // The same command again resumes every module from its checkpoint and
+    // gives the same results.
+    let o = acsleuth(&run_args(&r, &t, out.to_str().unwrap()));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = std::fs::read_to_string(out.join("cells.tsv")).unwrap();
+    assert_eq!(cells, again);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["resumed"].as_array().unwrap().len(), 4, "{}", report["resumed"]);
+
+    // A changed subtyping setting reruns only Module IV.
+    let mut args = run_args(&r, &t, out.to_str().unwrap());
+    let k = args.iter().position(|a| *a == "--n-subtypes").unwrap();
+    args[k + 1] = "3";
+    let o = acsleuth(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let resumed: Vec<&str> = report["resumed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(resumed, ["module I", "module II", "module III"]);
+    assert_eq!(report["subtype"]["k"], 3);
+}
+
+#[test]
+fn correct_writes_corrected_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, t) = data(dir.path());
+    let out = dir.path().join("corr");
+    let mut args = vec!["correct", "--reference", &r, "--target", &t, "--out", out.to_str().unwrap(), "--batch-key", "batch"];
+    args.extend(QUICK);
+    let o = acsleuth(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ds = read_h5ad(&out.join("corrected.h5ad"), &H5adOptions::default()).unwrap();
+    assert_eq!((ds.n_cells(), ds.n_genes()), (400, 300));
+    let x = ds.x.to_dense();
+    assert!(x.data.iter().all(|v| v.is_finite() && *v >= 0.0));
+    assert!(out.join("report.json").is_file());
+}
+
+#[test]
+fn bad_flags_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, t) = data(dir.path());
+    let out = dir.path().join("bad");
+    let o = out.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--batch-key", "donor"], "--batch-key donor"),
+        (vec!["--truth-key", "nope"], "--truth-key nope"),
+        (vec!["--n-subtypes", "0"], "--n-subtypes"),
+        (vec!["--n-subtypes", "many"], "--n-subtypes"),
+        (vec!["--anomaly-labels", "x"], "--anomaly-labels"),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["run", "--reference", &r, "--target", &t, "--out", o, "--device", "cpu"];
+        args.extend(extra.iter().copied());
+        let res = acsleuth(&args);
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success(), "{args:?} succeeded");
+        assert!(err.starts_with("error:") && err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
+        assert!(!out.join("cells.tsv").exists());
+    }
+}
