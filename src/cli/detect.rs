@@ -9,7 +9,12 @@ use crate::error::{Error, Result};
 use crate::data::store::Store;
 use crate::pipeline::detect::{detect_stores, detect_with, DetectOptions};
 use crate::pipeline::output::{prepare_out_dir, write_deviations, write_json, write_scores};
+use crate::backend::cuda::precision::GemmPrecision;
 use crate::pipeline::{DetectConfig, Kernel, PreprocessMode};
+
+fn parse_precision(s: &str) -> std::result::Result<GemmPrecision, String> {
+    s.parse()
+}
 
 /// Find anomalous cells in a target set given a reference set of normal
 /// cells (Module I: GAN with memory bank + MMD scorer).
@@ -61,6 +66,12 @@ pub struct Args {
     /// emulation (for developers: slow, small inputs only).
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
     pub device: String,
+    /// Arithmetic of the CUDA backend's GEMMs: f32 (exact SGEMM), tf32 or
+    /// bf16 (tensor cores: faster, relative GEMM error ≈ 3e-4 / 2e-3).
+    /// The CPU backend computes in f32: another value is an error with
+    /// --device cpu and ignored with a note when auto falls back to the CPU.
+    #[arg(long, value_name = "P", default_value = "f32", value_parser = parse_precision)]
+    pub gemm_precision: GemmPrecision,
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -97,7 +108,6 @@ pub fn settings(a: &Args) -> Result<DetectConfig> {
     Ok(c)
 }
 
-/// Creates `dir` and checks that a file can be written in it.
 /// The resolved `--device`.
 enum Device {
     Cpu,
@@ -148,6 +158,7 @@ fn run_on<B: crate::backend::Backend>(
     detect_with(be, &reference, &target, cfg, dopts)
 }
 
+/// Creates `dir` and checks that a file can be written in it.
 fn check_writable(dir: &Path) -> Result<()> {
     prepare_out_dir(dir)?;
     let probe = dir.join(format!(".acsleuth-write-test-{}", std::process::id()));
@@ -166,6 +177,15 @@ pub fn run(a: Args) -> Result<()> {
     }
     let formats = (io::detect(&a.reference)?, io::detect(&a.target)?);
     let dev = device(&a.device)?;
+    if matches!(dev, Device::Cpu) && a.gemm_precision != GemmPrecision::F32 {
+        if a.device.trim().eq_ignore_ascii_case("cpu") {
+            return Err(Error::Config(format!(
+                "--gemm-precision {} needs the CUDA backend; the CPU backend computes GEMMs in f32 (drop the flag or use --device cuda)",
+                a.gemm_precision
+            )));
+        }
+        eprintln!("--gemm-precision {} ignored: the CPU backend computes GEMMs in f32", a.gemm_precision);
+    }
     check_writable(&a.out)?;
     let dopts = DetectOptions {
         model_path: Some(a.out.join("model.safetensors")),
@@ -174,9 +194,12 @@ pub fn run(a: Args) -> Result<()> {
     };
     let res = match dev {
         Device::Cpu => run_on(&crate::backend::CpuBackend::new(), &a, &formats, &cfg, &dopts)?,
-        Device::Emu => run_on(&crate::backend::cuda::emu::emu_backend(), &a, &formats, &cfg, &dopts)?,
+        Device::Emu => {
+            let be = crate::backend::cuda::emu::emu_backend().with_gemm_precision(a.gemm_precision);
+            run_on(&be, &a, &formats, &cfg, &dopts)?
+        }
         Device::Cuda(dev) => {
-            let be = crate::backend::cuda::backend::KernelBackend::new(dev, "cuda");
+            let be = crate::backend::cuda::backend::KernelBackend::new(dev, "cuda").with_gemm_precision(a.gemm_precision);
             run_on(&be, &a, &formats, &cfg, &dopts)?
         }
     };

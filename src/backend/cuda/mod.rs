@@ -11,6 +11,7 @@ pub mod emu;
 pub mod kernels;
 pub mod launch;
 pub mod ops;
+pub mod precision;
 
 /// The CUDA backend: kernels + cuBLAS on a [`device::CudaDevice`].
 pub type CudaBackend = backend::KernelBackend<device::CudaDevice>;
