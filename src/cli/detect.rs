@@ -63,7 +63,9 @@ pub struct Args {
     pub raw: bool,
     /// Where to compute: auto (a CUDA GPU when one is found, else the CPU),
     /// cpu, cuda or cuda:N. `emu` runs the CUDA kernels under the CPU
-    /// emulation (for developers: slow, small inputs only).
+    /// emulation (for developers: slow, small inputs only; the environment
+    /// variable ACSLEUTH_EMU_FAULTS=alloc=N,memory=BYTES makes the emulated
+    /// device fail its N-th allocation or run out of memory).
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
     pub device: String,
     /// Arithmetic of the CUDA backend's GEMMs: f32 (exact SGEMM), tf32 or
@@ -195,7 +197,10 @@ pub fn run(a: Args) -> Result<()> {
     let res = match dev {
         Device::Cpu => run_on(&crate::backend::CpuBackend::new(), &a, &formats, &cfg, &dopts)?,
         Device::Emu => {
-            let be = crate::backend::cuda::emu::emu_backend().with_gemm_precision(a.gemm_precision);
+            // Developers test failure handling with injected device faults.
+            use crate::backend::cuda::emu::{emu_backend_with_faults, EmuFaults};
+            let faults = EmuFaults::from_env().map_err(Error::Config)?;
+            let be = emu_backend_with_faults(faults).with_gemm_precision(a.gemm_precision);
             run_on(&be, &a, &formats, &cfg, &dopts)?
         }
         Device::Cuda(dev) => {

@@ -105,9 +105,38 @@ pub struct EmuDevice {
     live: Arc<AtomicUsize>,
 }
 
+impl EmuFaults {
+    /// Environment variable read by `acsleuth detect --device emu`.
+    pub const ENV: &'static str = "ACSLEUTH_EMU_FAULTS";
+
+    /// Parses `alloc=N` and/or `memory=BYTES`, comma-separated.
+    pub fn parse(s: &str) -> Result<EmuFaults, String> {
+        let mut f = EmuFaults::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| format!("{}: {part:?} is not key=value", Self::ENV))?;
+            let n: usize = value.trim().parse().map_err(|_| format!("{}: {part:?}: the value must be a whole number", Self::ENV))?;
+            match key.trim() {
+                "alloc" => f.fail_alloc = Some(n),
+                "memory" => f.memory_limit = Some(n),
+                k => return Err(format!("{}: unknown fault {k:?} (alloc=N, memory=BYTES)", Self::ENV)),
+            }
+        }
+        Ok(f)
+    }
+
+    /// The faults named by [`EmuFaults::ENV`] (none when unset).
+    pub fn from_env() -> Result<EmuFaults, String> {
+        std::env::var(Self::ENV).map_or(Ok(EmuFaults::default()), |s| Self::parse(&s))
+    }
+}
+
 impl EmuDevice {
     pub fn new(faults: EmuFaults) -> Self {
         EmuDevice { faults, ..Default::default() }
+    }
+    /// Allocations requested so far (including a failed one).
+    pub fn allocations(&self) -> usize {
+        self.allocs.load(Ordering::Relaxed)
     }
     /// Bytes of emulated device memory in use.
     pub fn live_bytes(&self) -> usize {
