@@ -586,19 +586,32 @@ impl<D: DeviceApi> Backend for KernelBackend<D> {
 pub unsafe fn sgemm_reference(call: &SgemmCall) {
     let c = call;
     let prec = c.precision;
+    // Column-major element (i, j) of op(X), rounded to the operand format.
     let at = |base: DevPtr, stride: usize, bi: usize, i: usize, j: usize, ld: usize, t: Trans| -> f32 {
-        // element (i, j) of op(X) for column-major X
         let idx = if t == Trans::N { i + j * ld } else { j + i * ld };
         // SAFETY: covered by the caller's contract.
         prec.round(unsafe { *(base.f32_at(bi * stride + idx).0 as *const f32) })
     };
+    // Per matrix: the rows of op(A) and the columns of op(B) gathered
+    // contiguously ([m, k] and [n, k]) so the dot products stream; the sum
+    // over l is still sequential f32, the order a literal loop has.
+    let (mut ar, mut bc) = (vec![0.0f32; c.m * c.k], vec![0.0f32; c.n * c.k]);
     for bi in 0..c.batch {
+        for i in 0..c.m {
+            for l in 0..c.k {
+                ar[i * c.k + l] = at(c.a, c.stride_a, bi, i, l, c.lda, c.transa);
+            }
+        }
         for j in 0..c.n {
+            for l in 0..c.k {
+                bc[j * c.k + l] = at(c.b, c.stride_b, bi, l, j, c.ldb, c.transb);
+            }
+        }
+        for j in 0..c.n {
+            let col = &bc[j * c.k..(j + 1) * c.k];
             for i in 0..c.m {
-                let mut acc = 0.0f32;
-                for l in 0..c.k {
-                    acc += at(c.a, c.stride_a, bi, i, l, c.lda, c.transa) * at(c.b, c.stride_b, bi, l, j, c.ldb, c.transb);
-                }
+                let row = &ar[i * c.k..(i + 1) * c.k];
+                let acc = row.iter().zip(col).fold(0.0f32, |s, (x, y)| s + x * y);
                 let p = c.c.f32_at(bi * c.stride_c + i + j * c.ldc).0 as *mut f32;
                 // SAFETY: as above; with beta = 0, C is not read (as cuBLAS).
                 unsafe { *p = if c.beta == 0.0 { c.alpha * acc } else { c.alpha * acc + c.beta * *p } };
