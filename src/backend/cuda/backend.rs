@@ -218,10 +218,8 @@ impl<D: DeviceApi> KernelBackend<D> {
         }
     }
     fn htod(&self, m: &mut Option<D::Mem>, byte_off: usize, data: &[u8]) {
-        if let Some(m) = m {
-            if !self.failed() {
-                self.record(self.dev.htod(m, byte_off, data));
-            }
+        if let Some(m) = m.as_mut().filter(|_| !self.failed()) {
+            self.record(self.dev.htod(m, byte_off, data));
         }
     }
     fn p(&self, b: &DevBuf<D::Mem>) -> DevPtr {
