@@ -28,6 +28,10 @@ pub enum Error {
     /// A bad option or combination of options.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A compute device (GPU) failed during a run: out of memory, a failed
+    /// launch or copy. The message names the device and suggests a way out.
+    #[error("{0}")]
+    Device(String),
     #[error("{0}")]
     Other(String),
 }

@@ -151,3 +151,42 @@ fn gpu_backend_autoencoder_matches_cpu() {
     }
     close("autoencoder output", &og, &oc, 1e-3, 1e-3);
 }
+
+/// cuBLAS in each `GemmPrecision` against an f64 product, with the bounds
+/// the emulation's operand rounding gives (tests/cuda_precision.rs), TF32 and
+/// BF16 allowed twice that (tensor cores may truncate instead of rounding);
+/// and a failed allocation on a real device is a sticky `Error::Device`.
+#[test]
+fn gpu_gemm_precisions_and_device_errors() {
+    use acsleuth::backend::cuda::backend::{GemmPrecision, KernelBackend};
+    use acsleuth::backend::{Gemm, Trans};
+    let Some(dev) = device() else { return };
+    let (m, n, k) = (64, 512, 3000);
+    let a: Vec<f32> = lcg(&mut 3, m * k).iter().map(|v| v.max(0.0)).collect();
+    let b: Vec<f32> = lcg(&mut 4, n * k).iter().map(|v| v / (k as f32).sqrt()).collect();
+    let mut want = vec![0.0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            want[i * n + j] = (0..k).map(|l| a[i * k + l] as f64 * b[j * k + l] as f64).sum();
+        }
+    }
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    let mut be = KernelBackend::new(dev, "cuda");
+    for (p, hi) in [(GemmPrecision::F32, 5e-6), (GemmPrecision::Tf32, 6e-3), (GemmPrecision::Bf16, 6e-2)] {
+        be = be.with_gemm_precision(p);
+        let (da, db, mut dc) = (be.upload(&a), be.upload(&b), be.zeros(m * n));
+        be.gemm(&Gemm::new(Trans::N, Trans::T, m, n, k), &da, &db, &mut dc);
+        let c = be.download(&dc);
+        be.check().unwrap();
+        let num: f64 = c.iter().zip(&want).map(|(&g, w)| (g as f64 - w).powi(2)).sum();
+        let err = (num / den).sqrt();
+        eprintln!("cuBLAS {p}: relative error {err:.2e}");
+        assert!(err < hi, "{p}: {err}");
+    }
+    // 1 PiB cannot be allocated: recorded, later calls are no-ops, check says so.
+    let _huge = be.zeros(1 << 48);
+    let x = be.upload(&[1.0, 2.0]);
+    assert_eq!(be.download(&x), [0.0, 0.0]);
+    let e = be.check().unwrap_err().to_string();
+    assert!(e.contains("cuda") && e.contains("device error"), "{e}");
+}

@@ -224,6 +224,14 @@ pub trait Backend: Send + Sync {
 
     fn name(&self) -> &'static str;
 
+    /// The first device error since the backend was made, if any. Device
+    /// errors are sticky (see `cuda::backend`): the operations after one
+    /// are no-ops, so callers check at natural boundaries (after an epoch,
+    /// a pass, before writing results). The CPU backend has none.
+    fn check(&self) -> crate::Result<()> {
+        Ok(())
+    }
+
     // ---- memory ----
     /// A zero-filled buffer of `len` values.
     fn zeros(&self, len: usize) -> Self::Buf;

@@ -9,7 +9,12 @@ use crate::error::{Error, Result};
 use crate::data::store::Store;
 use crate::pipeline::detect::{detect_stores, detect_with, DetectOptions};
 use crate::pipeline::output::{prepare_out_dir, write_deviations, write_json, write_scores};
+use crate::backend::cuda::precision::GemmPrecision;
 use crate::pipeline::{DetectConfig, Kernel, PreprocessMode};
+
+fn parse_precision(s: &str) -> std::result::Result<GemmPrecision, String> {
+    s.parse()
+}
 
 /// Find anomalous cells in a target set given a reference set of normal
 /// cells (Module I: GAN with memory bank + MMD scorer).
@@ -58,9 +63,17 @@ pub struct Args {
     pub raw: bool,
     /// Where to compute: auto (a CUDA GPU when one is found, else the CPU),
     /// cpu, cuda or cuda:N. `emu` runs the CUDA kernels under the CPU
-    /// emulation (for developers: slow, small inputs only).
+    /// emulation (for developers: slow, small inputs only; the environment
+    /// variable ACSLEUTH_EMU_FAULTS=alloc=N,memory=BYTES makes the emulated
+    /// device fail its N-th allocation or run out of memory).
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
     pub device: String,
+    /// Arithmetic of the CUDA backend's GEMMs: f32 (exact SGEMM), tf32 or
+    /// bf16 (tensor cores: faster, relative GEMM error ≈ 3e-4 / 2e-3).
+    /// The CPU backend computes in f32: another value is an error with
+    /// --device cpu and ignored with a note when auto falls back to the CPU.
+    #[arg(long, value_name = "P", default_value = "f32", value_parser = parse_precision)]
+    pub gemm_precision: GemmPrecision,
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -166,6 +179,15 @@ pub fn run(a: Args) -> Result<()> {
     }
     let formats = (io::detect(&a.reference)?, io::detect(&a.target)?);
     let dev = device(&a.device)?;
+    if matches!(dev, Device::Cpu) && a.gemm_precision != GemmPrecision::F32 {
+        if a.device.trim().eq_ignore_ascii_case("cpu") {
+            return Err(Error::Config(format!(
+                "--gemm-precision {} needs the CUDA backend; the CPU backend computes GEMMs in f32 (drop the flag or use --device cuda)",
+                a.gemm_precision
+            )));
+        }
+        eprintln!("--gemm-precision {} ignored: the CPU backend computes GEMMs in f32", a.gemm_precision);
+    }
     check_writable(&a.out)?;
     let dopts = DetectOptions {
         model_path: Some(a.out.join("model.safetensors")),
@@ -174,9 +196,15 @@ pub fn run(a: Args) -> Result<()> {
     };
     let res = match dev {
         Device::Cpu => run_on(&crate::backend::CpuBackend::new(), &a, &formats, &cfg, &dopts)?,
-        Device::Emu => run_on(&crate::backend::cuda::emu::emu_backend(), &a, &formats, &cfg, &dopts)?,
+        Device::Emu => {
+            // Developers test failure handling with injected device faults.
+            use crate::backend::cuda::emu::{emu_backend_with_faults, EmuFaults};
+            let faults = EmuFaults::from_env().map_err(Error::Config)?;
+            let be = emu_backend_with_faults(faults).with_gemm_precision(a.gemm_precision);
+            run_on(&be, &a, &formats, &cfg, &dopts)?
+        }
         Device::Cuda(dev) => {
-            let be = crate::backend::cuda::backend::KernelBackend::new(dev, "cuda");
+            let be = crate::backend::cuda::backend::KernelBackend::new(dev, "cuda").with_gemm_precision(a.gemm_precision);
             run_on(&be, &a, &formats, &cfg, &dopts)?
         }
     };

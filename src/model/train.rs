@@ -335,6 +335,8 @@ pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &DetectConfig) -> Res
                 acc.gp += l.gp;
                 pb.inc(1);
             }
+            // A device error makes the rest of the run no-ops: stop here.
+            be.check()?;
             let k = batches as f64;
             let rec = acc.rec / k;
             let adv = acc.adv / k;

@@ -344,6 +344,8 @@ pub fn detect_sources_full<B: Backend>(
     let (mut mlp, out) = scorer::train_scorer(be, &mut dev, &scfg)?;
     let calls = scorer::calls(&out.p, cfg.anomaly_ratio)?;
     let secs_scorer = t2.elapsed().as_secs_f64();
+    // Nothing is written from a device that failed.
+    be.check()?;
 
     if let Some(path) = &opts.model_path {
         let mut meta = std::collections::HashMap::new();
@@ -354,6 +356,12 @@ pub fn detect_sources_full<B: Backend>(
             scorer: &mut mlp,
         };
         params::save(be, &mut all, path, Some(meta))?;
+        // The checkpoint downloaded every parameter: a device that failed
+        // meanwhile gave zeros, so the file must not stay.
+        if let Err(e) = be.check() {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
     }
 
     let per_iter = |secs: f64, epochs: usize| (epochs > 0).then(|| secs / (epochs * log.batches_per_epoch).max(1) as f64);

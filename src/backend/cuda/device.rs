@@ -17,7 +17,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStrea
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use super::kernels;
-use super::backend::{DeviceApi, KernelBackend, SgemmCall};
+use super::backend::{DeviceApi, GemmPrecision, KernelBackend, SgemmCall};
 use super::launch::{Args, DevPtr, Dims, LaunchError, Launcher};
 use crate::backend::Trans;
 
@@ -226,56 +226,93 @@ impl CudaDevice {
 
 impl DeviceApi for CudaDevice {
     type Mem = CudaSlice<u8>;
-    fn alloc(&self, bytes: usize) -> CudaSlice<u8> {
-        self.stream.alloc_zeros::<u8>(bytes.max(16)).unwrap_or_else(|e| panic!("CUDA allocation of {bytes} bytes: {e}"))
+    fn alloc(&self, bytes: usize) -> Result<CudaSlice<u8>, String> {
+        self.stream.alloc_zeros::<u8>(bytes.max(16)).map_err(|e| format!("allocation of {bytes} bytes: {e}"))
     }
     fn addr(&self, m: &CudaSlice<u8>) -> DevPtr {
         self.ptr(m)
     }
-    fn htod(&self, m: &mut CudaSlice<u8>, byte_off: usize, data: &[u8]) {
+    fn htod(&self, m: &mut CudaSlice<u8>, byte_off: usize, data: &[u8]) -> Result<(), String> {
         let mut view = m.slice_mut(byte_off..byte_off + data.len());
-        self.stream.memcpy_htod(data, &mut view).unwrap_or_else(|e| panic!("CUDA host→device copy: {e}"));
+        self.stream.memcpy_htod(data, &mut view).map_err(|e| format!("host→device copy: {e}"))
     }
-    fn dtoh(&self, m: &CudaSlice<u8>, byte_off: usize, out: &mut [u8]) {
+    fn dtoh(&self, m: &CudaSlice<u8>, byte_off: usize, out: &mut [u8]) -> Result<(), String> {
         let view = m.slice(byte_off..byte_off + out.len());
-        self.stream.memcpy_dtoh(&view, out).unwrap_or_else(|e| panic!("CUDA device→host copy: {e}"));
+        self.stream.memcpy_dtoh(&view, out).map_err(|e| format!("device→host copy: {e}"))
     }
-    fn dtod(&self, src: &CudaSlice<u8>, src_off: usize, dst: &mut CudaSlice<u8>, dst_off: usize, bytes: usize) {
+    fn dtod(&self, src: &CudaSlice<u8>, src_off: usize, dst: &mut CudaSlice<u8>, dst_off: usize, bytes: usize) -> Result<(), String> {
         let from = src.slice(src_off..src_off + bytes);
         let mut to = dst.slice_mut(dst_off..dst_off + bytes);
-        self.stream.memcpy_dtod(&from, &mut to).unwrap_or_else(|e| panic!("CUDA device→device copy: {e}"));
+        self.stream.memcpy_dtod(&from, &mut to).map_err(|e| format!("device→device copy: {e}"))
     }
-    unsafe fn sgemm(&self, c: &SgemmCall) {
+    /// f32: `cublasSgemmStridedBatched` (default math mode, no TF32).
+    /// TF32/BF16: `cublasGemmStridedBatchedEx` on f32 matrices with the
+    /// compute type `CUBLAS_COMPUTE_32F_FAST_TF32` / `_FAST_16BF` (tensor
+    /// cores, operands down-converted, f32 accumulation).
+    unsafe fn sgemm(&self, c: &SgemmCall) -> Result<(), String> {
+        use cudarc::cublas::sys::cublasComputeType_t::{CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_COMPUTE_32F_FAST_TF32};
         use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+        use cudarc::cublas::sys::cudaDataType_t::CUDA_R_32F;
         let op = |t: Trans| if t == Trans::N { CUBLAS_OP_N } else { CUBLAS_OP_T };
-        let int = |v: usize| i32::try_from(v).expect("GEMM dimension above 2³¹ − 1");
+        let int = |v: usize| i32::try_from(v).map_err(|_| format!("cuBLAS: GEMM dimension {v} above 2³¹ − 1"));
+        let (m, n, k, batch) = (int(c.m)?, int(c.n)?, int(c.k)?, int(c.batch)?);
+        let (lda, ldb, ldc) = (int(c.lda.max(1))?, int(c.ldb.max(1))?, int(c.ldc.max(1))?);
+        let (sa, sb, sc) = (c.stride_a as i64, c.stride_b as i64, c.stride_c as i64);
+        let handle = *self.blas.handle();
         // SAFETY: the caller guarantees the addresses cover the matrices.
         let r = unsafe {
-            cudarc::cublas::result::sgemm_strided_batched(
-                *self.blas.handle(),
-                op(c.transa),
-                op(c.transb),
-                int(c.m),
-                int(c.n),
-                int(c.k),
-                &c.alpha,
-                c.a.0 as *const f32,
-                int(c.lda.max(1)),
-                c.stride_a as i64,
-                c.b.0 as *const f32,
-                int(c.ldb.max(1)),
-                c.stride_b as i64,
-                &c.beta,
-                c.c.0 as *mut f32,
-                int(c.ldc.max(1)),
-                c.stride_c as i64,
-                int(c.batch),
-            )
+            match c.precision {
+                GemmPrecision::F32 => cudarc::cublas::result::sgemm_strided_batched(
+                    handle,
+                    op(c.transa),
+                    op(c.transb),
+                    m,
+                    n,
+                    k,
+                    &c.alpha,
+                    c.a.0 as *const f32,
+                    lda,
+                    sa,
+                    c.b.0 as *const f32,
+                    ldb,
+                    sb,
+                    &c.beta,
+                    c.c.0 as *mut f32,
+                    ldc,
+                    sc,
+                    batch,
+                ),
+                p => cudarc::cublas::result::gemm_strided_batched_ex(
+                    handle,
+                    op(c.transa),
+                    op(c.transb),
+                    m,
+                    n,
+                    k,
+                    (&c.alpha as *const f32).cast(),
+                    c.a.0 as *const std::ffi::c_void,
+                    CUDA_R_32F,
+                    lda,
+                    sa,
+                    c.b.0 as *const std::ffi::c_void,
+                    CUDA_R_32F,
+                    ldb,
+                    sb,
+                    (&c.beta as *const f32).cast(),
+                    c.c.0 as *mut std::ffi::c_void,
+                    CUDA_R_32F,
+                    ldc,
+                    sc,
+                    batch,
+                    if p == GemmPrecision::Tf32 { CUBLAS_COMPUTE_32F_FAST_TF32 } else { CUBLAS_COMPUTE_32F_FAST_16BF },
+                    cudarc::cublas::sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                ),
+            }
         };
-        r.unwrap_or_else(|e| panic!("cuBLAS sgemm: {e:?}"));
+        r.map_err(|e| format!("cuBLAS {} GEMM: {e:?}", c.precision))
     }
-    fn synchronize(&self) {
-        self.stream.synchronize().unwrap_or_else(|e| panic!("CUDA synchronize: {e}"));
+    fn synchronize(&self) -> Result<(), String> {
+        self.stream.synchronize().map_err(|e| format!("synchronize: {e}"))
     }
 }
 

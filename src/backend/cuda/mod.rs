@@ -13,6 +13,7 @@ pub mod launch;
 pub mod ops;
 pub mod ops_desc;
 pub mod ops_argmax;
+pub mod precision;
 
 /// The CUDA backend: kernels + cuBLAS on a [`device::CudaDevice`].
 pub type CudaBackend = backend::KernelBackend<device::CudaDevice>;

@@ -144,6 +144,8 @@ pub fn compute_deviations<B: Backend>(
         cache.write_rows(r0, xs)?;
         r0 += r;
     }
+    // Before the finiteness check: after a device error the pass read zeros.
+    be.check()?;
     if let Some(i) = sq.iter().position(|v| !v.is_finite()) {
         return Err(Error::invalid(format!("the reconstruction of target cell {i} is not finite (diverged training?)")));
     }
@@ -493,6 +495,9 @@ pub fn train_scorer<B: Backend>(be: &B, dev: &mut DeviationSet, cfg: &ScorerConf
         let lr = cosine_lr(cfg.lr, step, cfg.steps);
         let mask_base = (cfg.dropout > 0.0).then(|| (rng.seed, rng.take(n * cfg.h1), rng.take(n * cfg.h2)));
         let p = run.forward(&mut mlp, mask_base, true)?;
+        // The scores of a failed device are zeros: report the device error,
+        // not what the MMD makes of them.
+        be.check()?;
         let val = match &rbf {
             None => linear_streamed(run.dev, &p, cfg.counts, chunk)?,
             Some((_, k)) => {
@@ -508,11 +513,13 @@ pub fn train_scorer<B: Backend>(be: &B, dev: &mut DeviationSet, cfg: &ScorerConf
         run.backward(&mut mlp, &dp, mask_base)?;
         adam.lr = lr;
         adam.step(be, &mut mlp);
+        be.check()?;
         steps.push(StepLog { loss: val.loss, lr, m: val.m, n: val.n, clamped: val.clamped });
         pb.inc(1);
     }
     pb.finish_and_clear();
     let mut p = run.forward(&mut mlp, None, false)?;
+    be.check()?;
     if let Some(i) = p.iter().position(|v| !v.is_finite()) {
         return Err(Error::invalid(format!("the score of target cell {i} is not finite")));
     }

@@ -247,6 +247,7 @@ pub fn run_workflow<B: Backend>(
             (st, m)
         }
     };
+    be.check()?;
     secs.module_i = t.elapsed().as_secs_f64();
     let generator = &mut m1.trainer.generator;
     let anomalies: Vec<usize> = (0..n).filter(|&i| m1state.calls[i]).collect();
@@ -266,6 +267,7 @@ pub fn run_workflow<B: Backend>(
             None => {
                 invalidate(&ck, "module2")?;
                 let p = kin_pairing(be, generator, &prep.reference, &prep.target, &normal, cfg.chunk)?;
+                be.check()?;
                 let st = KinState { report: kin_report_of(&p), normal: normal.clone(), kin: p.kin, score: p.score };
                 if let Some(c) = &ck {
                     c.save("module2", fp2, &st)?;
@@ -273,6 +275,7 @@ pub fn run_workflow<B: Backend>(
                 st
             }
         };
+        be.check()?;
         secs.module_ii = t.elapsed().as_secs_f64();
         kin_report = Some(st.report.clone());
 
@@ -305,6 +308,7 @@ pub fn run_workflow<B: Backend>(
                     batches.names.len(),
                     &cfg.style,
                 )?;
+                be.check()?;
                 let log = serde_json::to_value(&log).map_err(|e| Error::Other(format!("style log: {e}")))?;
                 if let (Some(c), Some(p)) = (&ck, &path) {
                     params::save(be, &mut m, p, None)?;
@@ -314,6 +318,7 @@ pub fn run_workflow<B: Backend>(
                 m
             }
         };
+        be.check()?;
         secs.module_iii = t.elapsed().as_secs_f64();
         style_model = Some(model);
     }
@@ -321,6 +326,7 @@ pub fn run_workflow<B: Backend>(
     // Every target cell through the correction (when on) and the encoder.
     let t = Instant::now();
     let pass = correct_target(be, generator, style_model.as_mut(), &prep.target, &batches.of, &anomalies, cfg.chunk, opts.keep_corrected)?;
+    be.check()?;
     secs.correction = t.elapsed().as_secs_f64();
 
     // Module IV: subtypes of the anomalies.
@@ -358,6 +364,7 @@ pub fn run_workflow<B: Backend>(
                 empty(format!("{} anomalies called: too few to subtype", anomalies.len()))
             } else {
                 let r = subtype_anomalies(be, generator, &pass.anomaly_values, &cfg.subtype, cfg.chunk)?;
+                be.check()?;
                 let log = serde_json::to_value(&r.log).map_err(|e| Error::Other(format!("subtype log: {e}")))?;
                 let st = SubtypeState { labels: r.labels, k: r.k, k_inferred: r.k_inferred, epochs: r.epochs, q: r.q.data, z_star: r.z_star.data, log };
                 (st, None)
@@ -368,6 +375,7 @@ pub fn run_workflow<B: Backend>(
             (st, note)
         }
     };
+    be.check()?;
     secs.module_iv = t.elapsed().as_secs_f64();
     secs.total = t0.elapsed().as_secs_f64();
 
