@@ -325,7 +325,7 @@ pub fn run_workflow<B: Backend>(
 
     // Every target cell through the correction (when on) and the encoder.
     let t = Instant::now();
-    let pass = correct_target(be, generator, style_model.as_mut(), &prep.target, &batches.of, &anomalies, cfg.chunk, opts.keep_corrected)?;
+    let pass = correct_target(be, generator, style_model.as_mut().map(|m| (m, cfg.style.correction)), &prep.target, &batches.of, &anomalies, cfg.chunk, opts.keep_corrected)?;
     be.check()?;
     secs.correction = t.elapsed().as_secs_f64();
 
@@ -467,14 +467,15 @@ pub struct CorrectionPass {
 }
 
 /// Streams the target `chunk` rows at a time through the style generator
-/// (Module III; the values pass unchanged when `style` is `None`) and the
+/// (Module III, mapping as the given [`style::Correction`] says; the values
+/// pass unchanged when `style` is `None`) and the
 /// Module I encoder, keeping the encodings, the anomalies' corrected rows
 /// (`anomalies` ascending) and, with `keep_all`, every corrected row.
 #[allow(clippy::too_many_arguments)]
 pub fn correct_target<B: Backend>(
     be: &B,
     generator: &mut Generator<B>,
-    mut style: Option<&mut StyleGenerator<B>>,
+    mut style: Option<(&mut StyleGenerator<B>, style::Correction)>,
     target: &dyn RowSource,
     batch_of: &[u32],
     anomalies: &[usize],
@@ -494,8 +495,8 @@ pub fn correct_target<B: Backend>(
         let r = chunk.min(n - r0);
         let mut x = DenseMatrix::zeros(r, g);
         target.gather_range(r0, r, &mut x.data)?;
-        let x = match style.as_deref_mut() {
-            Some(s) => style::correct(be, s, &x, &batch_of[r0..r0 + r], chunk)?,
+        let x = match style.as_mut() {
+            Some((s, mode)) => style::correct(be, s, &x, &batch_of[r0..r0 + r], chunk, *mode)?,
             None => x,
         };
         let zc = kin::embed(be, generator, &x, None, chunk)?;

@@ -43,7 +43,7 @@ fn spread(m: &DenseMatrix, rows: &[usize], n: usize) -> DenseMatrix {
 
 /// DIR/target.h5ad: X = the target's values over the genes the models
 /// used (log-normalized), obs = the input's columns plus `acsleuth_score`,
-/// `acsleuth_anomaly`, `acsleuth_subtype` (categorical, missing for cells
+/// `acsleuth_anomaly`, `acsleuth_deviation` (‖x − x̂‖), `acsleuth_subtype` (categorical, missing for cells
 /// called normal) and `acsleuth_batch`; obsm `X_acsleuth` (Module I
 /// encoding of the corrected expression), `X_acsleuth_fused` and
 /// `acsleuth_soft_assignment` (anomalies; NaN rows for normal cells);
@@ -54,6 +54,7 @@ pub fn write_target_h5ad(path: &Path, target: &Dataset, res: &RunResult) -> Resu
     let k = res.report.subtype.k;
     obs.push(("acsleuth_score".into(), ObsColumn::Numeric(res.scores.iter().map(|&s| s as f64).collect())));
     obs.push(("acsleuth_anomaly".into(), ObsColumn::Bool(res.calls.clone())));
+    obs.push(("acsleuth_deviation".into(), ObsColumn::Numeric(res.deviation.iter().map(|&s| s as f64).collect())));
     obs.push((
         "acsleuth_subtype".into(),
         ObsColumn::Categorical {
