@@ -106,7 +106,7 @@ fn main() -> Result<()> {
         batches.names.len(),
         &cfg.style,
     )?;
-    let pass = run::correct_target(&be, generator, Some((&mut stylegen, cfg.style.correction)), &prep.target, &batches.of, &anomalies, cfg.chunk, false)?;
+    let pass = run::correct_target(&be, generator, Some(&mut stylegen), None, &prep.target, &batches.of, &anomalies, cfg.chunk, false)?;
     println!("module by module: {} kin pairs, corrected encodings {} × {}", pairs.kin.len(), pass.z.rows, pass.z.cols);
     if anomalies.len() >= 2 {
         let sub = run::subtype_anomalies(&be, generator, &pass.anomaly_values, &cfg.subtype, cfg.chunk)?;

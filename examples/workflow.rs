@@ -15,7 +15,8 @@
 //! epochs, 3000 HVGs) with the authors' call rule (the top true-fraction of
 //! cells is called: `detect.anomaly_ratio` = the true fraction, so F1 is
 //! the F1 at the true fraction) and K = the true number of subtypes:
-//! - acsleuth: Modules I–IV;
+//! - acsleuth: Modules I–IV, with Module III's style correction (the
+//!   paper's) and with the kin-shift correction;
 //! - no correction: Modules I and IV (Module III switched off);
 //! - k-means on expression: Module I's calls, then k-means++ (20 restarts)
 //!   on the anomalies' log-normalized expression.
@@ -34,7 +35,7 @@ use acsleuth::error::{Error, Result};
 use acsleuth::metrics;
 use acsleuth::model::pca::{Pca, PcaOptions};
 use acsleuth::model::subtype::kmeans;
-use acsleuth::pipeline::run::{evaluate, run_workflow, Batches, RunConfig, RunOptions, RunResult, Truth};
+use acsleuth::pipeline::run::{evaluate, run_workflow, Batches, Correction, RunConfig, RunOptions, RunResult, Truth};
 
 struct Bench {
     name: &'static str,
@@ -121,9 +122,9 @@ fn mean_sd(v: &[f64]) -> String {
     format!("{m:.3} ± {sd:.3}")
 }
 
-/// One seed of one dataset: rows of (variant, F1, NMI, F1×NMI) and the
-/// mixing before/after.
-fn one(b: &Bench, seed: u64, dir: &Path) -> Result<(Vec<(&'static str, [f64; 3])>, [[f64; 3]; 2])> {
+/// One seed of one dataset: rows of (variant, [F1, NMI, F1×NMI]) and the
+/// mixing [before, after style correction, after kin-shift correction].
+fn one(b: &Bench, seed: u64, dir: &Path) -> Result<(Vec<(&'static str, [f64; 3])>, [[f64; 3]; 3])> {
     let truth = Truth::from_obs(&b.reference, &b.target, b.type_key, &[])?;
     let frac = truth.anomalous.iter().filter(|&&a| a).count() as f64 / truth.anomalous.len() as f64;
     let mut cfg = RunConfig::default();
@@ -133,15 +134,20 @@ fn one(b: &Bench, seed: u64, dir: &Path) -> Result<(Vec<(&'static str, [f64; 3])
     let batches = Batches::from_obs(&b.target, b.batch_key)?;
     let be = CpuBackend::new();
     let opts = RunOptions { checkpoint_dir: Some(dir.to_path_buf()), spill_dir: Some(dir.to_path_buf()), keep_corrected: true, skip_subtyping: false };
-    let t = Instant::now();
-    let full = run_workflow(&be, &b.reference, &b.target, &batches, &cfg, &opts)?;
-    eprintln!("  {} seed {seed}: workflow {:.0} s ({:?})", b.name, t.elapsed().as_secs_f64(), full.report.seconds);
-    let mut out = vec![];
     let score = |r: &RunResult, sub: &[Option<u32>]| -> Result<[f64; 3]> {
         let e = evaluate(&truth, &r.scores, &r.calls, sub)?;
         Ok([e.f1, e.nmi.unwrap_or(0.0), e.f1_x_nmi.unwrap_or(0.0)])
     };
-    out.push(("acsleuth (I–IV)", score(&full, &full.subtypes)?));
+    let mut out = vec![];
+    let mut runs = vec![];
+    for (name, correction) in [("acsleuth I–IV, style correction (paper)", Correction::Style), ("acsleuth I–IV, kin-shift correction", Correction::KinShift)] {
+        let t = Instant::now();
+        let r = run_workflow(&be, &b.reference, &b.target, &batches, &RunConfig { correction, ..cfg.clone() }, &opts)?;
+        eprintln!("  {} seed {seed} {name}: {:.0} s ({:?})", b.name, t.elapsed().as_secs_f64(), r.report.seconds);
+        out.push((name, score(&r, &r.subtypes)?));
+        runs.push(r);
+    }
+    let full = &runs[0];
 
     // k-means on the anomalies' (uncorrected, log-normalized) expression.
     let x = full.target_values.to_dense();
@@ -151,17 +157,18 @@ fn one(b: &Bench, seed: u64, dir: &Path) -> Result<(Vec<(&'static str, [f64; 3])
     for (&row, &l) in full.anomalies.iter().zip(&km.labels) {
         sub[row] = Some(l);
     }
-    out.push(("detector + k-means on expression", score(&full, &sub)?));
+    out.push(("detector + k-means on expression", score(full, &sub)?));
 
-    cfg.batch_correction = false;
-    let plain = run_workflow(&be, &b.reference, &b.target, &batches, &cfg, &RunOptions { keep_corrected: false, ..opts })?;
+    let plain_cfg = RunConfig { batch_correction: false, ..cfg.clone() };
+    let plain = run_workflow(&be, &b.reference, &b.target, &batches, &plain_cfg, &RunOptions { keep_corrected: false, ..opts })?;
     out.push(("no batch correction (I + IV)", score(&plain, &plain.subtypes)?));
 
     // Mixing: reference vs target batches, before and after correction.
     let prep = acsleuth::pipeline::detect::prepare(&b.reference, &b.target, &cfg.detect)?;
     let rx = prep.reference.to_dense();
     let (rs, ts) = (sample(rx.rows, 3000), sample(x.rows, 3000));
-    let (r, tb, ta) = (rows_of(&rx, &rs), rows_of(&x, &ts), rows_of(full.corrected.as_ref().expect("kept"), &ts));
+    let r = rows_of(&rx, &rs);
+    let tb = rows_of(&x, &ts);
     let mut stacked = r.data.clone();
     stacked.extend_from_slice(&tb.data);
     let pca = Pca::fit(&stacked, r.rows + tb.rows, rx.cols, &PcaOptions::default())?;
@@ -171,8 +178,9 @@ fn one(b: &Bench, seed: u64, dir: &Path) -> Result<(Vec<(&'static str, [f64; 3])
     let tt = b.target.obs_column(b.type_key).expect("types");
     let types: Vec<String> = rs.iter().map(|&i| rt.get_str(i)).chain(ts.iter().map(|&i| tt.get_str(i))).collect();
     let before = mixing(&r, &tb, &batch, &types, &pca)?;
-    let after = mixing(&r, &ta, &batch, &types, &pca)?;
-    Ok((out, [before, after]))
+    let after_style = mixing(&r, &rows_of(runs[0].corrected.as_ref().expect("kept"), &ts), &batch, &types, &pca)?;
+    let after_shift = mixing(&r, &rows_of(runs[1].corrected.as_ref().expect("kept"), &ts), &batch, &types, &pca)?;
+    Ok((out, [before, after_style, after_shift]))
 }
 
 fn main() -> Result<()> {
@@ -187,7 +195,7 @@ fn main() -> Result<()> {
             continue;
         }
         let mut rows: Vec<(&'static str, Vec<[f64; 3]>)> = vec![];
-        let mut mix: Vec<[[f64; 3]; 2]> = vec![];
+        let mut mix: Vec<[[f64; 3]; 3]> = vec![];
         for seed in first..first + seeds {
             let b = if name == "sim" { sim(seed)? } else { kang()? };
             let dir = tmp.join(format!("{name}-{seed}"));
@@ -206,11 +214,10 @@ fn main() -> Result<()> {
             let col = |j: usize| mean_sd(&r.iter().map(|s| s[j]).collect::<Vec<_>>());
             println!("| {v} | {} | {} | {} |", col(0), col(1), col(2));
         }
-        println!("{name}: batch mixing | before correction | after correction");
+        println!("{name}: batch mixing | before correction | style correction | kin-shift correction");
         for (j, what) in ["batch silhouette (0 = mixed)", "kNN batch mixing (inverse Simpson, k = 30)", "kNN cell-type accuracy (k = 30)"].iter().enumerate() {
-            let b: Vec<f64> = mix.iter().map(|m| m[0][j]).collect();
-            let a: Vec<f64> = mix.iter().map(|m| m[1][j]).collect();
-            println!("| {what} | {} | {} |", mean_sd(&b), mean_sd(&a));
+            let col = |c: usize| mean_sd(&mix.iter().map(|m| m[c][j]).collect::<Vec<_>>());
+            println!("| {what} | {} | {} | {} |", col(0), col(1), col(2));
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);

@@ -151,3 +151,32 @@ fn bad_flags_are_one_line_errors() {
         assert!(!out.join("cells.tsv").exists());
     }
 }
+
+/// The kin shift is the mean of `x_target − x_kin` over each batch's pairs.
+#[test]
+fn kin_shift_is_the_mean_pair_difference_per_batch() {
+    use acsleuth::data::DenseMatrix;
+    use acsleuth::pipeline::run::kin_shift;
+    let reference = DenseMatrix { rows: 2, cols: 2, data: vec![1.0, 1.0, 3.0, 0.0] };
+    let target = DenseMatrix { rows: 3, cols: 2, data: vec![2.0, 1.0, 4.0, 3.0, 9.0, 9.0] };
+    // Rows 0 and 1 (batch 0) pair with reference rows 0 and 1; row 2 (batch 1) has no pair.
+    let s = kin_shift(&target, &reference, &[0, 1], &[0, 1], &[0, 0, 1], 2).unwrap();
+    assert_eq!(s.data, vec![1.0, 1.5, 0.0, 0.0]);
+    assert!(kin_shift(&target, &reference, &[0], &[0, 1], &[0, 0, 1], 2).is_err());
+    assert!(kin_shift(&target, &reference, &[0], &[0], &[5, 0, 1], 2).is_err());
+}
+
+#[test]
+fn kin_shift_correction_runs_without_module_iii() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, t) = data(dir.path());
+    let out = dir.path().join("shift");
+    let mut args = run_args(&r, &t, out.to_str().unwrap());
+    args.extend(["--correction", "kin-shift"]);
+    let o = acsleuth(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("checkpoints/module2.json").is_file());
+    assert!(!out.join("checkpoints/module3.json").exists());
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["settings"]["correction"], "kin-shift");
+}

@@ -7,7 +7,7 @@ use acsleuth::backend::rng::{self, Stream};
 use acsleuth::backend::{Backend, CpuBackend, CpuBuf};
 use acsleuth::data::DenseMatrix;
 use acsleuth::model::generator::{Generator, GeneratorConfig};
-use acsleuth::model::style::{correct, train_style, Correction, StyleConfig, StyleGenerator};
+use acsleuth::model::style::{correct, train_style, StyleConfig, StyleGenerator};
 use acsleuth::nn::params::{self, Module};
 use acsleuth::Error;
 
@@ -189,7 +189,7 @@ fn style_transfer_removes_a_toy_batch_effect() {
     assert_eq!(log.epochs.len(), cfg.epochs);
     assert_eq!(log.batches_per_epoch, 8);
     assert!(log.epochs.iter().all(|e| e.g_loss.is_finite() && e.d_loss.is_finite()));
-    let corrected = correct(&be, &mut model, &target, &batch, 100, Correction::Decode).expect("correct");
+    let corrected = correct(&be, &mut model, &target, &batch, 100).expect("correct");
     assert_eq!((corrected.rows, corrected.cols), (target.rows, target.cols));
     let n = target.rows;
     let before_train = mean_abs_to_kin(&target, &reference, &kin, 0..512);
@@ -233,17 +233,14 @@ fn init_from_module_i_copies_encoder_decoder_and_statistics() {
     assert!(log.epochs.is_empty());
     assert_eq!(model.cfg, cfg);
     assert!(model.style_matrix(&be).iter().all(|&v| v == 0.0));
-    let got = correct(&be, &mut model, &target, &batch_of, 20, Correction::Decode).unwrap();
+    let got = correct(&be, &mut model, &target, &batch_of, 20).unwrap();
     assert_eq!(got.data, want);
-    // With S = 0 the residual mapping removes nothing: x comes back as it is.
-    let same = correct(&be, &mut model, &target, &batch_of, 20, Correction::Residual).unwrap();
-    assert!(same.data.iter().zip(&xs).all(|(a, b)| (a - b).abs() < 1e-5));
 
     // Trained a little, it moves away from Module I, and its S with it.
     let scfg = StyleConfig { epochs: 2, batch_size: 8, ..StyleConfig::default() };
     let (mut model, _) = train_style(&be, Some(&mut m1), &reference, &target, &pairs, &pairs, &batch_of, 1, &scfg).unwrap();
     assert!(model.style_matrix(&be).iter().any(|&v| v != 0.0));
-    assert_ne!(correct(&be, &mut model, &target, &batch_of, 20, Correction::Decode).unwrap().data, want);
+    assert_ne!(correct(&be, &mut model, &target, &batch_of, 20).unwrap().data, want);
 }
 
 /// `correct` is a pure function of model and rows: the same call twice
@@ -256,19 +253,19 @@ fn correct_is_deterministic_and_shaped() {
     let pair_ref: Vec<usize> = rows.iter().map(|&i| kin[i]).collect();
     let cfg = StyleConfig { epochs: 1, ..small_cfg() };
     let (mut model, _) = train_style(&be, None, &reference, &target, &rows, &pair_ref, &batch, 2, &cfg).unwrap();
-    let a = correct(&be, &mut model, &target, &batch, 128, Correction::Decode).unwrap();
-    let b = correct(&be, &mut model, &target, &batch, 128, Correction::Decode).unwrap();
+    let a = correct(&be, &mut model, &target, &batch, 128).unwrap();
+    let b = correct(&be, &mut model, &target, &batch, 128).unwrap();
     assert_eq!(a.data, b.data);
     assert_eq!((a.rows, a.cols), (640, 24));
     for chunk in [1, 37, 10_000] {
-        let c = correct(&be, &mut model, &target, &batch, chunk, Correction::Decode).unwrap();
+        let c = correct(&be, &mut model, &target, &batch, chunk).unwrap();
         let d = a.data.iter().zip(&c.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         assert!(d < 1e-5, "chunk {chunk}: max difference {d}");
     }
     assert!(a.data.iter().all(|v| v.is_finite() && *v >= 0.0));
     // The batch matters: the same cells read as the other batch differ.
     let flipped: Vec<u32> = batch.iter().map(|b| 1 - b).collect();
-    assert_ne!(correct(&be, &mut model, &target, &flipped, 128, Correction::Decode).unwrap().data, a.data);
+    assert_ne!(correct(&be, &mut model, &target, &flipped, 128).unwrap().data, a.data);
 }
 
 #[test]
@@ -313,12 +310,12 @@ fn bad_inputs_are_typed_errors() {
     assert_eq!((log.batch_size, log.batches_per_epoch), (5, 1));
 
     let (mut model, _) = train_style(&be, None, &reference, &target, &rows, &pair_ref, &batch, 2, &cfg).unwrap();
-    assert!(msg(correct(&be, &mut model, &target, &batch, 0, Correction::Decode).unwrap_err()).contains("at least 1 row"));
-    assert!(msg(correct(&be, &mut model, &target, &batch[1..], 10, Correction::Decode).unwrap_err()).contains("batch_of has 639"));
-    assert!(msg(correct(&be, &mut model, &narrow, &batch, 10, Correction::Decode).unwrap_err()).contains("23 genes"));
+    assert!(msg(correct(&be, &mut model, &target, &batch, 0).unwrap_err()).contains("at least 1 row"));
+    assert!(msg(correct(&be, &mut model, &target, &batch[1..], 10).unwrap_err()).contains("batch_of has 639"));
+    assert!(msg(correct(&be, &mut model, &narrow, &batch, 10).unwrap_err()).contains("23 genes"));
     let mut bad = batch.clone();
     bad[7] = 2;
-    assert!(msg(correct(&be, &mut model, &target, &bad, 10, Correction::Decode).unwrap_err()).contains("target cell 7 has batch index 2"));
+    assert!(msg(correct(&be, &mut model, &target, &bad, 10).unwrap_err()).contains("target cell 7 has batch index 2"));
 }
 
 /// The CUDA backend's code path (kernels on the emulated device, the
@@ -338,7 +335,7 @@ fn emulated_cuda_backend_matches_cpu() {
     let cfg = StyleConfig { epochs: 2, dropout: 0.1, lr: 1e-4, ..small_cfg() };
     fn run<B: Backend>(be: &B, r: &DenseMatrix, t: &DenseMatrix, pt: &[usize], pr: &[usize], b: &[u32], cfg: &StyleConfig) -> (Vec<f64>, Vec<f32>, Vec<f32>) {
         let (mut m, log) = train_style(be, None, r, t, pt, pr, b, 2, cfg).unwrap();
-        let out = correct(be, &mut m, t, b, 100, Correction::Residual).unwrap();
+        let out = correct(be, &mut m, t, b, 100).unwrap();
         (log.epochs.iter().flat_map(|e| [e.rec, e.d_loss]).collect(), out.data[..200 * 24].to_vec(), m.style_matrix(be))
     }
     let (l_emu, o_emu, s_emu) = run(&emu_backend(), &reference, &target, &rows, &pair_ref, &batch, &cfg);
@@ -351,29 +348,4 @@ fn emulated_cuda_backend_matches_cpu() {
         let worst = got.iter().zip(want.iter()).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
         assert!(worst <= 1e-3 * scale, "{what}: max difference {worst} (scale {scale})");
     }
-}
-
-/// The residual mapping removes the toy batch offsets too, and keeps what
-/// the generator never saw: a gene shifted in one held-out cell stays
-/// shifted by the same amount after correction.
-#[test]
-fn residual_correction_removes_the_batch_and_keeps_the_cell() {
-    let be = CpuBackend::new();
-    let (reference, mut target, kin, batch) = toy();
-    let train_rows: Vec<usize> = (0..512).collect();
-    let pair_ref: Vec<usize> = train_rows.iter().map(|&i| kin[i]).collect();
-    let (mut model, _) =
-        train_style(&be, None, &reference, &target, &train_rows, &pair_ref, &batch, 2, &small_cfg()).expect("training");
-    let n = target.rows;
-    let before = mean_abs_to_kin(&target, &reference, &kin, 512..n);
-    let corrected = correct(&be, &mut model, &target, &batch, 100, Correction::Residual).unwrap();
-    let after = mean_abs_to_kin(&corrected, &reference, &kin, 512..n);
-    assert!(after < 0.6 * before, "held-out mean |x − kin| {before:.3} → {after:.3}");
-    // A private spike in one held-out cell survives the correction.
-    let (row, col) = (n - 1, 3);
-    let base = corrected.row(row)[col];
-    target.row_mut(row)[col] += 5.0;
-    let spiked = correct(&be, &mut model, &target, &batch, 100, Correction::Residual).unwrap();
-    let kept = spiked.row(row)[col] - base;
-    assert!(kept > 4.0, "a +5 spike came out as {kept:+.3}");
 }

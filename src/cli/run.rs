@@ -90,6 +90,11 @@ pub struct Common {
     /// Module III (style transfer) epochs [default: 50].
     #[arg(long, value_name = "N")]
     pub epochs_style: Option<usize>,
+    /// Batch correction: `style` (Module III's style-transfer generator, the
+    /// paper's) or `kin-shift` (subtract each batch's mean shift from its
+    /// kin pairs; keeps the anomalies' own expression) [default: style].
+    #[arg(long, value_enum)]
+    pub correction: Option<crate::pipeline::run::Correction>,
     /// Use the values as they are (no normalization, log1p or HVG selection).
     #[arg(long)]
     pub no_preprocess: bool,
@@ -125,6 +130,9 @@ impl Common {
         }
         if let Some(n) = self.epochs_style {
             c.style.epochs = n;
+        }
+        if let Some(m) = self.correction {
+            c.correction = m;
         }
         if self.no_preprocess {
             c.detect.preprocess = PreprocessMode::Never;

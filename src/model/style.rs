@@ -75,23 +75,6 @@ pub struct StyleConfig {
     pub critic_hidden: usize,
     /// Width of the critic's output.
     pub critic_out: usize,
-    /// How a target cell is mapped into reference space (see [`Correction`]).
-    pub correction: Correction,
-}
-
-/// How [`correct`] maps a cell `x` of batch `b` into reference space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Correction {
-    /// `x + G(x; S_b) − G(x; 0)`: only the batch's style effect, as the
-    /// style generator sees it, is removed; what the generator cannot
-    /// reproduce (an anomaly's own expression, which it never saw in
-    /// training) is kept. The default: with `decode`, anomalies come out
-    /// looking like their normal kin and their subtypes are lost.
-    Residual,
-    /// `G(x; S_b)`, the style generator's output itself (the paper's
-    /// mapping, DESIGN §1).
-    Decode,
 }
 
 impl Default for StyleConfig {
@@ -114,7 +97,6 @@ impl Default for StyleConfig {
             dropout: 0.1,
             critic_hidden: 256,
             critic_out: 16,
-            correction: Correction::Residual,
         }
     }
 }
@@ -272,14 +254,6 @@ impl<B: Backend> StyleGenerator<B> {
         be.write(&mut self.onehot, 0, &host);
         self.rows = batches.len();
         Ok(())
-    }
-
-    /// Sets `rows` rows with no style at all (a zero one-hot row): the
-    /// next forward decodes `Enc(x)` unshifted.
-    pub fn set_no_style(&mut self, be: &B, rows: usize) {
-        ensure(be, &mut self.onehot, rows * self.n_batches);
-        be.fill(&mut self.onehot, 0.0);
-        self.rows = rows;
     }
 
     /// `x̂: [batch, genes]` for `x: [batch, genes]` whose rows' batches were

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Correction, StyleConfig, StyleGenerator};
+use super::{StyleConfig, StyleGenerator};
 use crate::backend::rng::Stream;
 use crate::backend::{ensure, Backend};
 use crate::data::DenseMatrix;
@@ -196,7 +196,7 @@ pub fn train_style<B: Backend>(
 }
 
 /// Maps every target row into the reference space in eval mode (BatchNorm
-/// running statistics, no dropout) as `mode` says: returns `[n_target, genes]`. Rows are
+/// running statistics, no dropout): returns `[n_target, genes]`. Rows are
 /// read and run in chunks of `chunk` rows, so only the output is held whole.
 /// Deterministic: the same model and rows give the same values.
 pub fn correct<B: Backend>(
@@ -205,7 +205,6 @@ pub fn correct<B: Backend>(
     target: &dyn RowSource,
     batch_of: &[u32],
     chunk: usize,
-    mode: Correction,
 ) -> Result<DenseMatrix> {
     if chunk == 0 {
         return Err(Error::invalid("the correction chunk must hold at least 1 row"));
@@ -220,7 +219,6 @@ pub fn correct<B: Backend>(
     check_batches(batch_of, n, model.n_batches)?;
     let mut out = DenseMatrix::zeros(n, g);
     let mut host = vec![0.0f32; chunk.min(n) * g]; // [rows, genes]
-    let mut plain = vec![0.0f32; if mode == Correction::Residual { chunk.min(n) * g } else { 0 }]; // G(x; 0)
     let mut x = be.zeros(0);
     let pb = crate::progress::bar(n as u64, "correct");
     for start in (0..n).step_by(chunk) {
@@ -231,16 +229,7 @@ pub fn correct<B: Backend>(
         be.write(&mut x, 0, host);
         model.set_batches(be, &batch_of[start..start + rows])?;
         let xhat = model.forward(be, &x, rows, false);
-        let dst = &mut out.data[start * g..(start + rows) * g];
-        be.download_into(xhat, dst);
-        if mode == Correction::Residual {
-            // x + G(x; S_b) − G(x; 0), clamped at 0 (log-expression).
-            model.set_no_style(be, rows);
-            be.download_into(model.forward(be, &x, rows, false), &mut plain[..rows * g]);
-            for ((o, &x0), &p0) in dst.iter_mut().zip(host.iter()).zip(&plain[..rows * g]) {
-                *o = (x0 + *o - p0).max(0.0);
-            }
-        }
+        be.download_into(xhat, &mut out.data[start * g..(start + rows) * g]);
         pb.inc(rows as u64);
     }
     pb.finish_and_clear();

@@ -23,8 +23,26 @@ pub struct RunConfig {
     /// Run Module III (off: subtype the uncorrected expression, the
     /// paper's "without batch correction" ablation).
     pub batch_correction: bool,
+    /// How target cells are mapped into reference space when
+    /// `batch_correction` is on.
+    pub correction: Correction,
     /// Rows per chunk when embedding, pairing and correcting.
     pub chunk: usize,
+}
+
+/// The batch correction of the workflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Correction {
+    /// Module III as the paper has it: the style-transfer generator's
+    /// output `Dec(Enc(x) − Sᵀb)`. It is trained on normal kin pairs only,
+    /// so it maps an anomaly onto normal-looking expression.
+    Style,
+    /// Subtract each batch's mean kin shift, `mean(x_target − x_kin)` over
+    /// the batch's kin pairs (gene by gene, clamped at 0): removes the
+    /// batch's average effect and keeps every cell's own deviations, the
+    /// anomalies' included. Needs no training (Module III is skipped).
+    KinShift,
 }
 
 impl Default for RunConfig {
@@ -34,6 +52,7 @@ impl Default for RunConfig {
             style: StyleConfig::default(),
             subtype: SubtypeConfig::default(),
             batch_correction: true,
+            correction: Correction::Style,
             chunk: 1024,
         }
     }

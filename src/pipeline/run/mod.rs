@@ -35,7 +35,7 @@ use crate::pipeline::detect::{self, DetectOptions, GeneReport, ModuleI};
 
 pub use batches::Batches;
 pub use checkpoint::{Checkpoints, Fingerprint};
-pub use config::RunConfig;
+pub use config::{Correction, RunConfig};
 pub use truth::{evaluate, Evaluation, Truth};
 
 /// Options of a run that are not model settings.
@@ -256,6 +256,7 @@ pub fn run_workflow<B: Backend>(
     // Modules II and III: kin pairs, then the style generator.
     let mut fp3 = fp1.then(&("no batch correction", cfg.batch_correction));
     let (mut kin_report, mut style_report, mut style_model) = (None, None, None);
+    let mut shift: Option<DenseMatrix> = None;
     if cfg.batch_correction {
         let t = Instant::now();
         let fp2 = fp1.then(&"kin pairs: exact maximum inner product of Module I encodings");
@@ -279,53 +280,59 @@ pub fn run_workflow<B: Backend>(
         secs.module_ii = t.elapsed().as_secs_f64();
         kin_report = Some(st.report.clone());
 
-        let t = Instant::now();
-        fp3 = fp2.then(&(&cfg.style, &batches.names, &batches.of));
-        let path = ck.as_ref().map(|c| c.path("module3.safetensors"));
-        let saved = match (&ck, &path) {
-            (Some(c), Some(p)) if p.exists() => c.load::<serde_json::Value>("module3", fp3)?,
-            _ => None,
-        };
-        let model = match (saved, &path) {
-            (Some(log), Some(p)) => {
-                resumed.push("module III".to_string());
-                let mut m = StyleGenerator::new(be, &generator.cfg, batches.names.len(), &mut Stream::new(cfg.style.seed));
-                params::load(be, &mut m, p)?;
-                style_report = Some(log);
-                m
-            }
-            _ => {
-                invalidate(&ck, "module3")?;
-                let pair_ref: Vec<usize> = st.kin.iter().map(|&k| k as usize).collect();
-                let (mut m, log) = style::train_style(
-                    be,
-                    Some(&mut *generator),
-                    &prep.reference,
-                    &prep.target,
-                    &st.normal,
-                    &pair_ref,
-                    &batches.of,
-                    batches.names.len(),
-                    &cfg.style,
-                )?;
-                be.check()?;
-                let log = serde_json::to_value(&log).map_err(|e| Error::Other(format!("style log: {e}")))?;
-                if let (Some(c), Some(p)) = (&ck, &path) {
-                    params::save(be, &mut m, p, None)?;
-                    c.save("module3", fp3, &log)?;
+        if cfg.correction == Correction::KinShift {
+            fp3 = fp2.then(&("kin shift", &batches.names, &batches.of));
+            let pair_ref: Vec<usize> = st.kin.iter().map(|&k| k as usize).collect();
+            shift = Some(kin_shift(&prep.target, &prep.reference, &st.normal, &pair_ref, &batches.of, batches.names.len())?);
+        } else {
+            let t = Instant::now();
+            fp3 = fp2.then(&(&cfg.style, &batches.names, &batches.of));
+            let path = ck.as_ref().map(|c| c.path("module3.safetensors"));
+            let saved = match (&ck, &path) {
+                (Some(c), Some(p)) if p.exists() => c.load::<serde_json::Value>("module3", fp3)?,
+                _ => None,
+            };
+            let model = match (saved, &path) {
+                (Some(log), Some(p)) => {
+                    resumed.push("module III".to_string());
+                    let mut m = StyleGenerator::new(be, &generator.cfg, batches.names.len(), &mut Stream::new(cfg.style.seed));
+                    params::load(be, &mut m, p)?;
+                    style_report = Some(log);
+                    m
                 }
-                style_report = Some(log);
-                m
-            }
-        };
-        be.check()?;
-        secs.module_iii = t.elapsed().as_secs_f64();
-        style_model = Some(model);
+                _ => {
+                    invalidate(&ck, "module3")?;
+                    let pair_ref: Vec<usize> = st.kin.iter().map(|&k| k as usize).collect();
+                    let (mut m, log) = style::train_style(
+                        be,
+                        Some(&mut *generator),
+                        &prep.reference,
+                        &prep.target,
+                        &st.normal,
+                        &pair_ref,
+                        &batches.of,
+                        batches.names.len(),
+                        &cfg.style,
+                    )?;
+                    be.check()?;
+                    let log = serde_json::to_value(&log).map_err(|e| Error::Other(format!("style log: {e}")))?;
+                    if let (Some(c), Some(p)) = (&ck, &path) {
+                        params::save(be, &mut m, p, None)?;
+                        c.save("module3", fp3, &log)?;
+                    }
+                    style_report = Some(log);
+                    m
+                }
+            };
+            be.check()?;
+            secs.module_iii = t.elapsed().as_secs_f64();
+            style_model = Some(model);
+        }
     }
 
     // Every target cell through the correction (when on) and the encoder.
     let t = Instant::now();
-    let pass = correct_target(be, generator, style_model.as_mut().map(|m| (m, cfg.style.correction)), &prep.target, &batches.of, &anomalies, cfg.chunk, opts.keep_corrected)?;
+    let pass = correct_target(be, generator, style_model.as_mut(), shift.as_ref(), &prep.target, &batches.of, &anomalies, cfg.chunk, opts.keep_corrected)?;
     be.check()?;
     secs.correction = t.elapsed().as_secs_f64();
 
@@ -467,15 +474,16 @@ pub struct CorrectionPass {
 }
 
 /// Streams the target `chunk` rows at a time through the style generator
-/// (Module III, mapping as the given [`style::Correction`] says; the values
-/// pass unchanged when `style` is `None`) and the
+/// (Module III), or subtracts each batch's kin shift (`shift`, see
+/// [`kin_shift`]); with neither the values pass unchanged; and the
 /// Module I encoder, keeping the encodings, the anomalies' corrected rows
 /// (`anomalies` ascending) and, with `keep_all`, every corrected row.
 #[allow(clippy::too_many_arguments)]
 pub fn correct_target<B: Backend>(
     be: &B,
     generator: &mut Generator<B>,
-    mut style: Option<(&mut StyleGenerator<B>, style::Correction)>,
+    mut style: Option<&mut StyleGenerator<B>>,
+    shift: Option<&DenseMatrix>,
     target: &dyn RowSource,
     batch_of: &[u32],
     anomalies: &[usize],
@@ -488,16 +496,17 @@ pub fn correct_target<B: Backend>(
     let mut z = DenseMatrix::zeros(n, latent);
     let mut anomaly_values = DenseMatrix::zeros(anomalies.len(), g);
     let mut corrected = keep_all.then(|| DenseMatrix::zeros(n, g));
-    let pb = crate::progress::bar(n as u64, if style.is_some() { "correcting" } else { "encoding" });
+    let pb = crate::progress::bar(n as u64, if style.is_some() || shift.is_some() { "correcting" } else { "encoding" });
     let mut next_anomaly = 0;
     let mut r0 = 0;
     while r0 < n {
         let r = chunk.min(n - r0);
         let mut x = DenseMatrix::zeros(r, g);
         target.gather_range(r0, r, &mut x.data)?;
-        let x = match style.as_mut() {
-            Some((s, mode)) => style::correct(be, s, &x, &batch_of[r0..r0 + r], chunk, *mode)?,
-            None => x,
+        let x = match (style.as_deref_mut(), shift) {
+            (Some(s), _) => style::correct(be, s, &x, &batch_of[r0..r0 + r], chunk)?,
+            (None, Some(d)) => apply_shift(x, d, &batch_of[r0..r0 + r]),
+            (None, None) => x,
         };
         let zc = kin::embed(be, generator, &x, None, chunk)?;
         z.data[r0 * latent..(r0 + r) * latent].copy_from_slice(&zc.data);
@@ -549,4 +558,51 @@ fn residuals<B: Backend>(be: &B, generator: &mut Generator<B>, x: &DenseMatrix, 
         r0 += r;
     }
     Ok(out)
+}
+
+/// Each batch's mean kin shift `[n_batches, genes]`: the mean over the
+/// batch's kin pairs of `x_target − x_kin` (zero for a batch without pairs).
+pub fn kin_shift(
+    target: &dyn RowSource,
+    reference: &dyn RowSource,
+    pair_target: &[usize],
+    pair_ref: &[usize],
+    batch_of: &[u32],
+    n_batches: usize,
+) -> Result<DenseMatrix> {
+    if pair_target.len() != pair_ref.len() {
+        return Err(Error::invalid(format!("{} target rows for {} kin", pair_target.len(), pair_ref.len())));
+    }
+    let g = target.n_cols();
+    if reference.n_cols() != g {
+        return Err(Error::invalid(format!("target has {g} genes, reference {}", reference.n_cols())));
+    }
+    let mut sum = vec![0.0f64; n_batches * g];
+    let mut count = vec![0usize; n_batches];
+    let (mut xt, mut xr) = (vec![0.0f32; g], vec![0.0f32; g]);
+    for (&t, &r) in pair_target.iter().zip(pair_ref) {
+        let b = *batch_of.get(t).ok_or_else(|| Error::invalid(format!("kin pair row {t} has no batch")))? as usize;
+        if b >= n_batches {
+            return Err(Error::invalid(format!("batch index {b} of {n_batches}")));
+        }
+        target.gather_dense(&[t], &mut xt)?;
+        reference.gather_dense(&[r], &mut xr)?;
+        for ((s, a), c) in sum[b * g..(b + 1) * g].iter_mut().zip(&xt).zip(&xr) {
+            *s += (a - c) as f64;
+        }
+        count[b] += 1;
+    }
+    let data = sum.iter().enumerate().map(|(i, s)| (s / count[i / g].max(1) as f64) as f32).collect();
+    Ok(DenseMatrix { rows: n_batches, cols: g, data })
+}
+
+/// `x − shift[b]` row by row (b = the row's batch), clamped at 0.
+fn apply_shift(mut x: DenseMatrix, shift: &DenseMatrix, batch_of: &[u32]) -> DenseMatrix {
+    let g = x.cols;
+    for (row, &b) in x.data.chunks_mut(g).zip(batch_of) {
+        for (v, s) in row.iter_mut().zip(shift.row(b as usize)) {
+            *v = (*v - s).max(0.0);
+        }
+    }
+    x
 }
