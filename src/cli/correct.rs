@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::output::write_json;
 use crate::pipeline::run::{run_workflow, Batches, RunOptions, RunResult};
 
-use super::detect::Device;
+use super::common::Job;
 use super::run::Common;
 
 /// Remove batch effects: map every target cell into the reference's space
@@ -24,28 +24,35 @@ pub struct Args {
     pub common: Common,
 }
 
-fn run_on<B: Backend>(be: &B, a: &Args, reference: &Dataset, target: &Dataset) -> Result<RunResult> {
-    let mut cfg = a.common.settings()?;
-    cfg.batch_correction = true;
-    cfg.validate()?;
-    let batches = Batches::from_obs(target, a.common.batch_key.as_deref())?;
-    let opts = RunOptions {
-        checkpoint_dir: Some(a.common.out.join("checkpoints")),
-        spill_dir: Some(a.common.out.clone()),
-        keep_corrected: true,
-        skip_subtyping: true,
-    };
-    run_workflow(be, reference, target, &batches, &cfg, &opts)
+/// Modules I–III with the corrected values kept.
+struct Correct<'a> {
+    a: &'a Args,
+    reference: &'a Dataset,
+    target: &'a Dataset,
+}
+
+impl Job for Correct<'_> {
+    type Output = RunResult;
+    fn run<B: Backend>(&self, be: &B) -> Result<RunResult> {
+        let c = &self.a.common;
+        let mut cfg = c.settings()?;
+        cfg.batch_correction = true;
+        cfg.validate()?;
+        let batches = Batches::from_obs(self.target, c.batch_key.as_deref())?;
+        let opts = RunOptions {
+            checkpoint_dir: Some(c.io.out.join("checkpoints")),
+            spill_dir: Some(c.io.out.clone()),
+            keep_corrected: true,
+            skip_subtyping: true,
+        };
+        run_workflow(be, self.reference, self.target, &batches, &cfg, &opts)
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let dev = a.common.setup()?;
-    let (reference, target) = a.common.read()?;
-    let res = match dev {
-        Device::Cpu => run_on(&crate::backend::CpuBackend::new(), &a, &reference, &target)?,
-        Device::Emu => run_on(&crate::backend::cuda::emu::emu_backend(), &a, &reference, &target)?,
-        Device::Cuda(d) => run_on(&crate::backend::cuda::backend::KernelBackend::new(d, "cuda"), &a, &reference, &target)?,
-    };
+    let dev = a.common.io.setup()?;
+    let (reference, target) = a.common.io.read()?;
+    let res = a.common.io.dispatch(dev, &Correct { a: &a, reference: &reference, target: &target })?;
     let corrected = res.corrected.clone().ok_or_else(|| Error::Other("internal: no corrected values kept".into()))?;
     let mut obs = target.obs.clone();
     obs.retain(|(n, _)| !n.starts_with("acsleuth_"));
@@ -59,9 +66,9 @@ pub fn run(a: Args) -> Result<()> {
         },
     ));
     let ds = Dataset { x: Matrix::Dense(corrected), cell_names: res.cells.clone(), gene_names: res.genes.clone(), obs };
-    let path = a.common.out.join("corrected.h5ad");
+    let path = a.common.io.out.join("corrected.h5ad");
     crate::data::h5ad::write_h5ad(&path, &ds, &[("X_acsleuth".to_string(), res.z.clone())])?;
-    write_json(&a.common.out.join("report.json"), &res.report)?;
+    write_json(&a.common.io.out.join("report.json"), &res.report)?;
     println!(
         "{} target cells mapped into reference space ({} batches); {} called anomalous",
         res.cells.len(),
@@ -69,6 +76,6 @@ pub fn run(a: Args) -> Result<()> {
         res.report.n_called
     );
     println!("  {}", path.display());
-    println!("  {}", a.common.out.join("report.json").display());
+    println!("  {}", a.common.io.out.join("report.json").display());
     Ok(())
 }

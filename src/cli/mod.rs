@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod common;
 pub mod convert;
 pub mod correct;
 pub mod demo;

@@ -6,14 +6,11 @@
 use std::path::PathBuf;
 
 use crate::backend::Backend;
-use crate::data::io::{self, ReadOptions};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::pipeline::output::prepare_out_dir;
 use crate::pipeline::run::{outputs, run_workflow, Batches, RunConfig, RunOptions, RunResult, Truth};
-use crate::pipeline::PreprocessMode;
 
-use super::detect::{check_writable, device, Device};
+use super::common::{IoArgs, Job, ScheduleArgs};
 
 /// Find anomalous cells and sort them into subtypes: detection (Module I),
 /// kin pairing (II), style-transfer batch correction (III), transformer
@@ -60,33 +57,19 @@ pub struct Args {
 /// The flags `run` and `correct` share.
 #[derive(clap::Args, Debug)]
 pub struct Common {
-    /// Reference (normal) cells: .h5ad, 10x folder or acsleuth store.
-    #[arg(long, value_name = "PATH")]
-    pub reference: PathBuf,
-    /// Target cells: .h5ad, 10x folder or acsleuth store.
-    #[arg(long, value_name = "PATH")]
-    pub target: PathBuf,
-    /// Output directory (created if needed).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// TOML settings: top-level keys batch_correction, chunk; tables
-    /// [detect] (the keys of `acsleuth detect --config`), [style], [subtype]
-    /// (keys as in report.json's `settings`).
+    #[command(flatten)]
+    pub io: IoArgs,
+    /// TOML settings: top-level keys batch_correction, correction, chunk;
+    /// tables [detect] (the keys of `acsleuth detect --config`), [style],
+    /// [subtype] (keys as in report.json's `settings`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Target obs column naming each cell's batch (sample, donor,
     /// technology); without it the target is one batch.
     #[arg(long, value_name = "KEY")]
     pub batch_key: Option<String>,
-    /// Seed of every random draw.
-    #[arg(long, value_name = "S")]
-    pub seed: Option<u64>,
-    /// Module I epochs without the memory block [default: 50].
-    #[arg(long, value_name = "N")]
-    pub epochs_prepare: Option<usize>,
-    /// Module I epochs with the memory block [default: 20].
-    #[arg(long, value_name = "N")]
-    pub epochs_train: Option<usize>,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
     /// Module III (style transfer) epochs [default: 50].
     #[arg(long, value_name = "N")]
     pub epochs_style: Option<usize>,
@@ -95,21 +78,6 @@ pub struct Common {
     /// kin pairs; keeps the anomalies' own expression) [default: style].
     #[arg(long, value_enum)]
     pub correction: Option<crate::pipeline::run::Correction>,
-    /// Use the values as they are (no normalization, log1p or HVG selection).
-    #[arg(long)]
-    pub no_preprocess: bool,
-    /// Highly variable genes chosen on the reference (0 = all) [default: 3000].
-    #[arg(long, value_name = "N")]
-    pub n_hvg: Option<usize>,
-    /// Read the .raw matrix of .h5ad inputs instead of X.
-    #[arg(long)]
-    pub raw: bool,
-    /// Where to compute: auto, cpu, cuda or cuda:N (see `acsleuth detect --help`).
-    #[arg(long, value_name = "DEVICE", default_value = "auto")]
-    pub device: String,
-    /// Worker threads (default: all cores).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
 }
 
 impl Common {
@@ -119,49 +87,17 @@ impl Common {
             Some(p) => RunConfig::from_toml_file(p)?,
             None => RunConfig::default(),
         };
-        if let Some(s) = self.seed {
+        if let Some(s) = self.schedule.seed {
             c.set_seed(s);
         }
-        if let Some(n) = self.epochs_prepare {
-            c.detect.prepare_epochs = n;
-        }
-        if let Some(n) = self.epochs_train {
-            c.detect.train_epochs = n;
-        }
+        self.schedule.apply(&mut c.detect);
         if let Some(n) = self.epochs_style {
             c.style.epochs = n;
         }
         if let Some(m) = self.correction {
             c.correction = m;
         }
-        if self.no_preprocess {
-            c.detect.preprocess = PreprocessMode::Never;
-        }
-        if let Some(n) = self.n_hvg {
-            c.detect.n_hvg = n;
-        }
         Ok(c)
-    }
-
-    /// Thread pool, device and output folder, checked before any reading.
-    pub(crate) fn setup(&self) -> Result<Device> {
-        if let Some(t) = self.threads {
-            if t == 0 {
-                return Err(Error::Config("--threads must be at least 1".into()));
-            }
-            // Fails only if a pool already exists (then its size stays).
-            let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
-        }
-        let dev = device(&self.device)?;
-        prepare_out_dir(&self.out)?;
-        check_writable(&self.out)?;
-        Ok(dev)
-    }
-
-    /// Reads both inputs.
-    pub fn read(&self) -> Result<(Dataset, Dataset)> {
-        let opts = ReadOptions { use_raw: self.raw };
-        Ok((io::read_dataset(&self.reference, &opts)?, io::read_dataset(&self.target, &opts)?))
     }
 }
 
@@ -208,19 +144,22 @@ fn plan(a: &Args) -> Result<Plan> {
     if !a.anomaly_labels.is_empty() && a.truth_key.is_none() {
         return Err(Error::Config("--anomaly-labels needs --truth-key".into()));
     }
-    let (reference, target) = a.common.read()?;
+    let (reference, target) = a.common.io.read()?;
     let batches = Batches::from_obs(&target, a.common.batch_key.as_deref())?;
     let truth = a.truth_key.as_deref().map(|k| Truth::from_obs(&reference, &target, k, &a.anomaly_labels)).transpose()?;
-    let ck = a.common.out.join("checkpoints");
+    let ck = a.common.io.out.join("checkpoints");
     if a.no_resume && ck.exists() {
         std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
     }
-    let opts = RunOptions { checkpoint_dir: Some(ck), spill_dir: Some(a.common.out.clone()), keep_corrected: a.keep_corrected, skip_subtyping: false };
+    let opts = RunOptions { checkpoint_dir: Some(ck), spill_dir: Some(a.common.io.out.clone()), keep_corrected: a.keep_corrected, skip_subtyping: false };
     Ok(Plan { cfg, reference, target, batches, truth, opts })
 }
 
-fn run_on<B: Backend>(be: &B, p: &Plan) -> Result<RunResult> {
-    run_workflow(be, &p.reference, &p.target, &p.batches, &p.cfg, &p.opts)
+impl Job for Plan {
+    type Output = RunResult;
+    fn run<B: Backend>(&self, be: &B) -> Result<RunResult> {
+        run_workflow(be, &self.reference, &self.target, &self.batches, &self.cfg, &self.opts)
+    }
 }
 
 /// Prints a short summary of a finished run to stdout.
@@ -248,17 +187,13 @@ pub fn print_summary(res: &RunResult, files: &[PathBuf]) {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let dev = a.common.setup()?;
+    let dev = a.common.io.setup()?;
     let p = plan(&a)?;
-    let mut res = match dev {
-        Device::Cpu => run_on(&crate::backend::CpuBackend::new(), &p)?,
-        Device::Emu => run_on(&crate::backend::cuda::emu::emu_backend(), &p)?,
-        Device::Cuda(d) => run_on(&crate::backend::cuda::backend::KernelBackend::new(d, "cuda"), &p)?,
-    };
+    let mut res = a.common.io.dispatch(dev, &p)?;
     if let Some(t) = &p.truth {
         res.report.evaluation = Some(crate::pipeline::run::evaluate(t, &res.scores, &res.calls, &res.subtypes)?);
     }
-    let files = outputs::write_outputs(&a.common.out, &p.target, &res, p.truth.as_ref())?;
+    let files = outputs::write_outputs(&a.common.io.out, &p.target, &res, p.truth.as_ref())?;
     print_summary(&res, &files);
     Ok(())
 }
