@@ -36,12 +36,14 @@ pub struct RunConfig {
 pub enum Correction {
     /// Module III as the paper has it: the style-transfer generator's
     /// output `Dec(Enc(x) − Sᵀb)`. It is trained on normal kin pairs only,
-    /// so it maps an anomaly onto normal-looking expression.
+    /// so it maps an anomaly onto normal-looking expression: on our
+    /// simulations the anomalies' subtypes are lost (README, "Accuracy").
     Style,
-    /// Subtract each batch's mean kin shift, `mean(x_target − x_kin)` over
-    /// the batch's kin pairs (gene by gene, clamped at 0): removes the
-    /// batch's average effect and keeps every cell's own deviations, the
-    /// anomalies' included. Needs no training (Module III is skipped).
+    /// The default: subtract each batch's mean kin shift,
+    /// `mean(x_target − x_kin)` over the batch's kin pairs (gene by gene,
+    /// clamped at 0). Removes the batch's average effect and keeps every
+    /// cell's own deviations, the anomalies' included; needs no training
+    /// (Module III's generator is not trained).
     KinShift,
 }
 
@@ -52,7 +54,7 @@ impl Default for RunConfig {
             style: StyleConfig::default(),
             subtype: SubtypeConfig::default(),
             batch_correction: true,
-            correction: Correction::Style,
+            correction: Correction::KinShift,
             chunk: 1024,
         }
     }
