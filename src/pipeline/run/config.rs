@@ -39,11 +39,12 @@ pub enum Correction {
     /// so it maps an anomaly onto normal-looking expression: on our
     /// simulations the anomalies' subtypes are lost (README, "Accuracy").
     Style,
-    /// The default: subtract each batch's mean kin shift,
-    /// `mean(x_target − x_kin)` over the batch's kin pairs (gene by gene,
-    /// clamped at 0). Removes the batch's average effect and keeps every
-    /// cell's own deviations, the anomalies' included; needs no training
-    /// (Module III's generator is not trained).
+    /// The default: subtract each batch's kin shift, gene by gene the mean
+    /// `x_target − x_kin` over the batch's kin pairs where both are
+    /// expressed, from the expressed (non-zero) entries (clamped at 0).
+    /// Removes the batch's average effect and keeps every cell's own
+    /// deviations, the anomalies' included; needs no training (Module III's
+    /// generator is not trained).
     KinShift,
 }
 

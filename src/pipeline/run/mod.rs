@@ -560,8 +560,12 @@ fn residuals<B: Backend>(be: &B, generator: &mut Generator<B>, x: &DenseMatrix, 
     Ok(out)
 }
 
-/// Each batch's mean kin shift `[n_batches, genes]`: the mean over the
-/// batch's kin pairs of `x_target − x_kin` (zero for a batch without pairs).
+/// Each batch's kin shift `[n_batches, genes]`: for every gene, the mean
+/// over the batch's kin pairs of `x_target − x_kin`, taken over the pairs
+/// where both values are non-zero (zero for a gene or batch with no such
+/// pair). A batch effect scales a gene's counts, which on log-normalized
+/// values shifts the expressed entries; it does not create or remove
+/// zeros, so zeros are neither counted nor corrected.
 pub fn kin_shift(
     target: &dyn RowSource,
     reference: &dyn RowSource,
@@ -578,7 +582,7 @@ pub fn kin_shift(
         return Err(Error::invalid(format!("target has {g} genes, reference {}", reference.n_cols())));
     }
     let mut sum = vec![0.0f64; n_batches * g];
-    let mut count = vec![0usize; n_batches];
+    let mut count = vec![0u32; n_batches * g];
     let (mut xt, mut xr) = (vec![0.0f32; g], vec![0.0f32; g]);
     for (&t, &r) in pair_target.iter().zip(pair_ref) {
         let b = *batch_of.get(t).ok_or_else(|| Error::invalid(format!("kin pair row {t} has no batch")))? as usize;
@@ -587,21 +591,27 @@ pub fn kin_shift(
         }
         target.gather_dense(&[t], &mut xt)?;
         reference.gather_dense(&[r], &mut xr)?;
-        for ((s, a), c) in sum[b * g..(b + 1) * g].iter_mut().zip(&xt).zip(&xr) {
-            *s += (a - c) as f64;
+        let (s, c) = (&mut sum[b * g..(b + 1) * g], &mut count[b * g..(b + 1) * g]);
+        for j in 0..g {
+            if xt[j] > 0.0 && xr[j] > 0.0 {
+                s[j] += (xt[j] - xr[j]) as f64;
+                c[j] += 1;
+            }
         }
-        count[b] += 1;
     }
-    let data = sum.iter().enumerate().map(|(i, s)| (s / count[i / g].max(1) as f64) as f32).collect();
+    let data = sum.iter().zip(&count).map(|(s, &c)| if c == 0 { 0.0 } else { (s / c as f64) as f32 }).collect();
     Ok(DenseMatrix { rows: n_batches, cols: g, data })
 }
 
-/// `x − shift[b]` row by row (b = the row's batch), clamped at 0.
+/// `x − shift[b]` on the non-zero entries of each row (b = the row's
+/// batch), clamped at 0; zeros stay zero.
 fn apply_shift(mut x: DenseMatrix, shift: &DenseMatrix, batch_of: &[u32]) -> DenseMatrix {
     let g = x.cols;
     for (row, &b) in x.data.chunks_mut(g).zip(batch_of) {
         for (v, s) in row.iter_mut().zip(shift.row(b as usize)) {
-            *v = (*v - s).max(0.0);
+            if *v > 0.0 {
+                *v = (*v - s).max(0.0);
+            }
         }
     }
     x
