@@ -5,10 +5,11 @@
 // global memory: each block keeps its rows' best key in registers.
 #include "common.cuh"
 
-#define AQ 64          // query rows per block
-#define AK 64          // keys per step
-#define AD 32          // embedding coordinates per shared-memory chunk
-#define APAD (AQ + 1)  // padded tile row: conflict-free transposed stores
+// The tile sizes of tile_dots_64x64 (common.cuh):
+#define AQ TILE_N      // query rows per block (64)
+#define AK TILE_N      // keys per step (64)
+#define AD TILE_K      // embedding coordinates per shared-memory chunk (32)
+#define APAD TILE_PAD  // padded tile row: conflict-free transposed stores
 
 // (v, j) beats (b, i): larger product, or equal product and lower key
 // index. A NaN v never beats anything, so NaN products are skipped.
@@ -45,33 +46,7 @@ extern "C" __global__ void kin_argmax(u32 rows, u32 keys, u32 dim, u32 key_base,
     }
     for (u32 j0 = 0; j0 < keys; j0 += AK) {
         float acc[4][4];
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-#pragma unroll
-            for (int c = 0; c < 4; ++c) acc[r][c] = 0.0f;
-        for (u32 d0 = 0; d0 < dim; d0 += AD) {
-            __syncthreads();  // the previous chunk has been read
-#pragma unroll
-            for (int l = 0; l < (AQ * AD) / 256; ++l) {
-                const u32 idx = tid + 256 * l, row = idx >> 5, dd = idx & 31u, g = d0 + dd;
-                const u32 gi = i0 + row, gj = j0 + row;
-                qs[dd * APAD + row] = (gi < rows && g < dim) ? q[(u64)gi * dim + g] : 0.0f;
-                ks[dd * APAD + row] = (gj < keys && g < dim) ? k[(u64)gj * dim + g] : 0.0f;
-            }
-            __syncthreads();
-#pragma unroll 4
-            for (int dd = 0; dd < AD; ++dd) {
-                float ar[4], bc[4];
-#pragma unroll
-                for (int r = 0; r < 4; ++r) ar[r] = qs[dd * APAD + ty + 16 * r];
-#pragma unroll
-                for (int c = 0; c < 4; ++c) bc[c] = ks[dd * APAD + tx + 16 * c];
-#pragma unroll
-                for (int r = 0; r < 4; ++r)
-#pragma unroll
-                    for (int c = 0; c < 4; ++c) acc[r][c] += ar[r] * bc[c];
-            }
-        }
+        tile_dots_64x64(q, rows, k, keys, dim, i0, j0, qs, ks, tid, tx, ty, acc);
         // Keys in ascending order per thread; the full order decides ties.
 #pragma unroll
         for (int c = 0; c < 4; ++c) {

@@ -171,3 +171,45 @@ static __device__ __forceinline__ double col_block_sum(double v, double* scratch
     for (int k = 0; k < COL_ROWS; ++k) s += scratch[k * 32 + tx];
     return s;
 }
+
+// ---- 64 × 64 tile of row dot products (kin_argmax, mmd_pairwise) ----
+// A block of 256 threads computes acc[r][c] = A[i0 + ty + 16r] · B[j0 + tx + 16c]
+// for rows of A: [a_rows, cols] and B: [b_rows, cols] (row-major), reading
+// both through shared memory in chunks of TILE_K columns, transposed and
+// padded (TILE_PAD) so the stores are conflict-free. `as`, `bs`: TILE_K ×
+// TILE_PAD floats each. Out-of-range rows and columns count as zeros.
+#define TILE_N 64
+#define TILE_K 32
+#define TILE_PAD (TILE_N + 1)
+static __device__ __forceinline__ void tile_dots_64x64(const float* __restrict__ A, u32 a_rows,
+                                                       const float* __restrict__ B, u32 b_rows, u32 cols,
+                                                       u32 i0, u32 j0, float* as, float* bs, u32 tid,
+                                                       u32 tx, u32 ty, float acc[4][4]) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[r][c] = 0.0f;
+    for (u32 k0 = 0; k0 < cols; k0 += TILE_K) {
+        __syncthreads();  // the previous chunk has been read
+#pragma unroll
+        for (int l = 0; l < (TILE_N * TILE_K) / 256; ++l) {
+            const u32 idx = tid + 256 * l, row = idx >> 5, kk = idx & 31u, g = k0 + kk;
+            const u32 gi = i0 + row, gj = j0 + row;
+            as[kk * TILE_PAD + row] = (gi < a_rows && g < cols) ? A[(u64)gi * cols + g] : 0.0f;
+            bs[kk * TILE_PAD + row] = (gj < b_rows && g < cols) ? B[(u64)gj * cols + g] : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll 4
+        for (int kk = 0; kk < TILE_K; ++kk) {
+            float ar[4], bc[4];
+#pragma unroll
+            for (int r = 0; r < 4; ++r) ar[r] = as[kk * TILE_PAD + ty + 16 * r];
+#pragma unroll
+            for (int c = 0; c < 4; ++c) bc[c] = bs[kk * TILE_PAD + tx + 16 * c];
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) acc[r][c] += ar[r] * bc[c];
+        }
+    }
+}

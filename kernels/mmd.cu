@@ -66,9 +66,10 @@ extern "C" __global__ void mmd_row_norms(u32 genes, const float* __restrict__ de
     if (threadIdx.x == 0) s[blockIdx.x] = ss;
 }
 
-#define PT 64          // cells per tile (rows i of a block, columns j of a step)
-#define PK 32          // genes per shared-memory chunk
-#define PPAD (PT + 1)  // padded tile row: conflict-free transposed stores
+// The tile sizes of tile_dots_64x64 (common.cuh):
+#define PT TILE_N      // cells per tile (rows i of a block, columns j of a step; 64)
+#define PK TILE_K      // genes per shared-memory chunk (32)
+#define PPAD TILE_PAD  // padded tile row: conflict-free transposed stores
 
 // Pairwise form for any kernel, never storing N×N: u_i = Σ_{j≠i} k_ij a_j,
 // v_i = Σ_{j≠i} k_ij b_j. Block: 256 threads owning PT = 64 cells i (grid
@@ -101,33 +102,7 @@ extern "C" __global__ void mmd_pairwise(u32 n, u32 genes, int nbw, double c0, do
     }
     for (u32 j0 = 0; j0 < n; j0 += PT) {
         float acc[4][4];
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-#pragma unroll
-            for (int c = 0; c < 4; ++c) acc[r][c] = 0.0f;
-        for (u32 k0 = 0; k0 < genes; k0 += PK) {
-            __syncthreads();  // the previous chunk has been read
-#pragma unroll
-            for (int l = 0; l < (PT * PK) / 256; ++l) {
-                const u32 idx = tid + 256 * l, row = idx >> 5, kk = idx & 31u, g = k0 + kk;
-                const u32 gi = i0 + row, gj = j0 + row;
-                xi[kk * PPAD + row] = (gi < n && g < genes) ? delta[(u64)gi * genes + g] : 0.0f;
-                xj[kk * PPAD + row] = (gj < n && g < genes) ? delta[(u64)gj * genes + g] : 0.0f;
-            }
-            __syncthreads();
-#pragma unroll 4
-            for (int kk = 0; kk < PK; ++kk) {
-                float ar[4], bc[4];
-#pragma unroll
-                for (int r = 0; r < 4; ++r) ar[r] = xi[kk * PPAD + ty + 16 * r];
-#pragma unroll
-                for (int c = 0; c < 4; ++c) bc[c] = xj[kk * PPAD + tx + 16 * c];
-#pragma unroll
-                for (int r = 0; r < 4; ++r)
-#pragma unroll
-                    for (int c = 0; c < 4; ++c) acc[r][c] += ar[r] * bc[c];
-            }
-        }
+        tile_dots_64x64(delta, n, delta, n, genes, i0, j0, xi, xj, tid, tx, ty, acc);
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
             const u32 j = j0 + tx + 16 * c;

@@ -73,9 +73,11 @@ pub struct Common {
     /// Module III (style transfer) epochs [default: 50].
     #[arg(long, value_name = "N")]
     pub epochs_style: Option<usize>,
-    /// Batch correction: `style` (Module III's style-transfer generator, the
-    /// paper's) or `kin-shift` (subtract each batch's mean shift from its
-    /// kin pairs; keeps the anomalies' own expression) [default: style].
+    /// Batch correction: `kin-shift` (subtract each batch's mean shift from
+    /// its kin pairs, on expressed genes; keeps the anomalies' own
+    /// expression) or `style` (Module III's style-transfer generator, the
+    /// paper's; it maps anomalies onto normal-looking cells) [default:
+    /// kin-shift].
     #[arg(long, value_enum)]
     pub correction: Option<crate::pipeline::run::Correction>,
 }
