@@ -12,6 +12,9 @@ use acsleuth::pipeline::detect::{detect_with, DetectOptions};
 use acsleuth::pipeline::{DetectConfig, PreprocessMode};
 use acsleuth::Error;
 
+mod common;
+use common::Rng;
+
 #[test]
 fn device_errors_are_sticky_not_panics() {
     let be = emu_backend_with_faults(EmuFaults { fail_alloc: Some(3), ..Default::default() });
@@ -67,17 +70,6 @@ fn fault_spec_parses() {
     assert!(EmuFaults::parse("memory=1G").unwrap_err().contains("whole number"));
 }
 
-/// splitmix64 uniforms.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// Log-expression-like cells (values ≥ 0, a fifth zeros), the last quarter
 /// of the target shifted in the first genes.

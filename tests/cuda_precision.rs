@@ -12,26 +12,13 @@
 use acsleuth::backend::cuda::emu::emu_backend;
 use acsleuth::backend::cuda::precision::GemmPrecision::{self, Bf16, F32, Tf32};
 use acsleuth::backend::{Backend, Gemm, Trans};
-use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix};
 use acsleuth::metrics;
 use acsleuth::pipeline::detect::{detect_with, DetectOptions};
 use acsleuth::pipeline::{DetectConfig, PreprocessMode};
 
-/// splitmix64 uniforms, Box–Muller normals.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.next().max(1e-12), self.next());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
+mod common;
+use common::{simulate, Rng};
+
 
 /// `‖C − C_f64‖_F / ‖C_f64‖_F` of `op(A)·op(B)` on the emulated backend.
 fn gemm_error(p: GemmPrecision, g: &Gemm, a: &[f32], b: &[f32]) -> f64 {
@@ -86,40 +73,6 @@ fn gemm_error_at_the_models_shapes() {
     }
 }
 
-/// Log-expression-like cells: 3 normal types, anomalies with a shifted
-/// block of genes (as tests/detect.rs).
-fn simulate(n_ref: usize, n_tgt: usize, genes: usize, frac: f64, seed: u64) -> (Dataset, Dataset, Vec<bool>) {
-    let mut r = Rng(seed);
-    let types: Vec<Vec<f64>> = (0..3).map(|_| (0..genes).map(|_| 0.5 + 2.0 * r.next()).collect()).collect();
-    let mut anomaly = types[0].clone();
-    anomaly.iter_mut().take(genes / 5).for_each(|v| *v += 1.5);
-    let cell = |prof: &[f64], r: &mut Rng| -> Vec<f32> {
-        prof.iter()
-            .map(|&m| {
-                let v = m + 0.35 * r.normal();
-                if r.next() < 0.2 || v <= 0.0 { 0.0 } else { v as f32 }
-            })
-            .collect()
-    };
-    let mut rd = Vec::new();
-    for i in 0..n_ref {
-        rd.extend(cell(&types[i % 3], &mut r));
-    }
-    let (mut td, mut truth) = (Vec::new(), Vec::new());
-    for i in 0..n_tgt {
-        let is_anom = r.next() < frac;
-        truth.push(is_anom);
-        td.extend(if is_anom { cell(&anomaly, &mut r) } else { cell(&types[i % 3], &mut r) });
-    }
-    let names: Vec<String> = (0..genes).map(|g| format!("G{g}")).collect();
-    let ds = |data: Vec<f32>, n: usize, prefix: &str| Dataset {
-        x: Matrix::Csr(CsrMatrix::from_dense(&DenseMatrix { rows: n, cols: genes, data })),
-        cell_names: (0..n).map(|i| format!("{prefix}{i}")).collect(),
-        gene_names: names.clone(),
-        obs: vec![],
-    };
-    (ds(rd, n_ref, "r"), ds(td, n_tgt, "t"), truth)
-}
 
 /// Module I with each GEMM precision on the emulated CUDA backend: scores
 /// against the f32 run and AUROC against the truth. Reduced widths and
