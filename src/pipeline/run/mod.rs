@@ -543,21 +543,10 @@ pub fn subtype_anomalies<B: Backend>(
 
 /// `r = x − G(x)`, generator in eval mode, `chunk` rows at a time.
 fn residuals<B: Backend>(be: &B, generator: &mut Generator<B>, x: &DenseMatrix, chunk: usize) -> Result<DenseMatrix> {
-    let (n, g) = (x.rows, x.cols);
-    if g != generator.cfg.genes {
-        return Err(Error::invalid(format!("{g} genes given, the generator has {}", generator.cfg.genes)));
-    }
-    let mut out = x.clone();
-    let mut r0 = 0;
-    while r0 < n {
-        let r = chunk.max(1).min(n - r0);
-        let rows = &mut out.data[r0 * g..(r0 + r) * g];
-        let xb = be.upload(rows);
-        let xh = be.download(generator.forward(be, &xb, r, false));
-        rows.iter_mut().zip(&xh).for_each(|(a, b)| *a -= b);
-        r0 += r;
-    }
-    Ok(out)
+    // Module I's deviation pass, held in memory (the anomalies are few).
+    let dev = crate::model::scorer::compute_deviations(be, generator, x, chunk.max(1), usize::MAX, &std::env::temp_dir())?;
+    let data = dev.cache.in_memory().ok_or_else(|| Error::Other("internal: residuals spilled to disk".into()))?.to_vec();
+    Ok(DenseMatrix { rows: x.rows, cols: x.cols, data })
 }
 
 /// Each batch's kin shift `[n_batches, genes]`: for every gene, the mean
