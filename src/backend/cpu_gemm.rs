@@ -3,13 +3,13 @@
 //!
 //! Threading: `gemm` can parallelise internally over rayon, or C can be split
 //! into one block of rows/columns per thread with a single-threaded `gemm`
-//! each. On the shared 2-core development machine (benches/gemm.rs, best of
-//! 40–100 interleaved runs) the strategies were within noise of each other
-//! (all 175–200 GFLOP/s on the 128×3000×512 shapes in quiet moments); the
-//! split was ahead for plain (N, N) products and `gemm`'s own threading for
-//! products with a transposed operand, which is what
-//! [`GemmThreading::Auto`] (the default) does. Products under ~2 MFLOP run
-//! single-threaded.
+//! each. On the 2-core development machine the column split was the fastest
+//! or within noise of it at every shape of a training iteration (the critic's
+//! 128×256×3000 product above all), so [`GemmThreading::Auto`] (the
+//! default) splits columns, or rows for tall narrow outputs. Products under
+//! ~2 MFLOP run single-threaded; vector shapes (`m = 1` or `k = 1`: the
+//! spectral norm's power iteration and rank-1 corrections, row broadcasts)
+//! take plain loops.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -95,6 +95,13 @@ pub(crate) fn gemm(threading: GemmThreading, g: &Gemm, a: &[f32], b: &[f32], c: 
     let ap = a.as_ptr().wrapping_add(g.a_off);
     let bp = b.as_ptr().wrapping_add(g.b_off);
     let cp = c.as_mut_ptr().wrapping_add(g.c_off);
+    // Vector shapes (rank-1 updates, GEMVs, dots) are memory-bound: the
+    // blocked kernels' packing costs more than the product.
+    if g.k == 1 || g.m == 1 {
+        // SAFETY: extents checked above.
+        unsafe { vector_shape(g, ap, sa, bp, sb, cp) };
+        return;
+    }
     let threads = rayon::current_num_threads();
     let flops = 2.0 * g.m as f64 * g.n as f64 * g.k as f64;
     // Below ~2 MFLOP threading costs more than it saves.
@@ -109,16 +116,86 @@ pub(crate) fn gemm(threading: GemmThreading, g: &Gemm, a: &[f32], b: &[f32], c: 
         GemmThreading::RowSplit => split(g, ap, sa, bp, sb, cp, true, threads),
         GemmThreading::ColSplit => split(g, ap, sa, bp, sb, cp, false, threads),
         GemmThreading::Auto => {
-            // Measured on 2 cores (benches/gemm.rs): splitting C in blocks
-            // wins for a plain (N, N) product; for products with a
-            // transposed operand `gemm`'s own packing-aware threading wins.
-            if g.ta == Trans::N && g.tb == Trans::N {
-                split(g, ap, sa, bp, sb, cp, g.m >= g.n, threads)
-            } else {
-                unsafe { raw(g.m, g.n, g.k, ap, sa, bp, sb, cp, g.ldc, g.alpha, g.beta, Parallelism::Rayon(threads)) }
-            }
+            // Measured on 2 cores at the model's shapes in one training
+            // iteration (best of 30, interleaved): one single-threaded
+            // `gemm` per block of columns of C was fastest or within 5 % of
+            // the fastest for every shape (128×256×3000 NT: 196 GFLOP/s vs
+            // 141 for `gemm`'s own threading); tall narrow outputs split by rows.
+            split(g, ap, sa, bp, sb, cp, g.n * 4 < g.m, threads)
         }
     }
+}
+
+/// `C = alpha·op(A)·op(B) + beta·C` when `k == 1` (outer product) or
+/// `m == 1` (row vector times matrix): plain loops, rows or columns of C
+/// spread over rayon tasks when large.
+///
+/// # Safety
+/// Pointers and strides must describe the extents checked by the caller.
+unsafe fn vector_shape(g: &Gemm, ap: *const f32, sa: (isize, isize), bp: *const f32, sb: (isize, isize), cp: *mut f32) {
+    let (ap, bp, cp) = (Ptr(ap as *mut f32), Ptr(bp as *mut f32), Ptr(cp));
+    let (alpha, beta) = (g.alpha, g.beta);
+    let update = move |c: *mut f32, v: f32| unsafe { *c = if beta == 0.0 { alpha * v } else { alpha * v + beta * *c } };
+    let large = g.m * g.n * g.k >= 1 << 16;
+    if g.k == 1 {
+        // C[i, j] = α a_i b_j + β C[i, j], one task per block of rows.
+        let row = move |i: usize| unsafe {
+            let a = *ap.get().offset(i as isize * sa.0);
+            let c = cp.get().add(i * g.ldc);
+            for j in 0..g.n {
+                update(c.add(j), a * *bp.get().offset(j as isize * sb.1));
+            }
+        };
+        if large { (0..g.m).into_par_iter().with_min_len(8).for_each(row) } else { (0..g.m).for_each(row) }
+        return;
+    }
+    // m == 1: c_j = α Σ_l a_l op(B)[l, j] + β c_j, one task per block of
+    // columns.
+    let contiguous_rows = sb.1 == 1;
+    let block = if contiguous_rows { 512 } else { 32 };
+    let cols = move |t: usize| unsafe {
+        let (lo, hi) = (t * block, ((t + 1) * block).min(g.n));
+        let a = |l: usize| *ap.get().offset(l as isize * sa.1);
+        if contiguous_rows {
+            // Rows of op(B) contiguous: axpy along them.
+            let mut acc = [0.0f32; 512];
+            let acc = &mut acc[..hi - lo];
+            for l in 0..g.k {
+                let b = std::slice::from_raw_parts(bp.get().offset(l as isize * sb.0).add(lo), hi - lo);
+                let al = a(l);
+                acc.iter_mut().zip(b).for_each(|(s, &bv)| *s += al * bv);
+            }
+            for (j, &s) in acc.iter().enumerate() {
+                update(cp.get().add(lo + j), s);
+            }
+        } else {
+            // op(B) = Bᵀ: one dot product along each stored row of B.
+            for j in lo..hi {
+                let b = bp.get().offset(j as isize * sb.1);
+                let d = if sa.1 == 1 && sb.0 == 1 {
+                    dot(std::slice::from_raw_parts(ap.get(), g.k), std::slice::from_raw_parts(b, g.k))
+                } else {
+                    (0..g.k).map(|l| a(l) * *b.offset(l as isize * sb.0)).sum()
+                };
+                update(cp.get().add(j), d);
+            }
+        }
+    };
+    let nblocks = g.n.div_ceil(block);
+    if large { (0..nblocks).into_par_iter().for_each(cols) } else { (0..nblocks).for_each(cols) }
+}
+
+/// `Σ a_l b_l` with eight running sums (vectorises).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// One single-threaded `gemm` per block of rows (or columns) of C.

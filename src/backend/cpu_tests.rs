@@ -35,7 +35,9 @@ fn naive_gemm(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
 
 #[test]
 fn gemm_all_layouts() {
-    let shapes = [(1, 1, 1), (7, 5, 3), (33, 17, 65), (130, 70, 9), (64, 300, 40), (5, 129, 257)];
+    // The vector shapes (m = 1 or k = 1) take the plain-loop path, small and
+    // large enough to be split over tasks.
+    let shapes = [(1, 1, 1), (7, 5, 3), (33, 17, 65), (130, 70, 9), (64, 300, 40), (5, 129, 257), (1, 9, 7), (1, 700, 300), (1, 1, 5000), (6, 4, 1), (300, 600, 1)];
     let mut seed = 1;
     for &(m, n, k) in &shapes {
         for ta in [Trans::N, Trans::T] {
