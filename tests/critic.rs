@@ -389,3 +389,45 @@ fn power_iteration_once_per_training_forward() {
     c.forward(&be, &x, 3, true);
     assert_eq!(values(&be, &mut c), u2, "frozen spectral norm must not iterate");
 }
+
+/// `Critic::wgan_gp_step` (the GP's first-layer product formed from the real
+/// and fake products) gives the gradients, sums, GP, and u, v of the plain
+/// sequence forward/backward on real, on fake, then `gradient_penalty`,
+/// with dropout and the power iteration running, over three steps.
+#[test]
+fn wgan_gp_step_matches_the_plain_sequence() {
+    let be = CpuBackend::new();
+    let cfg = CriticConfig { in_dim: 300, hidden: 64, out_dim: 16, slope: 0.2, dropout: 0.1 };
+    let (b, g) = (24, cfg.in_dim);
+    let mut plain = Critic::new(&be, &cfg, &mut Stream::new(3)).with_input_grad(false);
+    let mut fast = Critic::new(&be, &cfg, &mut Stream::new(3)).with_input_grad(false);
+    let n = (b * cfg.out_dim) as f32;
+    let dy_real = be.upload(&vec![-1.0 / n; b * cfg.out_dim]);
+    let dy_fake = be.upload(&vec![1.0 / n; b * cfg.out_dim]);
+    for step in 0..3u64 {
+        let real = be.upload(&host_input(b, g, 10 + step));
+        let fake = be.upload(&host_input(b, g, 20 + step));
+        zero_grads(&be, &mut plain);
+        zero_grads(&be, &mut fast);
+        let sr = be.sum(plain.forward(&be, &real, b, true)) as f64;
+        plain.backward(&be, &dy_real);
+        let sf = be.sum(plain.forward(&be, &fake, b, true)) as f64;
+        plain.backward(&be, &dy_fake);
+        let gp = plain.gradient_penalty(&be, &real, &fake, b, 10.0, 77, step * 100);
+        let (fr, ff, fgp) = fast.wgan_gp_step(&be, &real, &fake, b, &dy_real, &dy_fake, 10.0, 77, step * 100);
+        assert!((sr - fr).abs() < 1e-5 * sr.abs().max(1.0) && (sf - ff).abs() < 1e-5 * sf.abs().max(1.0), "sums {sr} {fr} / {sf} {ff}");
+        assert!((gp - fgp).abs() < 1e-5 * gp.abs().max(1.0), "GP {gp} vs {fgp}");
+        let (gw, gf) = (grads(&be, &mut plain), grads(&be, &mut fast));
+        for (k, want) in &gw {
+            let got = &gf[k];
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+            let err = want.iter().zip(got).fold(0.0f32, |m, (a, c)| m.max((a - c).abs())) / scale;
+            assert!(err < 1e-4, "step {step} {k}: relative error {err}");
+        }
+        let (vw, vf) = (values(&be, &mut plain), values(&be, &mut fast));
+        for (k, want) in vw.iter().filter(|(k, _)| k.ends_with("_u") || k.ends_with("_v")) {
+            let err = want.iter().zip(&vf[k]).fold(0.0f32, |m, (a, c)| m.max((a - c).abs()));
+            assert!(err < 1e-5, "step {step} {k}: {err}");
+        }
+    }
+}

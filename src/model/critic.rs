@@ -146,6 +146,12 @@ pub struct Critic<B: Backend> {
     gbar: B::Buf,
     eta: B::Buf,
     ones: B::Buf,
+    /// [`Critic::wgan_gp_step`] scratch, `[batch, hidden]`: the first
+    /// layer's product on the real cells, a difference of products, η
+    /// broadcast along rows.
+    z_real: B::Buf,
+    z_diff: B::Buf,
+    z_rowf: B::Buf,
 }
 
 impl<B: Backend> Critic<B> {
@@ -172,6 +178,9 @@ impl<B: Backend> Critic<B> {
             gbar: be.zeros(0),
             eta: be.zeros(0),
             ones: be.zeros(0),
+            z_real: be.zeros(0),
+            z_diff: be.zeros(0),
+            z_rowf: be.zeros(0),
         }
     }
 
@@ -261,12 +270,7 @@ impl<B: Backend> Critic<B> {
         for b in [&mut self.xt, &mut self.diff, &mut self.rowf, &mut self.g, &mut self.gbar] {
             ensure(be, b, n);
         }
-        // Ones: a `[1, in]` row for the broadcasts and `dy = 1: [batch, out]`.
-        let n_ones = nin.max(batch * nout);
-        if be.len(&self.ones) != n_ones {
-            self.ones = be.zeros(n_ones);
-            be.fill(&mut self.ones, 1.0);
-        }
+        self.ensure_ones(be, nin.max(batch * nout));
 
         // x̃ = x_fake + η ⊙_rows (x_real − x_fake).
         be.copy(x_fake, 0, &mut self.g, 0, n);
@@ -280,7 +284,92 @@ impl<B: Backend> Critic<B> {
         let xt = std::mem::replace(&mut self.xt, be.zeros(0));
         self.forward(be, &xt, batch, true);
         self.xt = xt;
+        self.penalty_passes(be, batch, lambda)
+    }
 
+    /// The gradient of one critic step, `∂/∂θ [−mean D(real) + mean D(fake)
+    /// + λ·GP]`, accumulated into the parameter gradients; returns
+    /// `(Σ D(real), Σ D(fake), GP)` (sums over `[batch, out]`; GP unweighted).
+    /// `dy_real`, `dy_fake: [batch, out]` are the output gradients
+    /// (`∓1/(batch·out)`); η as in [`Critic::gradient_penalty`].
+    ///
+    /// The same as `forward(real)`, `backward(dy_real)`, `forward(fake)`,
+    /// `backward(dy_fake)`, `gradient_penalty(real, fake)` (tested to
+    /// rounding), one `[batch, G]×[G, hidden]` product cheaper: the first
+    /// layer is linear, so its product on `x̃ = η x + (1−η) x̂` is formed
+    /// from the two products already computed, each rescaled to the GP
+    /// forward's σ (the power iteration runs before every forward, so the
+    /// three σ differ slightly): `x̃·W_sn,gpᵀ = η σ_r/σ_gp · z_real +
+    /// (1−η) σ_f/σ_gp · z_fake` row by row, and `x̃` itself is never formed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn wgan_gp_step(
+        &mut self,
+        be: &B,
+        real: &B::Buf,
+        fake: &B::Buf,
+        batch: usize,
+        dy_real: &B::Buf,
+        dy_fake: &B::Buf,
+        lambda: f32,
+        seed: u64,
+        offset: u64,
+    ) -> (f64, f64, f32) {
+        let (h, n) = (self.cfg.hidden, batch * self.cfg.hidden);
+        let sum_real = be.sum(self.forward(be, real, batch, true)) as f64;
+        let sigma_r = self.l1.sigma();
+        ensure(be, &mut self.z_real, n);
+        be.copy(self.l1.z(), 0, &mut self.z_real, 0, n);
+        self.backward(be, dy_real);
+        let sum_fake = be.sum(self.forward(be, fake, batch, true)) as f64;
+        let sigma_f = self.l1.sigma();
+        self.backward(be, dy_fake);
+
+        let mut eta = std::mem::replace(&mut self.eta, be.zeros(0));
+        ensure(be, &mut eta, batch);
+        be.fill_uniform(&mut eta, seed, offset, 0.0, 1.0);
+        self.ensure_ones(be, h);
+        for b in [&mut self.z_diff, &mut self.z_rowf] {
+            ensure(be, b, n);
+        }
+        // The fake forward's product is still in l1.z: z̃ = c_f z_f + η ⊙ (c_r z_r − c_f z_f).
+        let Critic { l1, z_real, z_diff: diff, z_rowf: rowf, ones, freeze_sn, .. } = self;
+        let fz = *freeze_sn;
+        l1.forward_product(be, batch, true, fz, |be, sigma_gp, z| {
+            let (c_r, c_f) = (sigma_r / sigma_gp, sigma_f / sigma_gp);
+            be.copy(z_real, 0, diff, 0, n);
+            be.scale(c_r, diff);
+            be.axpy(-c_f, z, diff);
+            row_broadcast(be, &eta, ones, batch, h, rowf);
+            be.scale(c_f, z);
+            be.mul(rowf, diff, z_real);
+            be.axpy(1.0, z_real, z);
+        });
+        self.l2.forward(be, &self.l1.y, None, batch, true, fz);
+        self.l3.forward(be, &self.l2.y, None, batch, true, fz);
+        self.l4.forward(be, &self.l3.y, Some(&self.l2.y), batch, true, fz);
+        self.eta = eta;
+        let gp = self.penalty_passes(be, batch, lambda);
+        (sum_real, sum_fake, gp)
+    }
+
+    /// At least `n` ones: a `[1, in]` row for the broadcasts and `dy = 1:
+    /// [batch, out]`.
+    fn ensure_ones(&mut self, be: &B, n: usize) {
+        if be.len(&self.ones) < n {
+            self.ones = be.zeros(n);
+            be.fill(&mut self.ones, 1.0);
+        }
+    }
+
+    /// The GP after its forward: the backward with `dy = 1` to `g = ∂s/∂x̃`,
+    /// the value, and the tangent pass accumulating `λ·∂GP/∂W_l`.
+    fn penalty_passes(&mut self, be: &B, batch: usize, lambda: f32) -> f32 {
+        let (nin, nout) = (self.cfg.in_dim, self.cfg.out_dim);
+        let n = batch * nin;
+        for b in [&mut self.rowf, &mut self.g, &mut self.gbar] {
+            ensure(be, b, n);
+        }
+        self.ensure_ones(be, nin.max(batch * nout));
         // Backward with dy = 1 (no parameter gradients): Δ_l and g.
         let no = batch * nout;
         for l in [&mut self.l1, &mut self.l2, &mut self.l3, &mut self.l4] {

@@ -113,6 +113,11 @@ impl<B: Backend> SnLayer<B> {
         self.sigma
     }
 
+    /// `x·W_snᵀ (+ residual)` of the last forward, `[batch, out]`.
+    pub fn z(&self) -> &B::Buf {
+        &self.z
+    }
+
     /// Forward; `residual: [batch, out]` is added before bias and activation.
     /// In training, one power iteration unless `frozen`, and a fresh dropout
     /// draw.
@@ -138,6 +143,28 @@ impl<B: Backend> SnLayer<B> {
             None => self.res = None,
         }
         be.gemm(&g, &self.x, &self.weight.value, &mut self.z);
+        self.activate(be, batch, train);
+    }
+
+    /// Forward from a given product `z = x·W_snᵀ: [batch, out]` of this
+    /// forward's `σ` (no residual): the power iteration (unless `frozen`)
+    /// and σ first, then `make_z(σ, z)` fills `z`, then bias, activation
+    /// and a fresh dropout draw as in [`SnLayer::forward`]. The input copy is
+    /// not updated, so only the GP's passes may follow, not a backward.
+    pub fn forward_product(&mut self, be: &B, batch: usize, train: bool, frozen: bool, make_z: impl FnOnce(&B, f32, &mut B::Buf)) {
+        self.batch = batch;
+        self.train = train;
+        self.spectral_weight(be, train && !frozen);
+        self.res = None;
+        ensure(be, &mut self.z, batch * self.nout);
+        ensure(be, &mut self.y, batch * self.nout);
+        make_z(be, self.sigma, &mut self.z);
+        self.activate(be, batch, train);
+    }
+
+    /// `y = drop(LReLU(z + b))` with a fresh dropout draw in training.
+    fn activate(&mut self, be: &B, batch: usize, train: bool) {
+        let nout = self.nout;
         self.mask = (train && self.dropout > 0.0).then(|| {
             let offset = self.rng.take(batch * nout);
             DropoutMask { p: self.dropout, seed: self.rng.seed, offset }
