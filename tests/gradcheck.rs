@@ -358,3 +358,29 @@ fn wrong_gradient_is_caught() {
     let errs = run(&dense_check(cfg, true, 5, 4), 1.0);
     assert!(errs.iter().all(|(_, e)| *e < TOL), "{errs:?}");
 }
+
+/// A dense layer told to reuse its product (same input, same weights) gives
+/// bit for bit the output and gradients of a full second forward: BN
+/// statistics and the fresh dropout draw still run.
+#[test]
+fn dense_product_reuse_is_exact() {
+    let be = CpuBackend::new();
+    let cfg = DenseConfig::linear().init(Init::XavierNormal).bn().act(Act::LeakyRelu(0.2)).dropout(0.1);
+    let (b, nin, nout) = (16, 40, 24);
+    let mut full = Dense::new(&be, nin, nout, cfg, &mut Stream::new(9));
+    let mut reused = Dense::new(&be, nin, nout, cfg, &mut Stream::new(9));
+    let mut h = vec![0.0; b * nin];
+    rng::fill_normal(4, 0, 0.0, 1.0, &mut h);
+    let x = be.upload(&h);
+    full.forward(&be, &x, b, true);
+    reused.forward(&be, &x, b, true);
+    let want = be.download(full.forward(&be, &x, b, true));
+    reused.reuse_product_once();
+    // The promise covers the input: a different buffer is not even read.
+    let got = be.download(reused.forward(&be, &be.zeros(b * nin), b, true));
+    assert_eq!(want, got);
+    let dy = be.upload(&vec![0.5; b * nout]);
+    full.backward(&be, &dy);
+    reused.backward(&be, &dy);
+    assert_eq!(be.download(&full.weight.grad), be.download(&reused.weight.grad));
+}

@@ -294,6 +294,9 @@ impl<B: Backend> GanGenerator<B> for StyleGenerator<B> {
     fn backward_batch(&mut self, be: &B, dy: &B::Buf) {
         self.backward(be, dy)
     }
+    fn reuse_input_product_once(&mut self) {
+        self.encoder.reuse_first_product_once();
+    }
 }
 
 /// Names as the PyTorch module would: `encoder.*`, `decoder.*`, `style`.

@@ -81,6 +81,9 @@ pub trait GanGenerator<B: Backend>: Module<B> {
     /// Backward of the last forward from `dy = ∂L/∂x̂` (parameter gradients
     /// accumulate; no input gradient).
     fn backward_batch(&mut self, be: &B, dy: &B::Buf);
+    /// Promise that the next forward sees the same input batch and weights
+    /// as the last: the input layer may reuse its product.
+    fn reuse_input_product_once(&mut self);
 }
 
 impl<B: Backend> GanGenerator<B> for Generator<B> {
@@ -89,6 +92,9 @@ impl<B: Backend> GanGenerator<B> for Generator<B> {
     }
     fn backward_batch(&mut self, be: &B, dy: &B::Buf) {
         self.backward(be, dy)
+    }
+    fn reuse_input_product_once(&mut self) {
+        self.encoder.reuse_first_product_once();
     }
 }
 
@@ -152,8 +158,9 @@ impl<B: Backend> AdversarialStep<B> {
     /// twice, Module III a target cell and its kin reference cell):
     ///
     /// 1. a generator step on `L_G = λ_rec·mean|target − G(x)| − λ_adv·mean D(G(x))`
-    ///    (the critic's parameters receive gradients too but are zeroed
-    ///    before its own step), then `after_g(generator)`;
+    ///    (the critic's parameter gradients, which PyTorch would compute and
+    ///    then zero before the critic's step, are skipped), then
+    ///    `after_g(generator)`;
     /// 2. `n_critic` critic steps on `L_D = −mean D(target) + mean D(x̂) +
     ///    λ_gp·GP` with x̂ recomputed in training mode and detached; the GP
     ///    interpolates between `target` (real) and x̂.
@@ -181,9 +188,13 @@ impl<B: Backend> AdversarialStep<B> {
         let xhat = generator.forward_batch(be, x, batch, true);
         let rec = self.l1.forward_backward(be, xhat, target, w.rec) as f64;
         let adv = -mean_of(be, critic.forward(be, xhat, batch, true));
+        // Only ∂D/∂x̂ is needed: the critic's own gradients are zeroed
+        // before its step anyway, so skip its weight-gradient GEMMs.
         critic.need_input_grad = true;
+        critic.need_param_grads = false;
         let dx_adv = critic.backward(be, &self.dy_adv);
         be.add(self.l1.grad(), dx_adv, &mut self.grad);
+        critic.need_param_grads = true;
         generator.backward_batch(be, &self.grad);
         opt_g.step(be, generator);
         after_g(be, generator);
@@ -191,16 +202,20 @@ impl<B: Backend> AdversarialStep<B> {
         // Critic steps (their backward needs no input gradient).
         critic.need_input_grad = false;
         let (mut d_loss, mut gp_sum) = (0.0, 0.0);
-        for _ in 0..w.n_critic {
+        for step in 0..w.n_critic {
+            // The generator and x are unchanged between critic steps, so
+            // its input layer's product is computed once.
+            if step > 0 {
+                generator.reuse_input_product_once();
+            }
             let xhat = generator.forward_batch(be, x, batch, true);
             be.copy(xhat, 0, &mut self.fake, 0, batch * g);
             params::zero_grads(be, critic);
-            let real = mean_of(be, critic.forward(be, target, batch, true));
-            critic.backward(be, &self.dy_neg);
-            let fake = mean_of(be, critic.forward(be, &self.fake, batch, true));
-            critic.backward(be, &self.dy_pos);
             let offset = self.gp_rng.take(batch);
-            let gp = critic.gradient_penalty(be, target, &self.fake, batch, w.gp, self.gp_rng.seed, offset) as f64;
+            let (seed, n) = (self.gp_rng.seed, (batch * out) as f64);
+            let (real, fake, gp) =
+                critic.wgan_gp_step(be, target, &self.fake, batch, &self.dy_neg, &self.dy_pos, w.gp, seed, offset);
+            let (real, fake, gp) = (real / n, fake / n, gp as f64);
             opt_d.step(be, critic);
             d_loss += -real + fake + w.gp as f64 * gp;
             gp_sum += gp;

@@ -116,6 +116,8 @@ pub struct Dense<B: Backend> {
     /// (true, as PyTorch). Turned off to hold u, v fixed, e.g. for the second
     /// pass of a gradient penalty or a finite-difference check.
     pub power_iteration: bool,
+    /// One-shot: the next forward reuses the last product `x·Wᵀ`.
+    reuse_product: bool,
     /// State-dict names of the Linear and of the BN inside the parent
     /// (e.g. `"0"` and `"1"` in an `nn.Sequential`).
     pub linear_name: String,
@@ -194,6 +196,7 @@ impl<B: Backend> Dense<B> {
             sn,
             need_input_grad: true,
             power_iteration: true,
+            reuse_product: false,
             linear_name: String::new(),
             bn_name: String::new(),
             rng: rng.fork(tag),
@@ -253,28 +256,42 @@ impl<B: Backend> Dense<B> {
         self.forward_res(be, x, None, batch, train)
     }
 
+    /// Promise that the next forward has the same input and weights as the
+    /// last one (the critic steps of an adversarial iteration run the
+    /// unchanged generator on the same batch): it then skips the input copy
+    /// and the GEMM and applies bias, BN, activation and a fresh dropout
+    /// draw to the kept product. One-shot; the caller keeps the promise.
+    pub fn reuse_product_once(&mut self) {
+        self.reuse_product = true;
+    }
+
     /// Forward with `residual: [batch, out]` added to the product before
     /// bias/BN/activation (`y = act(x·Wᵀ + residual + b)` for a ResBlock's
     /// last layer).
     pub fn forward_res(&mut self, be: &B, x: &B::Buf, residual: Option<&B::Buf>, batch: usize, train: bool) -> &B::Buf {
         let (nin, nout) = (self.in_features, self.out_features);
         assert!(be.len(x) >= batch * nin, "Dense forward: input shorter than batch·in");
+        let reuse = std::mem::take(&mut self.reuse_product);
+        if reuse {
+            assert!(batch == self.batch && residual.is_none() && self.sn.is_none(), "Dense: product reuse needs the last forward's shape, no residual, no spectral norm");
+        } else {
+            if let Some(sn) = &mut self.sn {
+                spectral_weight(be, &self.weight.value, sn, nout, nin, train && self.power_iteration);
+            }
+            ensure(be, &mut self.x, batch * nin);
+            be.copy(x, 0, &mut self.x, 0, batch * nin);
+            ensure(be, &mut self.z, batch * nout);
+            let mut g = Gemm::new(Trans::N, Trans::T, batch, nout, nin);
+            if let Some(r) = residual {
+                be.copy(r, 0, &mut self.z, 0, batch * nout);
+                g = g.beta(1.0);
+            }
+            let w = self.sn.as_ref().map_or(&self.weight.value, |s| &s.w_sn);
+            be.gemm(&g, &self.x, w, &mut self.z);
+        }
         self.batch = batch;
         self.train = train;
-        if let Some(sn) = &mut self.sn {
-            spectral_weight(be, &self.weight.value, sn, nout, nin, train && self.power_iteration);
-        }
-        ensure(be, &mut self.x, batch * nin);
-        be.copy(x, 0, &mut self.x, 0, batch * nin);
-        ensure(be, &mut self.z, batch * nout);
         ensure(be, &mut self.y, batch * nout);
-        let mut g = Gemm::new(Trans::N, Trans::T, batch, nout, nin);
-        if let Some(r) = residual {
-            be.copy(r, 0, &mut self.z, 0, batch * nout);
-            g = g.beta(1.0);
-        }
-        let w = self.sn.as_ref().map_or(&self.weight.value, |s| &s.w_sn);
-        be.gemm(&g, &self.x, w, &mut self.z);
         self.mask = (train && self.cfg.dropout > 0.0).then(|| {
             let offset = self.rng.take(batch * nout);
             DropoutMask { p: self.cfg.dropout, seed: self.rng.seed, offset }

@@ -68,6 +68,15 @@ impl<B: Backend> Sequential<B> {
         }
     }
 
+    /// Promise that the next forward has the same input and the same
+    /// first-layer weights as the last one: a first dense layer then reuses
+    /// its product (see [`Dense::reuse_product_once`]).
+    pub fn reuse_first_product_once(&mut self) {
+        if let Some(Stage::Dense(d)) = self.stages.first_mut() {
+            d.reuse_product_once();
+        }
+    }
+
     pub fn forward<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
         let mut cur = x;
         for s in self.stages.iter_mut() {
