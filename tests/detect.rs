@@ -215,33 +215,42 @@ fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
 
 /// Seconds per training iteration (one G step + 2 critic steps with GP) at
 /// the authors' shapes: batch 128, 3000 genes, in the prepare and memory
-/// phases. Run with `cargo test --release --test detect iteration_time -- --ignored --nocapture`.
+/// phases; median and best of `ITERATIONS` (default 30) after 3 warm-up
+/// iterations, as scripts/bench_torch_iteration.py prints them. The input
+/// has a fraction `DENSITY` (default 0.1) of non-zeros, U(1, 3).
+/// Run with `cargo test --release --test detect iteration_time -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn iteration_time() {
     use acsleuth::backend::{Backend, CpuBackend};
     use acsleuth::model::train::Trainer;
+    let env = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (steps, density) = (env("ITERATIONS", 30.0) as usize, env("DENSITY", 0.1));
     let be = CpuBackend::new();
     let (g, b) = (3000, 128);
     let cfg = DetectConfig::default();
     let mut tr = Trainer::new(&be, &cfg, g);
     let mut r = Rng(5);
-    let host: Vec<f32> = (0..b * g).map(|_| if r.next() < 0.1 { (1.0 + 2.0 * r.next()) as f32 } else { 0.0 }).collect();
+    let host: Vec<f32> = (0..b * g).map(|_| if r.next() < density { (1.0 + 2.0 * r.next()) as f32 } else { 0.0 }).collect();
     let x = be.upload(&host);
     for phase in [false, true] {
         tr.generator.use_memory = phase;
         for _ in 0..3 {
             tr.iteration(&be, &x, b);
         }
-        let n = 20;
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            tr.iteration(&be, &x, b);
-        }
+        let mut times: Vec<f64> = (0..steps)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                tr.iteration(&be, &x, b);
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
         eprintln!(
-            "{} phase: {:.3} s per iteration ({} threads)",
+            "acsleuth {} phase: median {:.3} s, best {:.3} s per iteration over {steps} ({} threads, density {density})",
             if phase { "memory" } else { "prepare" },
-            t.elapsed().as_secs_f64() / n as f64,
+            times[steps / 2],
+            times[0],
             rayon::current_num_threads()
         );
     }
