@@ -168,6 +168,27 @@ fn dense_bn_lrelu_dropout_train() {
     assert_ok("linear+bn+lrelu+dropout", dense_check(cfg, true, 5, 4));
 }
 
+/// The input layer with its weight stored transposed (`sparse_input`):
+/// same gradients (input included), and the same function as the default
+/// storage from the same seed (checkpoint layout unchanged).
+#[test]
+fn dense_sparse_input() {
+    let cfg = DenseConfig::linear().init(Init::XavierNormal).bn().act(Act::LeakyRelu(0.2)).dropout(0.3);
+    assert_ok("linear+bn+lrelu+dropout, sparse input", dense_check(cfg.sparse_input(), true, 5, 4));
+    let be = CpuBackend::new();
+    let mut plain = Dense::new(&be, 70, 9, cfg, &mut Stream::new(2));
+    let mut sparse = Dense::new(&be, 70, 9, cfg.sparse_input(), &mut Stream::new(2));
+    assert_eq!(plain.weight.torch_values(&be), sparse.weight.torch_values(&be));
+    let x = CpuBuf(rnd(BATCH * 70, 3, 1.0).iter().map(|&v| if v > 0.5 { v } else { 0.0 }).collect());
+    let (a, b) = (plain.forward(&be, &x, BATCH, true).0.clone(), sparse.forward(&be, &x, BATCH, true).0.clone());
+    assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-5));
+    let dy = CpuBuf(rnd(BATCH * 9, 4, 1.0));
+    plain.backward(&be, &dy);
+    sparse.backward(&be, &dy);
+    let (ga, gb) = (plain.weight.torch_layout(&be, &plain.weight.grad), sparse.weight.torch_layout(&be, &sparse.weight.grad));
+    assert!(ga.iter().zip(&gb).all(|(p, q)| (p - q).abs() < 1e-5));
+}
+
 #[test]
 fn dense_bn_eval() {
     let cfg = DenseConfig::linear().bn().act(Act::LeakyRelu(0.2)).dropout(0.3);

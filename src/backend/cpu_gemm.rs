@@ -102,6 +102,12 @@ pub(crate) fn gemm(threading: GemmThreading, g: &Gemm, a: &[f32], b: &[f32], c: 
         unsafe { vector_shape(g, ap, sa, bp, sb, cp) };
         return;
     }
+    // A mostly-zero left operand (an expression batch): skip its zeros.
+    // SAFETY: extents checked above.
+    let parallel = threading != GemmThreading::Single;
+    if unsafe { super::cpu_sparse::try_sparse_lhs(g, ap, sa, bp, sb, cp, parallel) } {
+        return;
+    }
     let threads = rayon::current_num_threads();
     let flops = 2.0 * g.m as f64 * g.n as f64 * g.k as f64;
     // Below ~2 MFLOP threading costs more than it saves.

@@ -69,6 +69,38 @@ fn gemm_all_layouts() {
     }
 }
 
+/// Large products with a mostly-zero left operand take the zero-skipping
+/// path (cpu_sparse) in both orientations that have one, and denser ones
+/// the dense kernel: all match the naive product.
+#[test]
+fn gemm_sparse_left_operand() {
+    let mut seed = 100;
+    for density in [0.0, 0.04, 0.25, 0.6] {
+        for (ta, tb, m, n, k) in [(Trans::N, Trans::N, 70, 260, 600), (Trans::T, Trans::N, 600, 130, 70), (Trans::N, Trans::T, 70, 260, 600)] {
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0)] {
+                let mut g = Gemm::new(ta, tb, m, n, k).alpha(alpha).beta(beta);
+                g.lda += 3;
+                g.ldc += 2;
+                g.a_off = 5;
+                g.c_off = 7;
+                let (ea, eb, ec) = g.extents();
+                let keep = rnd(ea, seed);
+                let a: Vec<f32> = rnd(ea, seed + 1).iter().zip(&keep).map(|(&v, &u)| if (u + 1.0) / 2.0 < density { v } else { 0.0 }).collect();
+                let b = rnd(eb, seed + 2);
+                let c0 = rnd(ec, seed + 3);
+                seed += 4;
+                let mut want = c0.clone();
+                naive_gemm(&g, &a, &b, &mut want);
+                for t in [GemmThreading::Single, GemmThreading::Auto] {
+                    let mut c = CpuBuf(c0.clone());
+                    CpuBackend::with_gemm_threading(t).gemm(&g, &CpuBuf(a.clone()), &CpuBuf(b.clone()), &mut c);
+                    close(&c.0, &want, 1e-4, &format!("sparse gemm {ta:?}{tb:?} density {density} {t:?}"));
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn gemm_beta_zero_ignores_nan() {
     let be = CpuBackend::new();

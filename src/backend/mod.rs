@@ -27,6 +27,7 @@ pub mod cpu_desc;
 pub mod cuda;
 mod cpu_fused;
 mod cpu_gemm;
+mod cpu_sparse;
 pub mod rng;
 #[cfg(test)]
 mod cpu_tests;

@@ -30,6 +30,12 @@ pub struct DenseConfig {
     /// Dropout probability after the activation (0: none).
     pub dropout: f32,
     pub spectral_norm: bool,
+    /// The layer's input is mostly zeros (log-normalized expression): the
+    /// weight is stored transposed, `[in, out]`, so that `x·Wᵀ` and `∂Wᵀ =
+    /// xᵀ·dz` are products with `x` on the left and contiguous rows on the
+    /// right, which the CPU backend computes by skipping the zeros of `x`.
+    /// Same values, same checkpoint names and layout. Not with spectral norm.
+    pub sparse_input: bool,
     pub init: Init,
     pub bn_eps: f32,
     pub bn_momentum: f32,
@@ -44,6 +50,7 @@ impl DenseConfig {
             act: Act::Identity,
             dropout: 0.0,
             spectral_norm: false,
+            sparse_input: false,
             init: Init::TorchDefault,
             bn_eps: 1e-5,
             bn_momentum: 0.1,
@@ -67,6 +74,10 @@ impl DenseConfig {
     }
     pub fn init(mut self, init: Init) -> Self {
         self.init = init;
+        self
+    }
+    pub fn sparse_input(mut self) -> Self {
+        self.sparse_input = true;
         self
     }
 }
@@ -145,6 +156,10 @@ impl<B: Backend> Dense<B> {
             Init::XavierNormal => init::xavier_normal(be, &mut weight.value, in_features, out_features, rng),
             Init::TorchDefault => init::kaiming_uniform_default(be, &mut weight.value, in_features, rng),
         }
+        if cfg.sparse_input {
+            assert!(!cfg.spectral_norm, "Dense: sparse_input is not offered with spectral norm");
+            weight.store_transposed(be);
+        }
         let bias = cfg.bias.then(|| {
             let mut b = Param::new(be, &[out_features]);
             init::bias_default(be, &mut b.value, in_features, rng);
@@ -218,7 +233,8 @@ impl<B: Backend> Dense<B> {
         self
     }
 
-    /// The effective weight of the last forward (`W` or `W/σ`), `[out, in]`.
+    /// The effective weight of the last forward (`W` or `W/σ`), `[out, in]`
+    /// (`[in, out]` with `sparse_input`).
     /// With the accessors below, this is what a hand-written double backward
     /// (the critic's gradient penalty) needs: activation derivatives and
     /// dropout masks of the first pass are constants of the second.
@@ -281,7 +297,9 @@ impl<B: Backend> Dense<B> {
             ensure(be, &mut self.x, batch * nin);
             be.copy(x, 0, &mut self.x, 0, batch * nin);
             ensure(be, &mut self.z, batch * nout);
-            let mut g = Gemm::new(Trans::N, Trans::T, batch, nout, nin);
+            // x·Wᵀ with W stored [out, in], or x·(Wᵀ stored [in, out]).
+            let tb = if self.cfg.sparse_input { Trans::N } else { Trans::T };
+            let mut g = Gemm::new(Trans::N, tb, batch, nout, nin);
             if let Some(r) = residual {
                 be.copy(r, 0, &mut self.z, 0, batch * nout);
                 g = g.beta(1.0);
@@ -344,9 +362,13 @@ impl<B: Backend> Dense<B> {
             None => (None, None),
         };
         be.fused_backward(&cfg, &self.z, bias, bn, dy, &mut self.dz, dbias);
-        // Weight gradient: dzᵀ·x, [out, in].
+        // Weight gradient: dzᵀ·x, [out, in] (or xᵀ·dz, [in, out], stored transposed).
         let gw = Gemm::new(Trans::T, Trans::N, nout, nin, batch);
         match &mut self.sn {
+            None if self.cfg.sparse_input => {
+                let gt = Gemm::new(Trans::T, Trans::N, nin, nout, batch).beta(1.0);
+                be.gemm(&gt, &self.x, &self.dz, &mut self.weight.grad)
+            }
             None => be.gemm(&gw.beta(1.0), &self.dz, &self.x, &mut self.weight.grad),
             Some(sn) => {
                 be.gemm(&gw, &self.dz, &self.x, &mut sn.g_sn);
@@ -360,14 +382,18 @@ impl<B: Backend> Dense<B> {
         if self.need_input_grad {
             ensure(be, &mut self.dx, batch * nin);
             let w = self.sn.as_ref().map_or(&self.weight.value, |s| &s.w_sn);
-            be.gemm(&Gemm::new(Trans::N, Trans::N, batch, nin, nout), &self.dz, w, &mut self.dx);
+            let tb = if self.cfg.sparse_input { Trans::T } else { Trans::N };
+            be.gemm(&Gemm::new(Trans::N, tb, batch, nin, nout), &self.dz, w, &mut self.dx);
         }
         &self.dx
     }
 
-    /// The effective weight (for tests and inspection).
+    /// The effective weight (for tests and inspection), `[out, in]`.
     pub fn effective_weight(&self, be: &B) -> Vec<f32> {
-        be.download(self.weight_eff())
+        match &self.sn {
+            Some(sn) => be.download(&sn.w_sn),
+            None => self.weight.torch_values(be),
+        }
     }
 }
 

@@ -20,6 +20,11 @@ pub struct Param<B: Backend> {
     /// PyTorch shape, e.g. `[out, in]` for a Linear weight.
     pub shape: Vec<usize>,
     pub trainable: bool,
+    /// A 2-D tensor stored as the transpose of `shape` (`[in, out]` for a
+    /// Linear weight of shape `[out, in]`): the input layers keep their
+    /// weights so, see `DenseConfig::sparse_input`. Checkpoints and
+    /// [`Param::torch_values`] use PyTorch's layout either way.
+    pub transposed: bool,
     /// Adam first/second moments, allocated by the first step.
     pub adam: Option<(B::Buf, B::Buf)>,
 }
@@ -27,7 +32,7 @@ pub struct Param<B: Backend> {
 impl<B: Backend> Param<B> {
     pub fn new(be: &B, shape: &[usize]) -> Self {
         let n = shape.iter().product();
-        Param { value: be.zeros(n), grad: be.zeros(n), shape: shape.to_vec(), trainable: true, adam: None }
+        Param { value: be.zeros(n), grad: be.zeros(n), shape: shape.to_vec(), trainable: true, transposed: false, adam: None }
     }
     /// A persistent non-trainable buffer.
     pub fn buffer(be: &B, shape: &[usize], fill: f32) -> Self {
@@ -36,11 +41,55 @@ impl<B: Backend> Param<B> {
         if fill != 0.0 {
             be.fill(&mut value, fill);
         }
-        Param { value, grad: be.zeros(0), shape: shape.to_vec(), trainable: false, adam: None }
+        Param { value, grad: be.zeros(0), shape: shape.to_vec(), trainable: false, transposed: false, adam: None }
     }
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+
+    /// `buf` (the value or the gradient) in PyTorch's layout, `shape`.
+    pub fn torch_layout(&self, be: &B, buf: &B::Buf) -> Vec<f32> {
+        let v = be.download(buf);
+        match (self.transposed, self.shape.as_slice()) {
+            // Stored [cols, rows]: back to [rows, cols].
+            (true, &[rows, cols]) => transpose(&v, cols, rows),
+            _ => v,
+        }
+    }
+
+    /// The value in PyTorch's layout.
+    pub fn torch_values(&self, be: &B) -> Vec<f32> {
+        self.torch_layout(be, &self.value)
+    }
+
+    /// Set the value from PyTorch's layout.
+    pub fn set_torch_values(&mut self, be: &B, v: &[f32]) {
+        assert_eq!(v.len(), self.numel(), "set_torch_values: wrong length");
+        match (self.transposed, self.shape.as_slice()) {
+            (true, &[rows, cols]) => be.write(&mut self.value, 0, &transpose(v, rows, cols)),
+            _ => be.write(&mut self.value, 0, v),
+        }
+    }
+
+    /// Switch a 2-D parameter (no optimiser state yet) to transposed
+    /// storage, keeping its values.
+    pub fn store_transposed(&mut self, be: &B) {
+        assert!(self.shape.len() == 2 && self.adam.is_none() && !self.transposed, "store_transposed: a fresh 2-D parameter");
+        let v = self.torch_values(be);
+        self.transposed = true;
+        self.set_torch_values(be, &v);
+    }
+}
+
+/// `[rows, cols]` row-major to `[cols, rows]`.
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = v[r * cols + c];
+        }
+    }
+    t
 }
 
 /// Anything that owns named tensors.
@@ -139,7 +188,7 @@ fn to_bytes(v: &[f32]) -> Vec<u8> {
 pub fn save<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path, meta: Option<HashMap<String, String>>) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     m.visit("", &mut |name, p| {
-        tensors.push((name.to_string(), p.shape.clone(), to_bytes(&be.download(&p.value))));
+        tensors.push((name.to_string(), p.shape.clone(), to_bytes(&p.torch_values(be))));
     });
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
@@ -168,7 +217,7 @@ pub fn load<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path) -> Result<()
             return;
         }
         match read_tensor(&st, name, &p.shape) {
-            Ok(v) => be.write(&mut p.value, 0, &v),
+            Ok(v) => p.set_torch_values(be, &v),
             Err(msg) => err = Some(Error::corrupt(path, msg)),
         }
     });
