@@ -16,7 +16,7 @@ type Tensors = BTreeMap<String, Vec<f32>>;
 fn values(be: &CpuBackend, c: &mut Critic<CpuBackend>) -> Tensors {
     let mut m = Tensors::new();
     c.visit("", &mut |n, p| {
-        m.insert(n.to_string(), be.download(&p.value));
+        m.insert(n.to_string(), p.torch_values(be));
     });
     m
 }
@@ -25,7 +25,7 @@ fn grads(be: &CpuBackend, c: &mut Critic<CpuBackend>) -> Tensors {
     let mut m = Tensors::new();
     c.visit("", &mut |n, p| {
         if p.trainable {
-            m.insert(n.to_string(), be.download(&p.grad));
+            m.insert(n.to_string(), p.torch_layout(be, &p.grad));
         }
     });
     m
@@ -35,7 +35,7 @@ fn load(be: &CpuBackend, c: &mut Critic<CpuBackend>, t: &Tensors) {
     c.visit("", &mut |n, p| {
         let v = &t[n];
         assert_eq!(v.len(), p.numel(), "{n}");
-        be.write(&mut p.value, 0, v);
+        p.set_torch_values(be, v);
     });
 }
 

@@ -157,7 +157,9 @@ pub struct Critic<B: Backend> {
 impl<B: Backend> Critic<B> {
     pub fn new(be: &B, cfg: &CriticConfig, rng: &mut Stream) -> Self {
         let (g, h, o, s, p) = (cfg.in_dim, cfg.hidden, cfg.out_dim, cfg.slope, cfg.dropout);
-        let l1 = SnLayer::new(be, g, h, s, p, rng);
+        // The input layer stores W transposed: the real cells' zeros are
+        // skipped in its forward and weight gradient (see nn::DenseConfig::sparse_input).
+        let l1 = SnLayer::new(be, g, h, s, p, rng).sparse_input(be);
         let l2 = SnLayer::new(be, h, o, s, p, rng);
         let l3 = SnLayer::new(be, o, o, s, p, rng);
         let l4 = SnLayer::new(be, o, o, s, 0.0, rng);

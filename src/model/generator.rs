@@ -57,7 +57,8 @@ impl GeneratorConfig {
 pub fn build_encoder<B: Backend>(be: &B, cfg: &GeneratorConfig, rng: &mut Stream) -> Sequential<B> {
     let (g, h, d) = (cfg.genes, cfg.hidden, cfg.latent);
     let block = DenseConfig::linear().init(Init::XavierNormal).bn().act(Act::LeakyRelu(cfg.slope)).dropout(cfg.dropout);
-    let mut encoder = Sequential::new().dense(be, g, h, block, rng).dense(be, h, d, block, rng);
+    // The input layer sees log-normalized expression, mostly zeros.
+    let mut encoder = Sequential::new().dense(be, g, h, block.sparse_input(), rng).dense(be, h, d, block, rng);
     for _ in 0..cfg.n_resblocks {
         encoder = encoder.res(ResBlock::new(be, d, cfg.slope, cfg.dropout, Init::XavierNormal, rng));
     }

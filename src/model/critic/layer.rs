@@ -35,6 +35,9 @@ pub(super) struct SnLayer<B: Backend> {
     pub v: Param<B>,
     slope: f32,
     dropout: f32,
+    /// `W` stored transposed, `[in, out]` (the input layer: see
+    /// [`SnLayer::sparse_input`]).
+    transposed: bool,
     rng: Stream,
     /// Scratch `[out]`, `[in]` for the power iteration.
     t_out: B::Buf,
@@ -89,6 +92,7 @@ impl<B: Backend> SnLayer<B> {
             v,
             slope,
             dropout,
+            transposed: false,
             rng: rng.fork(tag),
             t_out: be.zeros(nout),
             t_in: be.zeros(nin),
@@ -105,6 +109,24 @@ impl<B: Backend> SnLayer<B> {
             delta: be.zeros(0),
             tan: be.zeros(0),
             q: be.zeros(0),
+        }
+    }
+
+    /// Store `W` transposed, `[in, out]`, as `nn::DenseConfig::sparse_input`
+    /// does: the input's zeros are then skipped by the CPU backend in the
+    /// forward and the weight gradient. Same values, same checkpoint layout.
+    pub fn sparse_input(mut self, be: &B) -> Self {
+        self.weight.store_transposed(be);
+        self.transposed = true;
+        self
+    }
+
+    /// `t` for a product with `W` as the right operand, as `W` is stored.
+    fn wt(&self, t: Trans) -> Trans {
+        match (self.transposed, t) {
+            (false, t) => t,
+            (true, Trans::N) => Trans::T,
+            (true, Trans::T) => Trans::N,
         }
     }
 
@@ -131,7 +153,7 @@ impl<B: Backend> SnLayer<B> {
         be.copy(x, 0, &mut self.x, 0, batch * nin);
         ensure(be, &mut self.z, batch * nout);
         ensure(be, &mut self.y, batch * nout);
-        let mut g = Gemm::new(Trans::N, Trans::T, batch, nout, nin).alpha(1.0 / self.sigma);
+        let mut g = Gemm::new(Trans::N, self.wt(Trans::T), batch, nout, nin).alpha(1.0 / self.sigma);
         match residual {
             Some(r) => {
                 let res = self.res.get_or_insert_with(|| be.zeros(0));
@@ -210,7 +232,7 @@ impl<B: Backend> SnLayer<B> {
         }
         if need_dx {
             ensure(be, &mut self.dx, batch * nin);
-            let g = Gemm::new(Trans::N, Trans::N, batch, nin, nout).alpha(1.0 / self.sigma);
+            let g = Gemm::new(Trans::N, self.wt(Trans::N), batch, nin, nout).alpha(1.0 / self.sigma);
             be.gemm(&g, &self.dz, &self.weight.value, &mut self.dx);
         }
     }
@@ -218,7 +240,7 @@ impl<B: Backend> SnLayer<B> {
     /// `out = a·W_sn` (`a: [batch, out]`, `out: [batch, in]`), optionally
     /// `+= out` (`beta = 1`).
     pub fn times_w(&self, be: &B, a: &B::Buf, out: &mut B::Buf, beta: f32) {
-        let g = Gemm::new(Trans::N, Trans::N, self.batch, self.nin, self.nout).alpha(1.0 / self.sigma).beta(beta);
+        let g = Gemm::new(Trans::N, self.wt(Trans::N), self.batch, self.nin, self.nout).alpha(1.0 / self.sigma).beta(beta);
         be.gemm(&g, a, &self.weight.value, out);
     }
 
@@ -238,7 +260,7 @@ impl<B: Backend> SnLayer<B> {
         let n = self.batch * self.nout;
         ensure(be, &mut self.q, n);
         ensure(be, &mut self.tan, n);
-        let g = Gemm::new(Trans::N, Trans::T, self.batch, self.nout, self.nin).alpha(1.0 / self.sigma);
+        let g = Gemm::new(Trans::N, self.wt(Trans::T), self.batch, self.nout, self.nin).alpha(1.0 / self.sigma);
         be.gemm(&g, p_in, &self.weight.value, &mut self.q);
         let mut tan = std::mem::replace(&mut self.tan, be.zeros(0));
         self.mask(be, &self.q, &mut tan);
@@ -252,31 +274,42 @@ impl<B: Backend> SnLayer<B> {
     /// constants. `G = dzᵀ·x` (backward, `p_in = None`) or `Δᵀ·p_in` (GP).
     fn accumulate_sn_grad(&mut self, be: &B, p_in: Option<&B::Buf>, c: f32, scale: f32) {
         let s = scale / self.sigma;
-        let g = Gemm::new(Trans::T, Trans::N, self.nout, self.nin, self.batch).alpha(s).beta(1.0);
-        match p_in {
-            None => be.gemm(&g, &self.dz, &self.x, &mut self.weight.grad),
-            Some(p) => be.gemm(&g, &self.delta, p, &mut self.weight.grad),
+        let (a, x) = match p_in {
+            None => (&self.dz, &self.x),
+            Some(p) => (&self.delta, p),
+        };
+        let grad = &mut self.weight.grad;
+        if self.transposed {
+            // Gᵀ = xᵀ·a and (u vᵀ)ᵀ = v uᵀ, `[in, out]`.
+            be.gemm(&Gemm::new(Trans::T, Trans::N, self.nin, self.nout, self.batch).alpha(s).beta(1.0), x, a, grad);
+            let r1 = Gemm::new(Trans::N, Trans::N, self.nin, self.nout, 1).alpha(-s * c).beta(1.0);
+            be.gemm(&r1, &self.v.value, &self.u.value, grad);
+        } else {
+            be.gemm(&Gemm::new(Trans::T, Trans::N, self.nout, self.nin, self.batch).alpha(s).beta(1.0), a, x, grad);
+            let r1 = Gemm::new(Trans::N, Trans::N, self.nout, self.nin, 1).alpha(-s * c).beta(1.0);
+            be.gemm(&r1, &self.u.value, &self.v.value, grad);
         }
-        let r1 = Gemm::new(Trans::N, Trans::N, self.nout, self.nin, 1).alpha(-s * c).beta(1.0);
-        be.gemm(&r1, &self.u.value, &self.v.value, &mut self.weight.grad);
     }
 
     /// Power iteration (when `iterate`) and `σ = uᵀWv`, as
     /// `torch.nn.utils.spectral_norm`.
     fn spectral_weight(&mut self, be: &B, iterate: bool) {
         let (nin, nout) = (self.nin, self.nout);
+        let (wn, wt) = (self.wt(Trans::N), self.wt(Trans::T));
         let w = &self.weight.value;
         if iterate {
             // v = normalize(Wᵀu): [1, out]·[out, in].
-            be.gemm(&Gemm::new(Trans::N, Trans::N, 1, nin, nout), &self.u.value, w, &mut self.t_in);
+            be.gemm(&Gemm::new(Trans::N, wn, 1, nin, nout), &self.u.value, w, &mut self.t_in);
             normalize(be, &mut self.t_in);
             be.copy(&self.t_in, 0, &mut self.v.value, 0, nin);
-            // u = normalize(W v): [1, in]·[out, in]ᵀ.
-            be.gemm(&Gemm::new(Trans::N, Trans::T, 1, nout, nin), &self.v.value, w, &mut self.t_out);
-            normalize(be, &mut self.t_out);
-            be.copy(&self.t_out, 0, &mut self.u.value, 0, nout);
         }
-        be.gemm(&Gemm::new(Trans::N, Trans::T, 1, nout, nin), &self.v.value, w, &mut self.t_out);
+        // W v: [1, in]·[out, in]ᵀ; then u = normalize(W v) when iterating,
+        // and σ = uᵀ(W v) (PyTorch recomputes the same W v for σ).
+        be.gemm(&Gemm::new(Trans::N, wt, 1, nout, nin), &self.v.value, w, &mut self.t_out);
+        if iterate {
+            be.copy(&self.t_out, 0, &mut self.u.value, 0, nout);
+            normalize(be, &mut self.u.value);
+        }
         self.sigma = dot(be, &self.u.value, &self.t_out);
     }
 
