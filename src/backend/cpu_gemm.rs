@@ -17,14 +17,16 @@ use rayon::prelude::*;
 use super::cpu::GemmThreading;
 use super::{Batch, Gemm, Trans};
 
+/// A raw pointer shared by the rayon tasks of one product (also used by
+/// `cpu_sparse`).
 #[derive(Clone, Copy)]
-struct Ptr(*mut f32);
+pub(super) struct Ptr(pub(super) *mut f32);
 // SAFETY: the tasks that share a `Ptr` write disjoint blocks of C and only
 // read A and B; the spawning call waits for all of them.
 unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}
 impl Ptr {
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }

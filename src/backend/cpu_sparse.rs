@@ -14,24 +14,13 @@
 
 use rayon::prelude::*;
 
+use super::cpu_gemm::Ptr;
 use super::Gemm;
 
 /// Above this fraction of non-zeros the dense kernel is faster (measured at
 /// the input layers' shapes on 2 cores: the sparse loop reaches about half
 /// the dense kernel's FLOP rate per non-zero).
 pub(crate) const MAX_DENSITY: f64 = 0.15;
-
-#[derive(Clone, Copy)]
-struct Ptr(*mut f32);
-// SAFETY: tasks read A and B and write disjoint rows of C; the spawning
-// call waits for all of them.
-unsafe impl Send for Ptr {}
-unsafe impl Sync for Ptr {}
-impl Ptr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// Run `C = α·op(A)·op(B) + β·C` by skipping the zeros of op(A) when that
 /// pays: a large product, op(B) rows contiguous (`sb.1 == 1`), op(A) stored
