@@ -95,27 +95,51 @@ unsafe fn block_entries(g: &Gemm, ap: *const f32, sa: (isize, isize), lo: usize,
         for l in 0..g.k {
             // SAFETY: inside the checked extent of A.
             let s = unsafe { std::slice::from_raw_parts(ap.offset(l as isize * sa.1).add(lo), hi - lo) };
-            out.extend(s.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, &v)| (l as u32, (lo + i) as u32, v)));
+            for_each_nonzero(s, |i, v| out.push((l as u32, (lo + i) as u32, v)));
         }
     } else {
         // op(A) = A: scan each row twice, counting then placing by l.
         let row = |i: usize| unsafe { std::slice::from_raw_parts(ap.offset(i as isize * sa.0), g.k) };
         let mut start = vec![0u32; g.k + 1];
         for i in lo..hi {
-            row(i).iter().enumerate().filter(|(_, v)| **v != 0.0).for_each(|(l, _)| start[l + 1] += 1);
+            for_each_nonzero(row(i), |l, _| start[l + 1] += 1);
         }
         for l in 0..g.k {
             start[l + 1] += start[l];
         }
         out.resize(start[g.k] as usize, (0, 0, 0.0));
         for i in lo..hi {
-            for (l, &v) in row(i).iter().enumerate().filter(|(_, v)| **v != 0.0) {
+            for_each_nonzero(row(i), |l, v| {
                 out[start[l] as usize] = (l as u32, i as u32, v);
                 start[l] += 1;
-            }
+            });
         }
     }
     out
+}
+
+/// `f(j, s[j])` for every non-zero of `s`, in order: eight entries are
+/// compared at once into a bit mask, so runs of zeros cost little.
+fn for_each_nonzero(s: &[f32], mut f: impl FnMut(usize, f32)) {
+    let chunks = s.chunks_exact(8);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        let mut mask = 0u32;
+        for (j, v) in chunk.iter().enumerate() {
+            mask |= ((*v != 0.0) as u32) << j;
+        }
+        while mask != 0 {
+            let j = mask.trailing_zeros() as usize;
+            f(c * 8 + j, chunk[j]);
+            mask &= mask - 1;
+        }
+    }
+    let base = s.len() - tail.len();
+    for (j, &v) in tail.iter().enumerate() {
+        if v != 0.0 {
+            f(base + j, v);
+        }
+    }
 }
 
 /// Non-zeros and entries seen in every `step`-th line of op(A) (`[m, k]`,
