@@ -17,9 +17,9 @@ use rayon::prelude::*;
 use super::cpu_gemm::Ptr;
 use super::Gemm;
 
-/// Above this fraction of non-zeros the dense kernel is faster (measured at
-/// the input layers' shapes on 2 cores: the sparse loop reaches about half
-/// the dense kernel's FLOP rate per non-zero).
+/// Above this fraction of non-zeros the dense kernel is faster. Measured at
+/// the input layers' shapes on 2 cores (best of 20): at 10 % non-zeros the
+/// sparse loop takes 0.5–0.7 of the dense time, at 30 % longer than dense.
 pub(crate) const MAX_DENSITY: f64 = 0.15;
 
 /// Run `C = α·op(A)·op(B) + β·C` by skipping the zeros of op(A) when that
