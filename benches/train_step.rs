@@ -1,7 +1,9 @@
 //! One generator training step of ACsleuth's Module I without the memory
 //! block (DESIGN §1): forward + L1 loss (weight 30) + backward + Adam, batch
 //! 128, 3000 genes, 2 threads. Compare with scripts/bench_torch_step.py run
-//! right after it.
+//! right after it. Also the whole training iteration (generator step + 2
+//! critic steps with gradient penalty) in both phases, the PyTorch twin of
+//! which is scripts/bench_torch_iteration.py.
 //!
 //! The input is synthetic log-normalized expression with ~80 % zeros (the
 //! dense first-layer GEMM does not exploit them).
@@ -12,7 +14,9 @@ use criterion::{criterion_group, Criterion};
 
 use acsleuth::backend::rng::{self, Stream};
 use acsleuth::backend::{Backend, CpuBackend};
+use acsleuth::model::train::Trainer;
 use acsleuth::nn::mlp::AutoEncoder;
+use acsleuth::pipeline::DetectConfig;
 use acsleuth::nn::params::zero_grads;
 use acsleuth::nn::{Adam, L1Loss};
 
@@ -46,6 +50,14 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("train_step");
     g.sample_size(20).measurement_time(std::time::Duration::from_secs(5));
     g.bench_function("generator_b128_g3000", |b| b.iter(&mut step));
+    // The whole Module I iteration (generator step + 2 critic steps with
+    // GP) in both phases, on the same input; compare with
+    // scripts/bench_torch_iteration.py.
+    let mut tr = Trainer::new(&be, &DetectConfig::default(), GENES);
+    for (name, memory) in [("iteration_prepare_b128_g3000", false), ("iteration_memory_b128_g3000", true)] {
+        tr.generator.use_memory = memory;
+        g.bench_function(name, |b| b.iter(|| tr.iteration(&be, &x, BATCH)));
+    }
     g.finish();
 }
 
