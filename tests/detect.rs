@@ -215,9 +215,10 @@ fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
 
 /// Seconds per training iteration (one G step + 2 critic steps with GP) at
 /// the authors' shapes: batch 128, 3000 genes, in the prepare and memory
-/// phases; median and best of `ITERATIONS` (default 30) after 3 warm-up
-/// iterations, as scripts/bench_torch_iteration.py prints them. The input
-/// has a fraction `DENSITY` (default 0.1) of non-zeros, U(1, 3).
+/// phases; median and best of `ITERATIONS` (default 30) after `WARMUP`
+/// (default 3) warm-up iterations, as scripts/bench_torch_iteration.py
+/// prints them. The input has a fraction `DENSITY` (default 0.1) of
+/// non-zeros, U(1, 3).
 /// Run with `cargo test --release --test detect iteration_time -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -225,7 +226,7 @@ fn iteration_time() {
     use acsleuth::backend::{Backend, CpuBackend};
     use acsleuth::model::train::Trainer;
     let env = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (steps, density) = (env("ITERATIONS", 30.0) as usize, env("DENSITY", 0.1));
+    let (steps, density, warmup) = (env("ITERATIONS", 30.0) as usize, env("DENSITY", 0.1), env("WARMUP", 3.0) as usize);
     let be = CpuBackend::new();
     let (g, b) = (3000, 128);
     let cfg = DetectConfig::default();
@@ -235,7 +236,7 @@ fn iteration_time() {
     let x = be.upload(&host);
     for phase in [false, true] {
         tr.generator.use_memory = phase;
-        for _ in 0..3 {
+        for _ in 0..warmup {
             tr.iteration(&be, &x, b);
         }
         let mut times: Vec<f64> = (0..steps)
