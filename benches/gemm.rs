@@ -21,7 +21,7 @@ fn shapes() -> Vec<(&'static str, Trans, Trans, usize, usize, usize)> {
 }
 
 fn bench(c: &mut Criterion) {
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
+    acsleuth::backend::cpu_pool::init_global(Some(2));
     let mut group = c.benchmark_group("gemm");
     group.sample_size(20).measurement_time(std::time::Duration::from_secs(2)).warm_up_time(std::time::Duration::from_millis(500));
     for (name, ta, tb, m, n, k) in shapes() {
@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
 /// loaded machine, where criterion's means swing by 2×):
 /// `GEMM_BEST_OF=30 cargo bench --bench gemm`.
 fn best_of(reps: usize) {
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
+    acsleuth::backend::cpu_pool::init_global(Some(2));
     let modes = [GemmThreading::Internal, GemmThreading::RowSplit, GemmThreading::ColSplit, GemmThreading::Auto];
     println!("{:<22} {:>9} {:>9} {:>9} {:>9}   (best of {reps}, GFLOP/s, 2 threads)", "shape", "Internal", "RowSplit", "ColSplit", "Auto");
     for (name, ta, tb, m, n, k) in shapes() {
@@ -76,7 +76,49 @@ fn best_of(reps: usize) {
 
 criterion_group!(benches, bench);
 
+/// Best-of-N milliseconds of the input layers' products with an expression
+/// batch on the left (the zero-skipping path, `cpu_sparse`), at Kang's
+/// fraction of non-zeros and at 10 %: `SPARSE_BEST_OF=30 cargo bench --bench gemm`.
+fn sparse_best_of(reps: usize) {
+    acsleuth::backend::cpu_pool::init_global(Some(2));
+    let be = CpuBackend::new();
+    println!("{:<28} {:>9} {:>9}   (best of {reps}, ms, 2 threads)", "shape", "3.8 %", "10 %");
+    for (name, ta, m, n, k) in [
+        ("x·Wᵀ 128x3000 · 3000x512", Trans::N, 128, 512, 3000),
+        ("x·Wᵀ 128x3000 · 3000x256", Trans::N, 128, 256, 3000),
+        ("xᵀ·dz (128x3000)ᵀ · 128x512", Trans::T, 3000, 512, 128),
+        ("xᵀ·dz (128x3000)ᵀ · 128x256", Trans::T, 3000, 256, 128),
+    ] {
+        let g = Gemm::new(ta, Trans::N, m, n, k);
+        let (ea, eb, ec) = g.extents();
+        let mut b = be.zeros(eb);
+        be.fill_uniform(&mut b, 2, 0, -1.0, 1.0);
+        let mut c = be.zeros(ec);
+        let ms: Vec<f64> = [0.038, 0.1]
+            .iter()
+            .map(|&density| {
+                let mut u = be.zeros(ea);
+                be.fill_uniform(&mut u, 1, 0, 0.0, 1.0);
+                let host: Vec<f32> = be.download(&u).iter().map(|&u| if (u as f64) < density { 1.0 + u } else { 0.0 }).collect();
+                let a = be.upload(&host);
+                (0..reps)
+                    .map(|_| {
+                        let t0 = std::time::Instant::now();
+                        be.gemm(&g, &a, &b, &mut c);
+                        t0.elapsed().as_secs_f64() * 1e3
+                    })
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
+        println!("{name:<28} {:>9.3} {:>9.3}", ms[0], ms[1]);
+    }
+}
+
 fn main() {
+    if let Some(reps) = std::env::var("SPARSE_BEST_OF").ok().and_then(|v| v.parse().ok()) {
+        sparse_best_of(reps);
+        return;
+    }
     if let Some(reps) = std::env::var("GEMM_BEST_OF").ok().and_then(|v| v.parse().ok()) {
         best_of(reps);
         return;

@@ -6,8 +6,12 @@
 //! transposed, `[in, out]` (see `nn::DenseConfig::sparse_input`):
 //! `z = x·Wᵀ` (an (N, N) product with `Wᵀ`) and `∂Wᵀ = xᵀ·dz` (a (T, N)
 //! product). Both are sums of rows of the right operand weighted by the
-//! non-zeros of `x`, so skipping the zeros skips their work: a contiguous
-//! axpy of one row of B per non-zero. [`try_sparse_lhs`] takes such a product
+//! non-zeros of `x`, so skipping the zeros skips their work. Each row of C
+//! is built 64 columns at a time in registers from its non-zeros (found 32
+//! at a time by vector compares), so C is written once and B is the only
+//! stream; an earlier axpy per non-zero into a row buffer was bound by its
+//! loads and stores and took 1.3–2× as long (`SPARSE_BEST_OF=30 cargo bench
+//! --bench gemm`). [`try_sparse_lhs`] takes such a product
 //! when op(B)'s rows are contiguous and op(A) is sparse enough; the dense
 //! `gemm` crate takes everything else. The CUDA backend runs the same
 //! products through cuBLAS: the skip is a CPU optimisation, not a new op.
@@ -51,30 +55,25 @@ pub(crate) unsafe fn try_sparse_lhs(
         return false;
     }
     let (ap, bp, cp) = (Ptr(ap as *mut f32), Ptr(bp as *mut f32), Ptr(cp));
-    // Rows of C per task: enough work per task, accumulators in L2.
-    let block = (16384 / g.n.max(1)).clamp(1, 64);
+    // Rows of C per task: a few tasks per thread, each row's non-zeros
+    // gathered once.
+    let block = (g.m / (8 * rayon::current_num_threads().max(1))).clamp(4, 64);
     let nblocks = g.m.div_ceil(block);
     let task = |t: usize| {
         let (lo, hi) = (t * block, ((t + 1) * block).min(g.m));
-        let mut acc = vec![0.0f32; (hi - lo) * g.n];
-        // The block's non-zeros ordered by l (the row of op(B) they weight),
-        // so that each row of B is read once per block while it is hot.
-        let entries = unsafe { block_entries(g, ap.get(), sa, lo, hi) };
-        for &(l, i, v) in &entries {
-            // SAFETY: row l of op(B) lies inside the checked extent.
-            let brow = unsafe { std::slice::from_raw_parts(bp.get().offset(l as isize * sb.0), g.n) };
-            let i = i as usize - lo;
-            axpy(v, brow, &mut acc[i * g.n..(i + 1) * g.n]);
-        }
+        let rows = unsafe { block_rows(g, ap.get(), sa, lo, hi) };
         for i in lo..hi {
-            // SAFETY: row i of C lies inside the checked extent; rows of
-            // different tasks are disjoint.
-            let c = unsafe { std::slice::from_raw_parts_mut(cp.get().add(i * g.ldc), g.n) };
-            let a = &acc[(i - lo) * g.n..(i - lo + 1) * g.n];
-            if g.beta == 0.0 {
-                c.iter_mut().zip(a).for_each(|(c, &a)| *c = g.alpha * a);
-            } else {
-                c.iter_mut().zip(a).for_each(|(c, &a)| *c = g.alpha * a + g.beta * *c);
+            let (s, e) = (rows.start[i - lo] as usize, rows.start[i - lo + 1] as usize);
+            // The row's non-zeros sweep whole rows of op(B), block by block
+            // of columns.
+            for j0 in (0..g.n).step_by(WIDE) {
+                // SAFETY: the rows of op(B) named by `col` and row i of C lie
+                // inside the checked extents; rows of different tasks are
+                // disjoint.
+                unsafe {
+                    let b = bp.get().add(j0);
+                    sparse_chunk(&rows.col[s..e], &rows.val[s..e], b, sb.0, WIDE.min(g.n - j0), g.alpha, g.beta, cp.get().add(i * g.ldc + j0))
+                };
             }
         }
     };
@@ -86,56 +85,177 @@ pub(crate) unsafe fn try_sparse_lhs(
     true
 }
 
-/// The non-zeros `(l, i, op(A)[i, l])` of rows `lo..hi` of op(A), ordered by
-/// `l`, each stored line scanned contiguously.
-unsafe fn block_entries(g: &Gemm, ap: *const f32, sa: (isize, isize), lo: usize, hi: usize) -> Vec<(u32, u32, f32)> {
-    let mut out = Vec::new();
-    if sa.0 == 1 {
-        // op(A) = Aᵀ: for each l, the block's entries are contiguous.
-        for l in 0..g.k {
+/// Rows `lo..hi` of op(A) in compressed form: the non-zeros of row
+/// `lo + r` are `col[start[r]..start[r + 1]]` and `val[..]`, in column order.
+struct BlockRows {
+    start: Vec<u32>,
+    col: Vec<u32>,
+    val: Vec<f32>,
+}
+
+/// Gather the non-zeros of rows `lo..hi` of op(A), each stored line scanned
+/// contiguously.
+unsafe fn block_rows(g: &Gemm, ap: *const f32, sa: (isize, isize), lo: usize, hi: usize) -> BlockRows {
+    let mut start = vec![0u32; hi - lo + 1];
+    let (mut col, mut val) = (Vec::new(), Vec::new());
+    if sa.1 == 1 {
+        // op(A) = A: rows are contiguous.
+        for i in lo..hi {
             // SAFETY: inside the checked extent of A.
-            let s = unsafe { std::slice::from_raw_parts(ap.offset(l as isize * sa.1).add(lo), hi - lo) };
-            for_each_nonzero(s, |i, v| out.push((l as u32, (lo + i) as u32, v)));
+            let row = unsafe { std::slice::from_raw_parts(ap.offset(i as isize * sa.0), g.k) };
+            for_each_nonzero(row, |l, v| {
+                col.push(l as u32);
+                val.push(v);
+            });
+            start[i - lo + 1] = col.len() as u32;
         }
     } else {
-        // op(A) = A: scan each row twice, counting then placing by l.
-        let row = |i: usize| unsafe { std::slice::from_raw_parts(ap.offset(i as isize * sa.0), g.k) };
-        let mut start = vec![0u32; g.k + 1];
-        for i in lo..hi {
-            for_each_nonzero(row(i), |l, _| start[l + 1] += 1);
-        }
+        // op(A) = Aᵀ: the block's entries of column l are contiguous; count
+        // per row, then place (a counting sort by row).
+        // SAFETY: inside the checked extent of A.
+        let line = |l: usize| unsafe { std::slice::from_raw_parts(ap.offset(l as isize * sa.1).add(lo), hi - lo) };
         for l in 0..g.k {
-            start[l + 1] += start[l];
+            for_each_nonzero(line(l), |r, _| start[r + 1] += 1);
         }
-        out.resize(start[g.k] as usize, (0, 0, 0.0));
-        for i in lo..hi {
-            for_each_nonzero(row(i), |l, v| {
-                out[start[l] as usize] = (l as u32, i as u32, v);
-                start[l] += 1;
+        for r in 0..hi - lo {
+            start[r + 1] += start[r];
+        }
+        let nnz = start[hi - lo] as usize;
+        (col, val) = (vec![0; nnz], vec![0.0; nnz]);
+        let mut next = start.clone();
+        for l in 0..g.k {
+            for_each_nonzero(line(l), |r, v| {
+                let at = next[r] as usize;
+                (col[at], val[at]) = (l as u32, v);
+                next[r] += 1;
             });
         }
     }
-    out
+    BlockRows { start, col, val }
 }
 
-/// `f(j, s[j])` for every non-zero of `s`, in order: eight entries are
-/// compared at once into a bit mask, so runs of zeros cost little.
-fn for_each_nonzero(s: &[f32], mut f: impl FnMut(usize, f32)) {
-    let chunks = s.chunks_exact(8);
+/// `c = α·Σ val[t]·B[col[t], 0..w] + β·c` for one block of at most
+/// [`WIDE`] columns of one row of C (`c` not read when β = 0), with AVX2 +
+/// FMA where the CPU has them.
+///
+/// # Safety
+/// Rows `col` of B (row stride `ldb`) and `c` must hold `w` values.
+unsafe fn sparse_chunk(col: &[u32], val: &[f32], b: *const f32, ldb: isize, w: usize, alpha: f32, beta: f32, c: *mut f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected; extents as the caller's.
+        return unsafe { sparse_chunk_avx2(col, val, b, ldb, w, alpha, beta, c) };
+    }
+    // SAFETY: as the caller's.
+    unsafe { sparse_chunk_plain(col, val, b, ldb, w, alpha, beta, c) }
+}
+
+/// Columns per block of C: 8 accumulators of 8 lanes, kept in registers
+/// across all of a row's non-zeros (C is stored once, B is the only
+/// stream).
+const WIDE: usize = 64;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sparse_chunk_avx2(col: &[u32], val: &[f32], b: *const f32, ldb: isize, w: usize, alpha: f32, beta: f32, c: *mut f32) {
+    use std::arch::x86_64::*;
+    // SAFETY (the whole body): loads and stores stay inside the rows the
+    // caller vouches for; the features are enabled on this function.
+    unsafe {
+        if w == WIDE {
+            let mut acc = [_mm256_setzero_ps(); WIDE / 8];
+            for (&l, &v) in col.iter().zip(val) {
+                let row = b.offset(l as isize * ldb);
+                let a = _mm256_set1_ps(v);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(a, _mm256_loadu_ps(row.add(8 * r)), *acc);
+                }
+            }
+            for (r, &acc) in acc.iter().enumerate() {
+                store8(acc, alpha, beta, c.add(8 * r));
+            }
+            return;
+        }
+        let mut j = 0;
+        while j + 8 <= w {
+            let mut acc = _mm256_setzero_ps();
+            for (&l, &v) in col.iter().zip(val) {
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(v), _mm256_loadu_ps(b.offset(l as isize * ldb).add(j)), acc);
+            }
+            store8(acc, alpha, beta, c.add(j));
+            j += 8;
+        }
+        sparse_chunk_plain(col, val, b.add(j), ldb, w - j, alpha, beta, c.add(j));
+    }
+}
+
+/// `c[0..8] = α·acc + β·c` (`c` not read when β = 0).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store8(acc: std::arch::x86_64::__m256, alpha: f32, beta: f32, c: *mut f32) {
+    use std::arch::x86_64::*;
+    let scaled = _mm256_mul_ps(_mm256_set1_ps(alpha), acc);
+    // SAFETY: `c` holds eight values (the caller's row).
+    unsafe {
+        let out = if beta == 0.0 { scaled } else { _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(c), scaled) };
+        _mm256_storeu_ps(c, out);
+    }
+}
+
+/// The portable twin of [`sparse_chunk_avx2`] (and its tail).
+unsafe fn sparse_chunk_plain(col: &[u32], val: &[f32], b: *const f32, ldb: isize, w: usize, alpha: f32, beta: f32, c: *mut f32) {
+    let mut acc = [0.0f32; WIDE];
+    let acc = &mut acc[..w];
+    for (&l, &v) in col.iter().zip(val) {
+        // SAFETY: as the caller's.
+        let row = unsafe { std::slice::from_raw_parts(b.offset(l as isize * ldb), w) };
+        acc.iter_mut().zip(row).for_each(|(a, &x)| *a = v.mul_add(x, *a));
+    }
+    // SAFETY: as the caller's.
+    let out = unsafe { std::slice::from_raw_parts_mut(c, w) };
+    if beta == 0.0 {
+        out.iter_mut().zip(acc.iter()).for_each(|(c, &a)| *c = alpha * a);
+    } else {
+        out.iter_mut().zip(acc.iter()).for_each(|(c, &a)| *c = alpha * a + beta * *c);
+    }
+}
+
+/// `f(j, s[j])` for every non-zero of `s`, in order: entries are compared
+/// many at once into a bit mask, so runs of zeros cost little.
+fn for_each_nonzero(s: &[f32], f: impl FnMut(usize, f32)) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the feature was just detected.
+        return unsafe { for_each_nonzero_avx2(s, f) };
+    }
+    for_each_nonzero_plain(s, 0, f)
+}
+
+/// [`for_each_nonzero`] 32 entries per mask, by AVX2 compares.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn for_each_nonzero_avx2(s: &[f32], mut f: impl FnMut(usize, f32)) {
+    use std::arch::x86_64::*;
+    let chunks = s.chunks_exact(32);
     let tail = chunks.remainder();
     for (c, chunk) in chunks.enumerate() {
-        let mut mask = 0u32;
-        for (j, v) in chunk.iter().enumerate() {
-            mask |= ((*v != 0.0) as u32) << j;
-        }
+        // NEQ_UQ: NaN counts as non-zero, as `v != 0.0` does.
+        // SAFETY: the chunk holds 32 values.
+        let byte = |q: usize| unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(_mm256_loadu_ps(chunk.as_ptr().add(8 * q)), _mm256_setzero_ps())) as u32 };
+        let mut mask = byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24;
         while mask != 0 {
             let j = mask.trailing_zeros() as usize;
-            f(c * 8 + j, chunk[j]);
+            f(c * 32 + j, chunk[j]);
             mask &= mask - 1;
         }
     }
-    let base = s.len() - tail.len();
-    for (j, &v) in tail.iter().enumerate() {
+    for_each_nonzero_plain(tail, s.len() - tail.len(), f)
+}
+
+/// The portable [`for_each_nonzero`], indices offset by `base`.
+fn for_each_nonzero_plain(s: &[f32], base: usize, mut f: impl FnMut(usize, f32)) {
+    for (j, &v) in s.iter().enumerate() {
         if v != 0.0 {
             f(base + j, v);
         }
@@ -156,24 +276,4 @@ unsafe fn sample_nonzeros(g: &Gemm, ap: *const f32, sa: (isize, isize), step: us
         })
         .sum();
     (nnz, seen)
-}
-
-/// `y += a·x`, with AVX2 + FMA where the CPU has them.
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected.
-        return unsafe { axpy_avx2(a, x, y) };
-    }
-    axpy_plain(a, x, y)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
-    y.iter_mut().zip(x).for_each(|(y, &x)| *y = a.mul_add(x, *y));
-}
-
-fn axpy_plain(a: f32, x: &[f32], y: &mut [f32]) {
-    y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
 }

@@ -76,7 +76,7 @@ fn gemm_all_layouts() {
 fn gemm_sparse_left_operand() {
     let mut seed = 100;
     for density in [0.0, 0.04, 0.25, 0.6] {
-        for (ta, tb, m, n, k) in [(Trans::N, Trans::N, 70, 260, 600), (Trans::T, Trans::N, 600, 130, 70), (Trans::N, Trans::T, 70, 260, 600)] {
+        for (ta, tb, m, n, k) in [(Trans::N, Trans::N, 70, 260, 600), (Trans::T, Trans::N, 600, 130, 70), (Trans::N, Trans::T, 70, 260, 600), (Trans::N, Trans::N, 80, 90, 600)] {
             for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0)] {
                 let mut g = Gemm::new(ta, tb, m, n, k).alpha(alpha).beta(beta);
                 g.lda += 3;
