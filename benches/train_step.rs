@@ -33,7 +33,7 @@ fn input(be: &CpuBackend) -> <CpuBackend as Backend>::Buf {
 }
 
 fn bench(c: &mut Criterion) {
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
+    acsleuth::backend::cpu_pool::init_global(Some(2));
     let be = CpuBackend::new();
     let mut net = AutoEncoder::new(&be, GENES, 0.1, &mut Stream::new(0));
     let mut opt = Adam::new(1e-4, 0.5, 0.999);
@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
 /// the best (`STEP_TIMES=30 cargo bench --bench train_step`), the same
 /// statistics scripts/bench_torch_step.py prints.
 fn plain(steps: usize) {
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
+    acsleuth::backend::cpu_pool::init_global(Some(2));
     let be = CpuBackend::new();
     let mut net = AutoEncoder::new(&be, GENES, 0.1, &mut Stream::new(0));
     let mut opt = Adam::new(1e-4, 0.5, 0.999);

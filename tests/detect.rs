@@ -218,7 +218,8 @@ fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
 /// phases; median and best of `ITERATIONS` (default 30) after `WARMUP`
 /// (default 3) warm-up iterations, as scripts/bench_torch_iteration.py
 /// prints them. The input has a fraction `DENSITY` (default 0.1) of
-/// non-zeros, U(1, 3).
+/// non-zeros, U(1, 3); `THREADS` (default 2) threads, this one among them
+/// as in the command line (`backend::cpu_pool`).
 /// Run with `cargo test --release --test detect iteration_time -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -227,6 +228,8 @@ fn iteration_time() {
     use acsleuth::model::train::Trainer;
     let env = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (steps, density, warmup) = (env("ITERATIONS", 30.0) as usize, env("DENSITY", 0.1), env("WARMUP", 3.0) as usize);
+    // As the command line runs: this thread is worker 0 of the pool.
+    acsleuth::backend::cpu_pool::adopt_current_thread(env("THREADS", 2.0) as usize).unwrap();
     let be = CpuBackend::new();
     let (g, b) = (3000, 128);
     let cfg = DetectConfig::default();

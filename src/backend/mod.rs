@@ -23,6 +23,7 @@
 pub mod cpu;
 pub mod cpu_argmax;
 pub mod cpu_memory;
+pub mod cpu_pool;
 pub mod cpu_desc;
 pub mod cuda;
 mod cpu_fused;

@@ -132,13 +132,10 @@ impl IoArgs {
     /// Thread pool, device (and GEMM precision) and output folder, checked
     /// before any input is read.
     pub fn setup(&self) -> Result<Device> {
-        if let Some(t) = self.threads {
-            if t == 0 {
-                return Err(Error::Config("--threads must be at least 1".into()));
-            }
-            // Fails only if a pool already exists (then its size stays).
-            let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
+        if self.threads == Some(0) {
+            return Err(Error::Config("--threads must be at least 1".into()));
         }
+        crate::backend::cpu_pool::init_global(self.threads);
         let dev = device(&self.device)?;
         if matches!(dev, Device::Cpu) && self.gemm_precision != GemmPrecision::F32 {
             if self.device.trim().eq_ignore_ascii_case("cpu") {
