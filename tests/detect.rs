@@ -219,7 +219,8 @@ fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
 /// (default 3) warm-up iterations, as scripts/bench_torch_iteration.py
 /// prints them. The input has a fraction `DENSITY` (default 0.1) of
 /// non-zeros, U(1, 3); `THREADS` (default 2) threads, this one among them
-/// as in the command line (`backend::cpu_pool`).
+/// as in the command line (`backend::cpu_pool`); `ONLY=prepare` or
+/// `ONLY=memory` times one phase.
 /// Run with `cargo test --release --test detect iteration_time -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -237,7 +238,11 @@ fn iteration_time() {
     let mut r = Rng(5);
     let host: Vec<f32> = (0..b * g).map(|_| if r.next() < density { (1.0 + 2.0 * r.next()) as f32 } else { 0.0 }).collect();
     let x = be.upload(&host);
+    let only = std::env::var("ONLY").ok();
     for phase in [false, true] {
+        if only.as_deref().is_some_and(|o| (o == "memory") != phase) {
+            continue;
+        }
         tr.generator.use_memory = phase;
         for _ in 0..warmup {
             tr.iteration(&be, &x, b);

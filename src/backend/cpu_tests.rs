@@ -71,12 +71,13 @@ fn gemm_all_layouts() {
 
 /// Large products with a mostly-zero left operand take the zero-skipping
 /// path (cpu_sparse) in both orientations that have one, and denser ones
-/// the dense kernel: all match the naive product.
+/// the dense kernel: all match the naive product. Widths with 8-wide and
+/// scalar tails; op(B) from 18 K to 300 K values (cached or not).
 #[test]
 fn gemm_sparse_left_operand() {
     let mut seed = 100;
     for density in [0.0, 0.04, 0.25, 0.6] {
-        for (ta, tb, m, n, k) in [(Trans::N, Trans::N, 70, 260, 600), (Trans::T, Trans::N, 600, 130, 70), (Trans::N, Trans::T, 70, 260, 600), (Trans::N, Trans::N, 80, 90, 600)] {
+        for (ta, tb, m, n, k) in [(Trans::N, Trans::N, 70, 260, 600), (Trans::T, Trans::N, 600, 130, 70), (Trans::N, Trans::T, 70, 260, 600), (Trans::N, Trans::N, 80, 90, 600), (Trans::N, Trans::N, 40, 300, 1000), (Trans::T, Trans::N, 200, 300, 1000)] {
             for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0)] {
                 let mut g = Gemm::new(ta, tb, m, n, k).alpha(alpha).beta(beta);
                 g.lda += 3;
