@@ -54,10 +54,10 @@ impl RowSink for LogNormSink {
 fn write_set(sim: &Simulator, kind: SetKind, path: &Path, genes: &[String]) -> Result<()> {
     if path.exists() {
         // Reuse a complete store of the same size from an earlier run.
-        if let Ok(st) = Store::open(path) {
-            if st.n_cells() == sim.labels(kind).len() {
-                return Ok(());
-            }
+        if let Ok(st) = Store::open(path)
+            && st.n_cells() == sim.labels(kind).len()
+        {
+            return Ok(());
         }
         std::fs::remove_dir_all(path).map_err(|e| acsleuth::Error::io(path, e))?;
     }

@@ -20,6 +20,7 @@
 //! - no correction: Modules I and IV (Module III switched off);
 //! - k-means on expression: Module I's calls, then k-means++ (20 restarts)
 //!   on the anomalies' log-normalized expression.
+//!
 //! NMI is over the cells that are anomalous and were called so.
 //! Mixing is measured on 50 principal components (fitted on the
 //! uncorrected reference + target) of up to 3,000 cells of each set.
@@ -122,9 +123,12 @@ fn mean_sd(v: &[f64]) -> String {
     format!("{m:.3} ± {sd:.3}")
 }
 
+/// Per variant: F1, NMI, F1 × NMI.
+type VariantRows = Vec<(&'static str, [f64; 3])>;
+
 /// One seed of one dataset: rows of (variant, [F1, NMI, F1×NMI]) and the
 /// mixing [before, after style correction, after kin-shift correction].
-fn one(b: &Bench, seed: u64, dir: &Path) -> Result<(Vec<(&'static str, [f64; 3])>, [[f64; 3]; 3])> {
+fn one(b: &Bench, seed: u64, dir: &Path) -> Result<(VariantRows, [[f64; 3]; 3])> {
     let truth = Truth::from_obs(&b.reference, &b.target, b.type_key, &[])?;
     let frac = truth.anomalous.iter().filter(|&&a| a).count() as f64 / truth.anomalous.len() as f64;
     let mut cfg = RunConfig::default();

@@ -282,6 +282,7 @@ pub(crate) fn layer_norm_forward(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::needless_range_loop)] // index loops as in the math
 pub(crate) fn layer_norm_backward(
     rows: usize,
     cols: usize,

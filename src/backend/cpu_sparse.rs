@@ -140,6 +140,7 @@ unsafe fn block_rows(g: &Gemm, ap: *const f32, sa: (isize, isize), lo: usize, hi
 ///
 /// # Safety
 /// Rows `col` of B (row stride `ldb`) and `c` must hold `w` values.
+#[allow(clippy::too_many_arguments)] // a kernel's operands, stride and scales
 unsafe fn sparse_chunk(col: &[u32], val: &[f32], b: *const f32, ldb: isize, w: usize, alpha: f32, beta: f32, c: *mut f32) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -157,6 +158,7 @@ const WIDE: usize = 64;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)] // a kernel's operands, stride and scales
 unsafe fn sparse_chunk_avx2(col: &[u32], val: &[f32], b: *const f32, ldb: isize, w: usize, alpha: f32, beta: f32, c: *mut f32) {
     use std::arch::x86_64::*;
     // SAFETY (the whole body): loads and stores stay inside the rows the
@@ -204,6 +206,7 @@ unsafe fn store8(acc: std::arch::x86_64::__m256, alpha: f32, beta: f32, c: *mut 
 }
 
 /// The portable twin of [`sparse_chunk_avx2`] (and its tail).
+#[allow(clippy::too_many_arguments)] // a kernel's operands, stride and scales
 unsafe fn sparse_chunk_plain(col: &[u32], val: &[f32], b: *const f32, ldb: isize, w: usize, alpha: f32, beta: f32, c: *mut f32) {
     let mut acc = [0.0f32; WIDE];
     let acc = &mut acc[..w];

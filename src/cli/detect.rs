@@ -72,12 +72,12 @@ impl Job for Detect<'_> {
         let io = &self.a.io;
         // Two stores of log-normalized values over the same genes are streamed
         // from their memory maps; everything else is loaded (and preprocessed).
-        if let (io::Format::Store, io::Format::Store) = self.formats {
-            if !io.raw {
-                let (r, t) = (Store::open(&io.reference)?, Store::open(&io.target)?);
-                if let Some(res) = detect_stores(be, &r, &t, &self.cfg, &self.opts)? {
-                    return Ok(res);
-                }
+        if let (io::Format::Store, io::Format::Store) = self.formats
+            && !io.raw
+        {
+            let (r, t) = (Store::open(&io.reference)?, Store::open(&io.target)?);
+            if let Some(res) = detect_stores(be, &r, &t, &self.cfg, &self.opts)? {
+                return Ok(res);
             }
         }
         let opts = ReadOptions { use_raw: io.raw };

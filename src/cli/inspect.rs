@@ -87,7 +87,7 @@ fn print_report(args: &Args, report: &Report) -> Result<()> {
             .map_err(|e| Error::Other(format!("cannot encode the report as JSON: {e}")))?;
         println!("{s}");
     } else {
-        print!("{}", render(&report, args.max_levels));
+        print!("{}", render(report, args.max_levels));
     }
     Ok(())
 }

@@ -133,7 +133,7 @@ impl DetectConfig {
         if self.batch_size < 2 {
             return bad(format!("batch_size must be at least 2 (BatchNorm), got {}", self.batch_size));
         }
-        if self.mem_size == 0 || self.mem_size % self.batch_size != 0 {
+        if self.mem_size == 0 || !self.mem_size.is_multiple_of(self.batch_size) {
             return bad(format!(
                 "mem_size ({}) must be a positive multiple of batch_size ({})",
                 self.mem_size, self.batch_size
@@ -156,10 +156,10 @@ impl DetectConfig {
         if self.hidden_dim == 0 || self.latent_dim == 0 || self.critic_hidden == 0 || self.critic_out == 0 {
             return bad("layer widths must be positive".into());
         }
-        if let Some(r) = self.anomaly_ratio {
-            if !(r > 0.0 && r < 1.0) {
-                return bad(format!("anomaly_ratio must be in (0, 1), got {r}"));
-            }
+        if let Some(r) = self.anomaly_ratio
+            && !(r > 0.0 && r < 1.0)
+        {
+            return bad(format!("anomaly_ratio must be in (0, 1), got {r}"));
         }
         Ok(())
     }

@@ -202,8 +202,8 @@ pub fn seurat(lognorm: &CsrMatrix, n_top: Option<usize>) -> Result<HvgResult> {
     }
     let bins = cut_equal_width(&mean, N_BINS);
     // Per-bin mean and sample sd of the non-NaN dispersions.
-    let mut cnt = vec![0usize; N_BINS];
-    let mut sum = vec![0.0f64; N_BINS];
+    let mut cnt = [0usize; N_BINS];
+    let mut sum = [0.0f64; N_BINS];
     for (j, &b) in bins.iter().enumerate() {
         if !disp[j].is_nan() {
             cnt[b] += 1;
@@ -211,7 +211,7 @@ pub fn seurat(lognorm: &CsrMatrix, n_top: Option<usize>) -> Result<HvgResult> {
         }
     }
     let avg: Vec<f64> = (0..N_BINS).map(|b| if cnt[b] > 0 { sum[b] / cnt[b] as f64 } else { f64::NAN }).collect();
-    let mut ss = vec![0.0f64; N_BINS];
+    let mut ss = [0.0f64; N_BINS];
     for (j, &b) in bins.iter().enumerate() {
         if !disp[j].is_nan() {
             ss[b] += (disp[j] - avg[b]) * (disp[j] - avg[b]);

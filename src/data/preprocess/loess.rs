@@ -55,7 +55,7 @@ pub fn loess_1d_cell(x: &[f64], y: &[f64], span: f64, cell: f64) -> Result<Loess
     if let Some(i) = x.iter().chain(y).position(|v| !v.is_finite()) {
         return Err(Error::invalid(format!("loess: non-finite input value at position {i}")));
     }
-    if !(span > 0.0) {
+    if span.is_nan() || span <= 0.0 {
         return Err(Error::Config(format!("loess span must be > 0, got {span}")));
     }
     let nf = n.min((n as f64 * span + 1e-5).floor() as usize);
@@ -116,7 +116,7 @@ fn build_tree(s: &[f64], fc: i64) -> (Vec<f64>, Vec<Cell>) {
     while p < cells.len() {
         let (l, u, vlo, vhi) = (cells[p].lo, cells[p].hi, cells[p].vlo, cells[p].vhi);
         let diam = verts[vhi] - verts[vlo];
-        let mut leaf = u - l + 1 <= fc || diam <= 0.0;
+        let mut leaf = u - l < fc || diam <= 0.0;
         if !leaf {
             leaf = cap < cells.len() + 2 || (cap as f64) < verts.len() as f64 + 1.0;
         }
@@ -169,7 +169,7 @@ fn local_fit(
     scratch.copy_from_slice(dist);
     let (_, nth, _) = scratch.select_nth_unstable_by(nf - 1, f64::total_cmp);
     let rho = *nth * span.max(1.0);
-    if !(rho > 0.0) {
+    if rho.is_nan() || rho <= 0.0 {
         return Err(Error::invalid(format!(
             "loess: zero-width neighbourhood at x = {q} (too many identical x values for the span)"
         )));
@@ -212,6 +212,7 @@ fn local_fit(
 
 /// Householder QR of the m×3 matrix `b` (in place); returns R (3×3, upper)
 /// and the first three entries of Qᵀ·eta.
+#[allow(clippy::needless_range_loop)] // index loops as in the math (LAPACK's dqrdc)
 fn householder_qr(b: &mut [[f64; 3]], eta: &mut [f64]) -> ([[f64; 3]; 3], [f64; 3]) {
     let m = b.len();
     let mut r = [[0.0f64; 3]; 3];

@@ -28,10 +28,10 @@ impl Batches {
             let names: Vec<&str> = target.obs.iter().map(|(n, _)| n.as_str()).collect();
             Error::invalid(format!("--batch-key {key}: the target has no such obs column (it has: {})", names.join(", ")))
         })?;
-        if let ObsColumn::Numeric(v) = col {
-            if let Some(x) = v.iter().find(|x| !x.is_finite() || x.fract() != 0.0) {
-                return Err(Error::invalid(format!("--batch-key {key}: numeric values must be whole numbers, found {x}")));
-            }
+        if let ObsColumn::Numeric(v) = col
+            && let Some(x) = v.iter().find(|x| !x.is_finite() || x.fract() != 0.0)
+        {
+            return Err(Error::invalid(format!("--batch-key {key}: numeric values must be whole numbers, found {x}")));
         }
         let values: Vec<String> = (0..col.len()).map(|i| col.get_str(i)).collect();
         if let Some(i) = values.iter().position(|v| v.is_empty()) {
