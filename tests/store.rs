@@ -78,27 +78,37 @@ fn round_trip_dense_and_csr() {
     }
 }
 
+/// Both ways of gathering rows (through the map, and by positioned reads
+/// of the file as training does) give the stored rows and refuse bad input.
 #[test]
 fn random_rows_match_dense_rows() {
     let dir = tempfile::tempdir().unwrap();
     let ds = sample(300, 257, 0.1, 2);
     let dense = ds.x.to_dense();
     let rows = [299usize, 0, 17, 17, 150, 3];
+    type Read = fn(&Store, &[usize], &mut [f32]) -> acsleuth::Result<()>;
+    let reads: [(&str, Read); 2] = [("mapped", Store::read_rows_dense), ("unmapped", Store::read_rows_dense_unmapped)];
     for layout in [Layout::Dense, Layout::Csr] {
         let p = dir.path().join(format!("{layout}.acs"));
         write_dataset(&p, &ds, layout).unwrap();
         let s = Store::open(&p).unwrap();
         let mut out = vec![f32::NAN; rows.len() * 257];
-        s.read_rows_dense(&rows, &mut out).unwrap();
-        for (k, &r) in rows.iter().enumerate() {
-            assert_eq!(&out[k * 257..(k + 1) * 257], dense.row(r), "{layout} row {r}");
+        for (how, read) in reads {
+            out.fill(f32::NAN);
+            read(&s, &rows, &mut out).unwrap();
+            for (k, &r) in rows.iter().enumerate() {
+                assert_eq!(&out[k * 257..(k + 1) * 257], dense.row(r), "{layout} {how} row {r}");
+            }
+            // A big gather takes the parallel path.
+            let many: Vec<usize> = (0..300).rev().collect();
+            let mut big = vec![0.0; 300 * 257];
+            read(&s, &many, &mut big).unwrap();
+            assert_eq!(big[..257], *dense.row(299), "{how}");
+            assert_eq!(big[299 * 257..], *dense.row(0), "{how}");
+            let e = read(&s, &[300], &mut out[..257]).unwrap_err();
+            assert!(e.to_string().contains("out of range"), "{e}");
+            assert!(read(&s, &[1], &mut out[..10]).is_err());
         }
-        // A big gather takes the parallel path.
-        let many: Vec<usize> = (0..300).rev().collect();
-        let mut big = vec![0.0; 300 * 257];
-        s.read_rows_dense(&many, &mut big).unwrap();
-        assert_eq!(big[..257], *dense.row(299));
-        assert_eq!(big[299 * 257..], *dense.row(0));
         let (mut idx, mut val) = (vec![], vec![]);
         s.row_sparse(150, &mut idx, &mut val);
         let csr = CsrMatrix::from_dense(&dense);

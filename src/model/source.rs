@@ -96,8 +96,11 @@ impl RowSource for Store {
     fn n_cols(&self) -> usize {
         self.n_genes()
     }
+    /// Random row sets (minibatches) are read from the file, not the map,
+    /// so that training over a store larger than memory keeps its resident
+    /// set bounded (see [`Store::read_rows_dense_unmapped`]).
     fn gather_dense(&self, rows: &[usize], out: &mut [f32]) -> Result<()> {
-        self.read_rows_dense(rows, out)
+        self.read_rows_dense_unmapped(rows, out)
     }
     /// A sequential scan (the scoring pass): rows it has passed leave the
     /// resident set, so a store larger than memory streams in bounded RSS.

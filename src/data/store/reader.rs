@@ -27,6 +27,8 @@ pub struct Store {
     path: PathBuf,
     header: Header,
     mmap: Mmap,
+    /// The open `matrix.bin`, for positioned reads that bypass the map.
+    file: File,
     gene_names: Vec<String>,
     cell_names: Vec<String>,
     obs: Vec<(String, ObsColumn)>,
@@ -54,7 +56,7 @@ impl Store {
         if header.n_cells == 0 || header.n_genes == 0 {
             return Err(Error::corrupt(&mpath, "the header declares zero cells or zero genes"));
         }
-        let mut store = Store { path: path.to_path_buf(), header, mmap, gene_names: vec![], cell_names: vec![], obs: vec![] };
+        let mut store = Store { path: path.to_path_buf(), header, mmap, file, gene_names: vec![], cell_names: vec![], obs: vec![] };
         if store.header.layout == Layout::Csr {
             store.check_indptr()?;
         }
@@ -221,6 +223,46 @@ impl Store {
     /// Gathers the given rows as dense f32 into `out` (`rows.len() × n_genes`),
     /// reading nothing else. Rows may repeat and come in any order.
     pub fn read_rows_dense(&self, rows: &[usize], out: &mut [f32]) -> Result<()> {
+        self.check_gather(rows, out)?;
+        self.gather_rows(out, rows, |dst, r| match self.row(r) {
+            RowView::Dense(src) => {
+                dst.copy_from_slice(src);
+                Ok(())
+            }
+            RowView::Sparse(idx, val) => self.scatter(r, idx, val, dst),
+        })
+    }
+
+    /// As [`Store::read_rows_dense`], by positioned reads of the file
+    /// instead of through the map: the values come through the OS page
+    /// cache and none of the file's pages join this process's resident set.
+    /// Random minibatches (training) read this way: through the map, a
+    /// fault maps 64 KiB around each row read (fault-around), and an epoch
+    /// over a store made about all of it resident (1.8 GB for a 1.6 GB
+    /// store), where dropping the pages every few batches cost 5–15 % of
+    /// the training time in refaults.
+    pub fn read_rows_dense_unmapped(&self, rows: &[usize], out: &mut [f32]) -> Result<()> {
+        #[cfg(not(unix))]
+        return self.read_rows_dense(rows, out);
+        #[cfg(unix)]
+        {
+            self.check_gather(rows, out)?;
+            let g = self.n_genes();
+            self.gather_rows(out, rows, |dst, r| match self.header.layout {
+                Layout::Dense => self.read_at(self.header.data.offset + (r * g * 4) as u64, dst),
+                Layout::Csr => {
+                    let p = self.indptr();
+                    let (a, n) = (p[r], (p[r + 1] - p[r]) as usize);
+                    let (mut idx, mut val) = (vec![0u32; n], vec![0.0f32; n]);
+                    self.read_at(self.header.indices.offset + a * 4, &mut idx)?;
+                    self.read_at(self.header.data.offset + a * 4, &mut val)?;
+                    self.scatter(r, &idx, &val, dst)
+                }
+            })
+        }
+    }
+
+    fn check_gather(&self, rows: &[usize], out: &[f32]) -> Result<()> {
         let g = self.n_genes();
         if out.len() != rows.len() * g {
             return Err(Error::invalid(format!(
@@ -233,23 +275,38 @@ impl Store {
         if let Some(&r) = rows.iter().find(|&&r| r >= self.n_cells()) {
             return Err(Error::invalid(format!("row {r} out of range (the store has {} cells)", self.n_cells())));
         }
-        let gather = |(dst, &r): (&mut [f32], &usize)| -> Result<()> {
-            match self.row(r) {
-                RowView::Dense(src) => dst.copy_from_slice(src),
-                RowView::Sparse(idx, val) => {
-                    dst.fill(0.0);
-                    for (&j, &v) in idx.iter().zip(val) {
-                        *dst.get_mut(j as usize).ok_or_else(|| self.corrupt(format!("row {r}: gene index {j} out of range")))? = v;
-                    }
-                }
-            }
-            Ok(())
-        };
+        Ok(())
+    }
+
+    /// `read(dst, r)` for each row of `out` and its row number, on several
+    /// threads when the gather is large.
+    fn gather_rows(&self, out: &mut [f32], rows: &[usize], read: impl Fn(&mut [f32], usize) -> Result<()> + Sync) -> Result<()> {
+        let g = self.n_genes();
         if out.len() >= PAR_MIN_VALUES && rayon::current_num_threads() > 1 {
-            out.par_chunks_mut(g).zip(rows.par_iter()).try_for_each(gather)
+            out.par_chunks_mut(g).zip(rows.par_iter()).try_for_each(|(dst, &r)| read(dst, r))
         } else {
-            out.chunks_mut(g).zip(rows.iter()).try_for_each(gather)
+            out.chunks_mut(g).zip(rows.iter()).try_for_each(|(dst, &r)| read(dst, r))
         }
+    }
+
+    /// Row `r`'s CSR entries written densely into `dst`.
+    fn scatter(&self, r: usize, idx: &[u32], val: &[f32], dst: &mut [f32]) -> Result<()> {
+        dst.fill(0.0);
+        for (&j, &v) in idx.iter().zip(val) {
+            *dst.get_mut(j as usize).ok_or_else(|| self.corrupt(format!("row {r}: gene index {j} out of range")))? = v;
+        }
+        Ok(())
+    }
+
+    /// Fills `out` from the file's bytes at `offset` (native-endian, as
+    /// the map reads them).
+    #[cfg(unix)]
+    fn read_at<T: Plain>(&self, offset: u64, out: &mut [T]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        // SAFETY: `Plain` types (f32, u32) are valid for every bit pattern;
+        // the byte view covers exactly `out`.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, std::mem::size_of_val(out)) };
+        self.file.read_exact_at(bytes, offset).map_err(|e| Error::io(self.path.join("matrix.bin"), e))
     }
 
     /// Row `i` as sorted (gene index, value) pairs, zeros skipped (CSR
