@@ -11,7 +11,10 @@
 //! at a time by vector compares), so C is written once and B is the only
 //! stream; an earlier axpy per non-zero into a row buffer was bound by its
 //! loads and stores and took 1.3–2× as long (`SPARSE_BEST_OF=30 cargo bench
-//! --bench gemm`). [`try_sparse_lhs`] takes such a product
+//! --bench gemm`). A sum of outer products instead (an L1 block of C per
+//! task, each row of B held in registers) was faster alone, when B is in
+//! cache, but not within a training iteration, where the weights come from
+//! memory after each optimiser step. [`try_sparse_lhs`] takes such a product
 //! when op(B)'s rows are contiguous and op(A) is sparse enough; the dense
 //! `gemm` crate takes everything else. The CUDA backend runs the same
 //! products through cuBLAS: the skip is a CPU optimisation, not a new op.
@@ -61,6 +64,7 @@ pub(crate) unsafe fn try_sparse_lhs(
     let nblocks = g.m.div_ceil(block);
     let task = |t: usize| {
         let (lo, hi) = (t * block, ((t + 1) * block).min(g.m));
+        // SAFETY: rows lo..hi of op(A) lie inside the checked extent.
         let rows = unsafe { block_rows(g, ap.get(), sa, lo, hi) };
         for i in lo..hi {
             let (s, e) = (rows.start[i - lo] as usize, rows.start[i - lo + 1] as usize);
