@@ -3,7 +3,7 @@
 //! [`DeviceApi`]. Two devices implement it: [`super::device::CudaDevice`]
 //! (cudarc: driver memory, cuBLAS) and [`super::emu::EmuDevice`] (host
 //! memory, emulated kernels, a literal column-major SGEMM), so every line of
-//! this file — buffer sizes, launch geometry, the row-major → cuBLAS GEMM
+//! this module — buffer sizes, launch geometry, the row-major → cuBLAS GEMM
 //! mapping — runs in the normal test suite without a GPU.
 //!
 //! Errors are sticky, as in CUDA itself: the trait's methods return no
@@ -15,250 +15,18 @@
 //! written), which returns the recorded error as [`crate::Error::Device`]
 //! with a hint. Shape mismatches still panic: they are programming errors.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+mod device_api;
+mod state;
 
-use super::launch::{Args, DevPtr, Dims, LaunchError, Launcher};
+use super::launch::DevPtr;
 use super::ops::{self, BnBwdPtrs, BnFwdPtrs};
 use super::ops_desc;
 pub use super::precision::GemmPrecision;
-use crate::backend::{Act, AdamStep, Backend, Batch, BnBwd, BnFwd, DropoutMask, Fused, Gemm, Trans};
+use crate::backend::{Act, AdamStep, Backend, Batch, BnBwd, BnFwd, DropoutMask, Fused, Gemm};
 
-/// One `cublasSgemmStridedBatched` call, column-major, arguments in
-/// cuBLAS order (addresses already offset).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SgemmCall {
-    pub transa: Trans,
-    pub transb: Trans,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub alpha: f32,
-    pub a: DevPtr,
-    pub lda: usize,
-    pub stride_a: usize,
-    pub b: DevPtr,
-    pub ldb: usize,
-    pub stride_b: usize,
-    pub beta: f32,
-    pub c: DevPtr,
-    pub ldc: usize,
-    pub stride_c: usize,
-    pub batch: usize,
-    /// Operand rounding (TF32/BF16 tensor-core math) or plain f32.
-    pub precision: GemmPrecision,
-}
-
-impl SgemmCall {
-    /// The documented mapping of a row-major [`Gemm`] (see its doc): the
-    /// row-major `C[m,n]` is the column-major `Cᵀ[n,m] = op(B)ᵀ·op(A)ᵀ`, so
-    /// cuBLAS gets `(opB, opA, n, m, k, B, ldb, A, lda, C, ldc)`.
-    pub fn from_row_major(g: &Gemm, batch: Option<&Batch>, a: DevPtr, b: DevPtr, c: DevPtr) -> SgemmCall {
-        let (count, sa, sb, sc) = match batch {
-            Some(bt) => (bt.count, bt.stride_a, bt.stride_b, bt.stride_c),
-            None => (1, 0, 0, 0),
-        };
-        SgemmCall {
-            transa: g.tb,
-            transb: g.ta,
-            m: g.n,
-            n: g.m,
-            k: g.k,
-            alpha: g.alpha,
-            a: b.f32_at(g.b_off),
-            lda: g.ldb,
-            stride_a: sb,
-            b: a.f32_at(g.a_off),
-            ldb: g.lda,
-            stride_b: sa,
-            beta: g.beta,
-            c: c.f32_at(g.c_off),
-            ldc: g.ldc,
-            stride_c: sc,
-            batch: count,
-            precision: GemmPrecision::F32,
-        }
-    }
-}
-
-/// Memory and GEMM of a device (kernel launches come from [`Launcher`]).
-/// Buffers are byte buffers aligned to at least 16 bytes, zeroed at birth.
-/// Failures come back as the device's message; [`KernelBackend`] records
-/// the first one (see the module doc).
-pub trait DeviceApi: Launcher + Send + Sync {
-    type Mem: Send + Sync;
-    fn alloc(&self, bytes: usize) -> Result<Self::Mem, String>;
-    fn addr(&self, m: &Self::Mem) -> DevPtr;
-    fn htod(&self, m: &mut Self::Mem, byte_off: usize, data: &[u8]) -> Result<(), String>;
-    fn dtoh(&self, m: &Self::Mem, byte_off: usize, out: &mut [u8]) -> Result<(), String>;
-    fn dtod(&self, src: &Self::Mem, src_off: usize, dst: &mut Self::Mem, dst_off: usize, bytes: usize) -> Result<(), String>;
-    /// # Safety
-    /// The addresses in `call` must cover the matrices it describes.
-    unsafe fn sgemm(&self, call: &SgemmCall) -> Result<(), String>;
-    /// Wait for all queued work (a no-op where work is synchronous); errors
-    /// of earlier asynchronous work surface here on a GPU.
-    fn synchronize(&self) -> Result<(), String>;
-}
-
-/// An f32 device buffer of `len` values (no memory when its allocation
-/// failed; the backend is then in its failed state and never touches it).
-pub struct DevBuf<M> {
-    mem: Option<M>,
-    len: usize,
-}
-
-/// The kernels-and-SGEMM backend over a device; see the module doc.
-pub struct KernelBackend<D: DeviceApi> {
-    dev: D,
-    name: &'static str,
-    precision: GemmPrecision,
-    /// Set with the first device error; every operation checks it first.
-    failed: AtomicBool,
-    error: Mutex<Option<String>>,
-}
-
-/// Stands in for the device once it has failed: launches nothing.
-struct Skip;
-
-impl Launcher for Skip {
-    unsafe fn launch(&self, _: &str, _: &Dims, _: &mut Args) -> Result<(), LaunchError> {
-        Ok(())
-    }
-}
-
-/// What to do about a device error, appended to its message.
-fn hint(msg: &str) -> &'static str {
-    let m = msg.to_ascii_lowercase();
-    if m.contains("out of memory") || m.contains("out_of_memory") || m.contains("alloc_failed") {
-        "out of GPU memory: try a smaller batch_size (and mem_size), fewer genes (n_hvg), or --device cpu"
-    } else {
-        "the run was stopped; --device cpu runs without the GPU"
-    }
-}
-
-fn f32_bytes(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding or invalid bit patterns as bytes.
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
-}
-fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
-    // SAFETY: every byte pattern is a valid f32.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
-}
-
-impl<D: DeviceApi> KernelBackend<D> {
-    pub fn new(dev: D, name: &'static str) -> Self {
-        KernelBackend {
-            dev,
-            name,
-            precision: GemmPrecision::F32,
-            failed: AtomicBool::new(false),
-            error: Mutex::new(None),
-        }
-    }
-    /// The same backend with its GEMMs in `precision` (see
-    /// [`GemmPrecision`] for the accuracy cost); the name gains the
-    /// precision (`"cuda (tf32 GEMMs)"`) so reports say what ran.
-    pub fn with_gemm_precision(mut self, precision: GemmPrecision) -> Self {
-        self.precision = precision;
-        self.name = match precision {
-            GemmPrecision::F32 => self.name.split(" (").next().unwrap_or(self.name),
-            // One short string per backend built, for the program's life.
-            p => Box::leak(format!("{} ({p} GEMMs)", self.name.split(" (").next().unwrap_or(self.name)).into_boxed_str()),
-        };
-        self
-    }
-    pub fn gemm_precision(&self) -> GemmPrecision {
-        self.precision
-    }
-    pub fn device(&self) -> &D {
-        &self.dev
-    }
-    /// The first device error, if any (sticky; see the module doc).
-    pub fn error(&self) -> Option<String> {
-        self.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-    fn failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
-    }
-    /// Records `msg` unless an earlier error is already recorded.
-    fn fail(&self, msg: String) {
-        let mut e = self.error.lock().unwrap_or_else(|e| e.into_inner());
-        if e.is_none() {
-            *e = Some(msg);
-        }
-        self.failed.store(true, Ordering::Release);
-    }
-    fn record<T>(&self, r: Result<T, String>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(msg) => {
-                self.fail(msg);
-                None
-            }
-        }
-    }
-    /// Records a failed launch.
-    fn launched<T>(&self, r: ops::Result<T>) -> Option<T> {
-        self.record(r.map_err(|e| e.to_string()))
-    }
-    fn alloc(&self, bytes: usize) -> Option<D::Mem> {
-        if self.failed() {
-            return None;
-        }
-        self.record(self.dev.alloc(bytes))
-    }
-    /// Device → host, or zeros once the device has failed.
-    fn dtoh(&self, m: &Option<D::Mem>, byte_off: usize, out: &mut [u8]) {
-        match m {
-            Some(m) if !self.failed() => {
-                if self.record(self.dev.dtoh(m, byte_off, out)).is_none() {
-                    out.fill(0);
-                }
-            }
-            _ => out.fill(0),
-        }
-    }
-    fn htod(&self, m: &mut Option<D::Mem>, byte_off: usize, data: &[u8]) {
-        if let Some(m) = m.as_mut().filter(|_| !self.failed()) {
-            self.record(self.dev.htod(m, byte_off, data));
-        }
-    }
-    fn p(&self, b: &DevBuf<D::Mem>) -> DevPtr {
-        b.mem.as_ref().map_or(DevPtr(0), |m| self.dev.addr(m))
-    }
-    /// The device's launcher, or one that launches nothing once it failed.
-    fn l(&self) -> &dyn Launcher {
-        if self.failed() { &Skip } else { &self.dev }
-    }
-    /// A temporary f64 buffer of `n` values (scratch for sums).
-    fn scratch64(&self, n: usize) -> Option<D::Mem> {
-        self.alloc(8 * n)
-    }
-    fn read64(&self, m: &Option<D::Mem>, i: usize, n: usize) -> Vec<f64> {
-        let mut bytes = vec![0u8; 8 * n];
-        self.dtoh(m, 8 * i, &mut bytes);
-        bytes.chunks_exact(8).map(|c| f64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()
-    }
-    fn same_len(&self, what: &str, a: &DevBuf<D::Mem>, b: &DevBuf<D::Mem>) -> usize {
-        assert_eq!(a.len, b.len, "{what}: length mismatch");
-        a.len
-    }
-    fn sum_impl(&self, x: &DevBuf<D::Mem>, square: bool) -> f32 {
-        let scratch = self.scratch64(ops::SUM_SCRATCH);
-        let at = scratch.as_ref().map_or(DevPtr(0), |m| self.dev.addr(m));
-        // SAFETY: x holds x.len values; scratch SUM_SCRATCH doubles.
-        self.launched(unsafe { ops::sum(self.l(), x.len, square, self.p(x), at) });
-        self.read64(&scratch, ops::SUM_SCRATCH - 1, 1)[0] as f32
-    }
-    unsafe fn sgemm(&self, mut call: SgemmCall) {
-        if self.failed() {
-            return;
-        }
-        call.precision = self.precision;
-        // SAFETY: forwarded to the caller.
-        self.record(unsafe { self.dev.sgemm(&call) });
-    }
-}
+pub use device_api::{sgemm_reference, DeviceApi, SgemmCall};
+pub use state::{DevBuf, KernelBackend};
+use state::{f32_bytes, f32_bytes_mut, hint};
 
 // SAFETY (for every `unsafe` block below): buffers are sized by their own
 // `len`, checked against the shapes by asserts in these methods or in
@@ -659,52 +427,5 @@ impl<D: DeviceApi> Backend for KernelBackend<D> {
                 self.p(best_idx),
             )
         });
-    }
-}
-
-/// A column-major SGEMM done literally (f32 products, f32 accumulation in
-/// order), the emulation's stand-in for cuBLAS: it reads the addresses and
-/// leading dimensions exactly as cuBLAS would, so a wrong mapping fails.
-/// With TF32/BF16 [`SgemmCall::precision`] both operands are first rounded
-/// to that format (to nearest, ties to even), as tensor-core math does, and
-/// the products still accumulate in f32, so the emulation carries the
-/// accuracy cost of those modes.
-///
-/// # Safety
-/// The addresses in `call` must be host addresses covering the matrices.
-pub unsafe fn sgemm_reference(call: &SgemmCall) {
-    let c = call;
-    let prec = c.precision;
-    // Column-major element (i, j) of op(X), rounded to the operand format.
-    let at = |base: DevPtr, stride: usize, bi: usize, i: usize, j: usize, ld: usize, t: Trans| -> f32 {
-        let idx = if t == Trans::N { i + j * ld } else { j + i * ld };
-        // SAFETY: covered by the caller's contract.
-        prec.round(unsafe { *(base.f32_at(bi * stride + idx).0 as *const f32) })
-    };
-    // Per matrix: the rows of op(A) and the columns of op(B) gathered
-    // contiguously ([m, k] and [n, k]) so the dot products stream; the sum
-    // over l is still sequential f32, the order a literal loop has.
-    let (mut ar, mut bc) = (vec![0.0f32; c.m * c.k], vec![0.0f32; c.n * c.k]);
-    for bi in 0..c.batch {
-        for i in 0..c.m {
-            for l in 0..c.k {
-                ar[i * c.k + l] = at(c.a, c.stride_a, bi, i, l, c.lda, c.transa);
-            }
-        }
-        for j in 0..c.n {
-            for l in 0..c.k {
-                bc[j * c.k + l] = at(c.b, c.stride_b, bi, l, j, c.ldb, c.transb);
-            }
-        }
-        for j in 0..c.n {
-            let col = &bc[j * c.k..(j + 1) * c.k];
-            for i in 0..c.m {
-                let row = &ar[i * c.k..(i + 1) * c.k];
-                let acc = row.iter().zip(col).fold(0.0f32, |s, (x, y)| s + x * y);
-                let p = c.c.f32_at(bi * c.stride_c + i + j * c.ldc).0 as *mut f32;
-                // SAFETY: as above; with beta = 0, C is not read (as cuBLAS).
-                unsafe { *p = if c.beta == 0.0 { c.alpha * acc } else { c.alpha * acc + c.beta * *p } };
-            }
-        }
     }
 }

@@ -1,0 +1,103 @@
+//! What a run gives back: the per-cell [`RunResult`] and the
+//! `report.json` contents ([`RunReport`]) with their per-module parts.
+
+use serde::{Deserialize, Serialize};
+
+use super::config::RunConfig;
+use super::truth::Evaluation;
+use crate::data::{CsrMatrix, DenseMatrix};
+use crate::model::kin::KinPairs;
+use crate::pipeline::detect::GeneReport;
+
+/// Seconds per stage (0 for a stage resumed from its checkpoint).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunTimings {
+    pub preprocess: f64,
+    pub module_i: f64,
+    pub module_ii: f64,
+    pub module_iii: f64,
+    pub correction: f64,
+    pub module_iv: f64,
+    pub total: f64,
+}
+
+/// Module II in the report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KinReport {
+    pub n_pairs: usize,
+    /// Distinct reference cells chosen as kin.
+    pub n_distinct_kin: usize,
+    pub mean_inner_product: f64,
+}
+
+/// Module IV in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubtypeReport {
+    pub n_anomalies: usize,
+    pub k: usize,
+    pub k_inferred: bool,
+    pub epochs: usize,
+    /// Anomalies per subtype.
+    pub sizes: Vec<usize>,
+    pub note: Option<String>,
+    pub log: serde_json::Value,
+}
+
+/// Everything `report.json` holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub settings: RunConfig,
+    pub backend: String,
+    pub n_reference: usize,
+    pub n_target: usize,
+    pub genes: GeneReport,
+    pub batches: Vec<(String, usize)>,
+    /// Modules taken from their checkpoints instead of recomputed.
+    pub resumed: Vec<String>,
+    /// Module I's own report (as `acsleuth detect` writes it).
+    pub detect: serde_json::Value,
+    pub n_called: usize,
+    pub kin: Option<KinReport>,
+    pub style: Option<serde_json::Value>,
+    pub subtype: SubtypeReport,
+    pub seconds: RunTimings,
+    /// Scores against `--truth-key`, when given.
+    pub evaluation: Option<Evaluation>,
+}
+
+/// What a run gives back, per target cell in input order unless said.
+pub struct RunResult {
+    pub cells: Vec<String>,
+    /// Genes the models used (the highly variable genes when preprocessed).
+    pub genes: Vec<String>,
+    /// The target's values over `genes` as the models saw them
+    /// (log-normalized).
+    pub target_values: CsrMatrix,
+    pub scores: Vec<f32>,
+    pub calls: Vec<bool>,
+    /// Reconstruction deviation ‖x − x̂‖ (Module I).
+    pub deviation: Vec<f32>,
+    /// Batch index of each cell (names in `report.batches`).
+    pub batch_of: Vec<u32>,
+    /// Target rows called anomalous, ascending.
+    pub anomalies: Vec<usize>,
+    /// Subtype of each cell; `None` for cells called normal.
+    pub subtypes: Vec<Option<u32>>,
+    /// `[n_anomalies, K]` soft assignments, rows in `anomalies` order.
+    pub q: DenseMatrix,
+    /// `[n_target, latent]` Module I encoder on the corrected expression.
+    pub z: DenseMatrix,
+    /// `[n_anomalies, latent]` fused embedding of the anomalies.
+    pub z_star: DenseMatrix,
+    /// `[n_target, genes]` corrected expression (with `keep_corrected`).
+    pub corrected: Option<DenseMatrix>,
+    pub report: RunReport,
+}
+
+pub(super) fn kin_report_of(p: &KinPairs) -> KinReport {
+    let mut distinct = p.kin.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let mean = if p.score.is_empty() { 0.0 } else { p.score.iter().map(|&s| s as f64).sum::<f64>() / p.score.len() as f64 };
+    KinReport { n_pairs: p.kin.len(), n_distinct_kin: distinct.len(), mean_inner_product: mean }
+}
