@@ -30,6 +30,13 @@ fn dataset_from_arrays(values: Vec<f32>, cells: Vec<String>, genes: Vec<String>,
 }
 
 fn main() -> Result<()> {
+    // Optional, once, first thing in `main`: build rayon's global pool with
+    // this thread as one of its workers, as the `acsleuth` command does (a
+    // training iteration runs hundreds of short parallel loops; started from
+    // outside the pool each one costs a wake-up and a sleep). `Some(n)` sets
+    // the thread count. Skip it if your program configures rayon itself.
+    acsleuth::backend::cpu_pool::init_global(None);
+
     // Some data: simulated counts (any matrices would do; see
     // `dataset_from_arrays` for building one from your own arrays).
     let sim = Simulator::new(SimConfig {
