@@ -5,6 +5,7 @@ pub mod generator;
 pub mod kin;
 pub mod memory;
 pub mod mmd;
+pub mod novelty;
 pub mod pca;
 pub mod scorer;
 pub mod source;

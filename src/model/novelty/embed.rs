@@ -1,0 +1,142 @@
+//! The joint representation: genes standardised over reference and target
+//! together (scanpy's `scale(max_value=10)` on the concatenation), then
+//! PCA fitted on (a seeded sample of) both sets and every cell projected.
+//!
+//! Why joint statistics: a gene that only anomalies express has no variance
+//! in the reference, so a reference-only PCA cannot see it (on Kang the
+//! reference-PCA kNN distance reaches AUROC 0.70, the joint one 0.92).
+
+use rayon::prelude::*;
+
+use crate::data::matrix::{CsrMatrix, DenseMatrix};
+use crate::error::{Error, Result};
+use crate::model::pca::{Pca, PcaOptions};
+use crate::model::subtype::kmeans::Uniforms;
+
+/// Rows densified at a time when projecting.
+const CHUNK_ROWS: usize = 4096;
+
+/// Per-gene mean and standard deviation (ddof 0) over the rows of several
+/// matrices; a constant gene gets sd 1 (it then standardises to 0).
+pub fn gene_stats(sets: &[&CsrMatrix]) -> (Vec<f64>, Vec<f64>) {
+    let g = sets[0].cols;
+    let n: usize = sets.iter().map(|m| m.rows).sum();
+    let (mut s1, mut s2) = (vec![0.0f64; g], vec![0.0f64; g]);
+    for m in sets {
+        for (&j, &v) in m.indices.iter().zip(&m.data) {
+            s1[j as usize] += v as f64;
+            s2[j as usize] += (v as f64) * (v as f64);
+        }
+    }
+    let n = n.max(1) as f64;
+    let mean: Vec<f64> = s1.iter().map(|s| s / n).collect();
+    let sd = s2
+        .iter()
+        .zip(&mean)
+        .map(|(s, m)| {
+            let v = (s / n - m * m).max(0.0).sqrt();
+            if v > 1e-12 { v } else { 1.0 }
+        })
+        .collect();
+    (mean, sd)
+}
+
+/// Standardised, clipped dense copy of some rows: `clip((x − μ)/σ, ±max)`.
+fn standardise(m: &CsrMatrix, rows: &[usize], mean: &[f64], sd: &[f64], max_value: f64) -> DenseMatrix {
+    let g = m.cols;
+    let base: Vec<f32> = mean.iter().zip(sd).map(|(mu, s)| (-mu / s).clamp(-max_value, max_value) as f32).collect();
+    let mut out = DenseMatrix::zeros(rows.len(), g);
+    out.data.par_chunks_mut(g.max(1)).zip(rows.par_iter()).for_each(|(o, &r)| {
+        o.copy_from_slice(&base);
+        let (idx, val) = m.row(r);
+        for (&j, &v) in idx.iter().zip(val) {
+            let j = j as usize;
+            o[j] = ((v as f64 - mean[j]) / sd[j]).clamp(-max_value, max_value) as f32;
+        }
+    });
+    out
+}
+
+/// A seeded sample of `m` of `0..n` (all of them when `m ≥ n`), sorted.
+pub fn sample_rows(n: usize, m: usize, seed: u64) -> Vec<usize> {
+    if m >= n {
+        return (0..n).collect();
+    }
+    // Partial Fisher–Yates.
+    let mut u = Uniforms::new(seed);
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in 0..m {
+        let j = i + u.below(n - i);
+        p.swap(i, j);
+    }
+    let mut s = p[..m].to_vec();
+    s.sort_unstable();
+    s
+}
+
+/// Reference and target coordinates in the joint PCA space.
+pub struct JointEmbedding {
+    /// [n_ref × k]
+    pub reference: DenseMatrix,
+    /// [n_target × k]
+    pub target: DenseMatrix,
+    /// Fraction of the (sampled, standardised) variance the k axes keep.
+    pub explained_variance_ratio: f64,
+    /// Cells the PCA was fitted on.
+    pub n_fit: usize,
+}
+
+/// Settings of [`embed`].
+#[derive(Clone, Copy, Debug)]
+pub struct EmbedOptions {
+    pub n_components: usize,
+    pub max_value: f64,
+    /// Most cells the PCA is fitted on (split between the sets in
+    /// proportion to their sizes); all cells are projected.
+    pub max_fit_cells: usize,
+    pub seed: u64,
+}
+
+/// Joint standardisation + PCA of reference and target (same genes).
+pub fn embed(reference: &CsrMatrix, target: &CsrMatrix, o: &EmbedOptions) -> Result<JointEmbedding> {
+    if reference.cols != target.cols {
+        return Err(Error::invalid(format!("reference has {} genes, target {}", reference.cols, target.cols)));
+    }
+    let (nr, nt) = (reference.rows, target.rows);
+    let k = o.n_components.min(reference.cols).min(nr + nt - 1);
+    if k == 0 {
+        return Err(Error::invalid("joint PCA: no genes or too few cells"));
+    }
+    let (mean, sd) = gene_stats(&[reference, target]);
+    let total = nr + nt;
+    let fit_r = if total <= o.max_fit_cells { nr } else { (o.max_fit_cells * nr).div_ceil(total) };
+    let fit_t = if total <= o.max_fit_cells { nt } else { o.max_fit_cells - fit_r.min(o.max_fit_cells) };
+    let rr = sample_rows(nr, fit_r, o.seed ^ 0xE3B0);
+    let tt = sample_rows(nt, fit_t, o.seed ^ 0xC442);
+    let a = standardise(reference, &rr, &mean, &sd, o.max_value);
+    let b = standardise(target, &tt, &mean, &sd, o.max_value);
+    let mut fit = a.data;
+    fit.extend_from_slice(&b.data);
+    let n_fit = rr.len() + tt.len();
+    let opts = PcaOptions { n_components: k, seed: o.seed, ..PcaOptions::default() };
+    let pca = Pca::fit(&fit, n_fit, reference.cols, &opts)?;
+    drop(fit);
+    let project = |m: &CsrMatrix| -> Result<DenseMatrix> {
+        let mut out = DenseMatrix::zeros(m.rows, k);
+        for c0 in (0..m.rows).step_by(CHUNK_ROWS) {
+            let rows: Vec<usize> = (c0..(c0 + CHUNK_ROWS).min(m.rows)).collect();
+            let z = standardise(m, &rows, &mean, &sd, o.max_value);
+            let y = pca.transform(&z.data, rows.len())?;
+            for (dst, src) in out.data[c0 * k..(c0 + rows.len()) * k].iter_mut().zip(&y) {
+                *dst = *src as f32;
+            }
+        }
+        Ok(out)
+    };
+    Ok(JointEmbedding {
+        reference: project(reference)?,
+        target: project(target)?,
+        explained_variance_ratio: pca.explained_variance_ratio.iter().sum(),
+        n_fit,
+    })
+}

@@ -1,0 +1,315 @@
+//! The default detector: novelty of target cells against the reference in a
+//! joint, batch-corrected representation, with calls at a stated false
+//! discovery rate.
+//!
+//! A cell state absent from the reference shows two symptoms in a joint
+//! embedding of reference and target: it lies **far from every reference
+//! cell** (mean distance to its `k_distance` nearest reference cells), and
+//! its neighbourhood holds **few reference cells** (the fraction of
+//! reference cells among its `k_abundance` nearest cells of both sets, the
+//! quantity Milo tests for differential abundance). A shift shared by the
+//! target's normal cells produces both symptoms too, so before scoring the
+//! joint coordinates are corrected with Harmony ([`harmony`]), and the
+//! correction is fitted twice: once on all cells, then again without the
+//! target cells the first pass found likely anomalous (p ≤
+//! `refit_min_p`), so that anomalies are not pulled onto reference cells
+//! (test-time adaptation on likely-normal cells only).
+//!
+//! Steps: [`embed`] (joint z-scores, PCA) → [`harmony`] → [`knn`] (exact,
+//! tiled, on the backend) → [`calibrate`] (rank-sum score, conformal
+//! p-values against the reference's leave-one-out scores, BH q-values).
+
+pub mod calibrate;
+pub mod embed;
+pub mod harmony;
+pub mod knn;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::data::matrix::{CsrMatrix, DenseMatrix};
+use crate::error::{Error, Result};
+
+pub use harmony::HarmonyConfig;
+
+/// How the joint coordinates are corrected before scoring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Correction {
+    /// Harmony, refitted on likely-normal cells (default).
+    #[default]
+    Harmony,
+    /// No correction: the joint PCA as it is.
+    None,
+}
+
+/// Settings of the novelty detector. Field names are the TOML keys of the
+/// `[novelty]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoveltyConfig {
+    /// Principal components of the joint representation.
+    pub n_components: usize,
+    /// Standardised values are clipped to ±max_value (scanpy's `scale`).
+    pub max_value: f64,
+    /// Reference neighbours whose mean distance is the distance statistic.
+    pub k_distance: usize,
+    /// Neighbours (of both sets) whose reference fraction is the abundance statistic.
+    pub k_abundance: usize,
+    pub correction: Correction,
+    /// Refit the correction without the target cells the first pass found
+    /// likely anomalous.
+    pub refit: bool,
+    /// Target cells with a first-pass p-value above this take part in the refit.
+    pub refit_min_p: f64,
+    pub harmony: HarmonyConfig,
+    /// Most cells the PCA is fitted on (every cell is projected).
+    pub max_fit_cells: usize,
+    /// Most target cells in the neighbourhood graph of the abundance
+    /// statistic (a seeded sample beyond; every target cell is scored).
+    pub max_graph_target: usize,
+}
+
+impl Default for NoveltyConfig {
+    fn default() -> Self {
+        NoveltyConfig {
+            n_components: 50,
+            max_value: 10.0,
+            k_distance: 15,
+            k_abundance: 30,
+            correction: Correction::Harmony,
+            refit: true,
+            refit_min_p: 0.2,
+            harmony: HarmonyConfig::default(),
+            max_fit_cells: 50_000,
+            max_graph_target: 100_000,
+        }
+    }
+}
+
+impl NoveltyConfig {
+    /// Checks that need no data.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("novelty: {m}")));
+        if self.n_components == 0 {
+            return bad("n_components must be at least 1".into());
+        }
+        if !(self.max_value.is_finite() && self.max_value > 0.0) {
+            return bad(format!("max_value must be a finite number > 0, got {}", self.max_value));
+        }
+        if self.k_distance == 0 || self.k_abundance == 0 {
+            return bad("k_distance and k_abundance must be at least 1".into());
+        }
+        if !(self.refit_min_p > 0.0 && self.refit_min_p < 1.0) {
+            return bad(format!("refit_min_p must be in (0, 1), got {}", self.refit_min_p));
+        }
+        if self.max_fit_cells < 2 || self.max_graph_target == 0 {
+            return bad("max_fit_cells must be at least 2 and max_graph_target at least 1".into());
+        }
+        self.harmony.validate()
+    }
+
+    /// Checks that need the data's shape, before any work.
+    pub fn validate_for(&self, n_reference: usize, n_target: usize) -> Result<()> {
+        self.validate()?;
+        let need = self.k_distance.max(self.k_abundance) + 1;
+        if n_reference < need {
+            return Err(Error::invalid(format!(
+                "the reference has {n_reference} cells; the novelty score needs at least {need} (k_distance/k_abundance + 1)"
+            )));
+        }
+        if n_target == 0 {
+            return Err(Error::invalid("the target has no cells"));
+        }
+        Ok(())
+    }
+}
+
+/// What the detector did, for report.json.
+#[derive(Clone, Debug, Serialize)]
+pub struct NoveltyReport {
+    pub n_components: usize,
+    pub explained_variance_ratio: f64,
+    pub pca_fit_cells: usize,
+    pub correction: Correction,
+    pub harmony_clusters: Option<usize>,
+    pub harmony_batches: Option<usize>,
+    /// Target cells that took part in the refit (None without refit).
+    pub refit_target_cells: Option<usize>,
+    pub graph_target_cells: usize,
+    pub seconds_embed: f64,
+    pub seconds_correct: f64,
+    pub seconds_score: f64,
+}
+
+/// Per target cell, in input order.
+#[derive(Clone, Debug)]
+pub struct NoveltyScores {
+    /// Rank-sum score in (0, 1], higher = more novel.
+    pub score: Vec<f64>,
+    /// Conformal p-value against the reference's leave-one-out scores.
+    pub p_value: Vec<f64>,
+    /// Benjamini–Hochberg q-value.
+    pub q_value: Vec<f64>,
+    /// Mean distance to the k_distance nearest reference cells.
+    pub distance: Vec<f64>,
+    /// Fraction of reference cells among the k_abundance nearest cells.
+    pub abundance: Vec<f64>,
+    /// Corrected joint coordinates of the target, [n_target × n_components].
+    pub embedding: DenseMatrix,
+    pub report: NoveltyReport,
+}
+
+/// Both statistics and the combined score of every cell, reference first.
+struct Stats {
+    score: Vec<f64>,
+    distance: Vec<f64>,
+    abundance: Vec<f64>,
+}
+
+fn stack(a: &DenseMatrix, b: &DenseMatrix) -> DenseMatrix {
+    let mut data = a.data.clone();
+    data.extend_from_slice(&b.data);
+    DenseMatrix { rows: a.rows + b.rows, cols: a.cols, data }
+}
+
+fn split(m: &DenseMatrix, at: usize) -> (DenseMatrix, DenseMatrix) {
+    let d = m.cols;
+    (
+        DenseMatrix { rows: at, cols: d, data: m.data[..at * d].to_vec() },
+        DenseMatrix { rows: m.rows - at, cols: d, data: m.data[at * d..].to_vec() },
+    )
+}
+
+/// The two statistics for reference cells (leave-one-out) and target cells.
+fn statistics<B: Backend>(be: &B, zr: &DenseMatrix, zt: &DenseMatrix, graph_rows: &[usize], cfg: &NoveltyConfig) -> Result<Stats> {
+    let (nr, nt) = (zr.rows, zt.rows);
+    let mut distance = knn::knn(be, zr, zr, cfg.k_distance, Some(0))?.mean_dist();
+    distance.extend(knn::knn(be, zt, zr, cfg.k_distance, None)?.mean_dist());
+
+    // Graph keys: every reference cell, then the sampled target cells.
+    let mut keys = zr.clone();
+    let mut key_of_target = vec![u32::MAX; nt];
+    for (j, &t) in graph_rows.iter().enumerate() {
+        keys.data.extend_from_slice(zt.row(t));
+        key_of_target[t] = (nr + j) as u32;
+    }
+    keys.rows = nr + graph_rows.len();
+    let ka = cfg.k_abundance.min(keys.rows - 1);
+    let ref_frac = |idx: &[u32]| idx.iter().filter(|&&i| (i as usize) < nr).count() as f64 / idx.len() as f64;
+    let nb = knn::knn(be, zr, &keys, ka, Some(0))?;
+    let mut abundance: Vec<f64> = (0..nr).map(|i| ref_frac(nb.row(i).0)).collect();
+    let nb = knn::knn(be, zt, &keys, (ka + 1).min(keys.rows), None)?;
+    for t in 0..nt {
+        let idx = nb.row(t).0;
+        // Leave the cell itself out; otherwise drop the farthest.
+        let own = idx.iter().position(|&i| i == key_of_target[t]).unwrap_or(idx.len() - 1);
+        let rest: Vec<u32> = idx.iter().enumerate().filter(|&(j, _)| j != own).map(|(_, &i)| i).take(ka).collect();
+        abundance.push(ref_frac(&rest));
+    }
+    let rd = calibrate::average_ranks(&distance);
+    let neg: Vec<f64> = abundance.iter().map(|a| -a).collect();
+    let ra = calibrate::average_ranks(&neg);
+    let n = (nr + nt) as f64;
+    let score = rd.iter().zip(&ra).map(|(a, b)| (a + b) / (2.0 * n)).collect();
+    Ok(Stats { score, distance, abundance })
+}
+
+/// Scores every target cell against the reference (both log-normalized on
+/// the same genes). `target_batches` (values in `0..n`) lets the correction
+/// treat each target batch as its own; `None` = one target batch.
+pub fn score_novelty<B: Backend>(
+    be: &B,
+    reference: &CsrMatrix,
+    target: &CsrMatrix,
+    target_batches: Option<&[u32]>,
+    cfg: &NoveltyConfig,
+    seed: u64,
+) -> Result<NoveltyScores> {
+    use std::time::Instant;
+    let (nr, nt) = (reference.rows, target.rows);
+    cfg.validate_for(nr, nt)?;
+    if let Some(b) = target_batches {
+        if b.len() != nt {
+            return Err(Error::invalid(format!("{} batch labels for {nt} target cells", b.len())));
+        }
+    }
+    let t0 = Instant::now();
+    let opts = embed::EmbedOptions { n_components: cfg.n_components, max_value: cfg.max_value, max_fit_cells: cfg.max_fit_cells, seed };
+    let emb = embed::embed(reference, target, &opts)?;
+    let seconds_embed = t0.elapsed().as_secs_f64();
+    let graph_rows = embed::sample_rows(nt, cfg.max_graph_target, seed ^ 0x6A09);
+
+    let t1 = Instant::now();
+    let mut report = NoveltyReport {
+        n_components: emb.reference.cols,
+        explained_variance_ratio: emb.explained_variance_ratio,
+        pca_fit_cells: emb.n_fit,
+        correction: cfg.correction,
+        harmony_clusters: None,
+        harmony_batches: None,
+        refit_target_cells: None,
+        graph_target_cells: graph_rows.len(),
+        seconds_embed,
+        seconds_correct: 0.0,
+        seconds_score: 0.0,
+    };
+    let (zr, zt, stats, secs_in_scoring) = match cfg.correction {
+        Correction::None => {
+            let s = statistics(be, &emb.reference, &emb.target, &graph_rows, cfg)?;
+            (emb.reference, emb.target, s, 0.0)
+        }
+        Correction::Harmony => {
+            let z = stack(&emb.reference, &emb.target);
+            let mut batch = vec![0u32; nr];
+            let n_batches = match target_batches {
+                Some(b) => {
+                    batch.extend(b.iter().map(|&v| v + 1));
+                    1 + b.iter().map(|&v| v as usize + 1).max().unwrap_or(1)
+                }
+                None => {
+                    batch.extend(std::iter::repeat_n(1u32, nt));
+                    2
+                }
+            };
+            let mut fit = vec![true; nr + nt];
+            let (c, h) = harmony::harmonize(&z, &batch, n_batches, &fit, &cfg.harmony, seed)?;
+            report.harmony_clusters = Some(h.n_clusters);
+            report.harmony_batches = Some(h.n_batches);
+            let (cr, ct) = split(&c, nr);
+            let ts = Instant::now();
+            let s1 = statistics(be, &cr, &ct, &graph_rows, cfg)?;
+            let mut in_scoring = ts.elapsed().as_secs_f64();
+            if cfg.refit {
+                let p1 = calibrate::conformal_p(&s1.score[..nr], &s1.score[nr..]);
+                for (f, p) in fit[nr..].iter_mut().zip(&p1) {
+                    *f = *p > cfg.refit_min_p;
+                }
+                report.refit_target_cells = Some(fit[nr..].iter().filter(|&&f| f).count());
+                let (c2, _) = harmony::harmonize(&z, &batch, n_batches, &fit, &cfg.harmony, seed)?;
+                let (cr, ct) = split(&c2, nr);
+                let ts = Instant::now();
+                let s2 = statistics(be, &cr, &ct, &graph_rows, cfg)?;
+                in_scoring += ts.elapsed().as_secs_f64();
+                (cr, ct, s2, in_scoring)
+            } else {
+                (cr, ct, s1, in_scoring)
+            }
+        }
+    };
+    let _ = zr;
+    let total = t1.elapsed().as_secs_f64();
+    report.seconds_score = secs_in_scoring;
+    report.seconds_correct = total - secs_in_scoring;
+    let p_value = calibrate::conformal_p(&stats.score[..nr], &stats.score[nr..]);
+    let q_value = calibrate::bh_qvalues(&p_value);
+    Ok(NoveltyScores {
+        score: stats.score[nr..].to_vec(),
+        p_value,
+        q_value,
+        distance: stats.distance[nr..].to_vec(),
+        abundance: stats.abundance[nr..].to_vec(),
+        embedding: zt,
+        report,
+    })
+}
