@@ -2,7 +2,8 @@
 //! against brute force — sizes on both sides of the CPU twin's 256-row and
 //! 512-key blocks and of the search's own tiles, exact ties — on the CPU
 //! backend and on the emulated CUDA backend (the kernel path); embedding in
-//! eval mode against one full-batch encoder forward; errors for bad input.
+//! eval mode against one full-batch encoder forward; errors for bad input;
+//! cosine similarity (the default) against the raw inner product.
 //!
 //! The timing of 10^5 × 10^4 rows at d = 256 is an ignored test:
 //! `cargo test --release --test kin -- --ignored --nocapture`.
@@ -12,7 +13,7 @@ use acsleuth::backend::rng::Stream;
 use acsleuth::backend::{Backend, CpuBackend};
 use acsleuth::data::DenseMatrix;
 use acsleuth::model::generator::{Generator, GeneratorConfig};
-use acsleuth::model::kin::{embed, kin_pairs, kin_pairs_tiled, KinPairs};
+use acsleuth::model::kin::{embed, kin_pairs, kin_pairs_by, kin_pairs_tiled, normalize_rows, KinPairs, KinSimilarity};
 
 struct Lcg(u64);
 
@@ -145,6 +146,102 @@ fn bad_inputs_are_errors() {
     let big = DenseMatrix { rows: 1, cols: 2, data: vec![3e38, 3e38] };
     let opp = DenseMatrix { rows: 1, cols: 2, data: vec![3e38, -3e38] };
     assert!(msg(kin_pairs(&be, &big, &opp)).contains("NaN"));
+}
+
+/// `dirs` orthogonal directions in `d ≥ dirs + 1` coordinates: keys
+/// 0..dirs are the unit directions (norm 1), key `dirs` a large-norm key
+/// (norm 100) off to the side; each query is its direction plus noise.
+/// Under the inner product the large key wins every query; under cosine
+/// each query pairs with its own direction.
+fn one_big_key(r: &mut Lcg, dirs: usize, d: usize, per_dir: usize) -> (DenseMatrix, DenseMatrix) {
+    let mut k = DenseMatrix::zeros(dirs + 1, d);
+    for i in 0..dirs {
+        k.data[i * d + i] = 1.0;
+    }
+    for c in 0..d {
+        k.data[dirs * d + c] = 100.0 / (d as f32).sqrt();
+    }
+    let mut q = DenseMatrix::zeros(dirs * per_dir, d);
+    for (n, row) in q.data.chunks_mut(d).enumerate() {
+        row.iter_mut().for_each(|v| *v = r.f(0.0, 0.05));
+        row[n % dirs] = r.f(0.5, 2.0);
+    }
+    (q, k)
+}
+
+fn distinct(kin: &[u32]) -> usize {
+    let mut v = kin.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v.len()
+}
+
+#[track_caller]
+fn check_big_key<B: Backend>(be: &B, q: &DenseMatrix, k: &DenseMatrix, dirs: usize) {
+    let ip = kin_pairs_by(be, q, k, KinSimilarity::InnerProduct).unwrap();
+    assert!(ip.kin.iter().all(|&j| j as usize == dirs), "the large key wins every inner product");
+    assert_eq!(ip, kin_pairs(be, q, k).unwrap(), "inner product is the plain search");
+    assert_eq!(distinct(&ip.kin), 1);
+    let cos = kin_pairs_by(be, q, k, KinSimilarity::Cosine).unwrap();
+    for (n, (&j, &s)) in cos.kin.iter().zip(&cos.score).enumerate() {
+        assert_eq!(j as usize, n % dirs, "query {n} pairs with its own direction");
+        assert!(s > 0.9 && s <= 1.0 + 1e-6, "query {n}: cosine {s}");
+    }
+    assert_eq!(distinct(&cos.kin), dirs);
+}
+
+#[test]
+fn cosine_is_not_won_by_a_large_norm_key() {
+    assert_eq!(KinSimilarity::default(), KinSimilarity::Cosine);
+    let mut r = Lcg(6);
+    // 600 queries: across the CPU twin's 256-row blocks.
+    let (dirs, d) = (12, 16);
+    let (q, k) = one_big_key(&mut r, dirs, d, 50);
+    check_big_key(&CpuBackend::new(), &q, &k, dirs);
+    check_big_key(&emu::emu_backend(), &q, &k, dirs);
+    // Cosine is the inner product of normalised rows: brute force agrees.
+    let (q, k) = (r.dense(300, 9), r.dense(520, 9));
+    let (mut qn, mut kn) = (q.clone(), k.clone());
+    normalize_rows(&mut qn);
+    normalize_rows(&mut kn);
+    check_real(&qn, &kn, &kin_pairs_by(&CpuBackend::new(), &q, &k, KinSimilarity::Cosine).unwrap());
+}
+
+#[test]
+fn zero_rows_normalise_to_zero_and_pair_by_the_tie_rule() {
+    let be = CpuBackend::new();
+    let mut m = DenseMatrix { rows: 4, cols: 3, data: vec![0., 0., 0., 3., 4., 0., 3e38, -3e38, 0., 0., 0., 1e-40] };
+    normalize_rows(&mut m);
+    assert!(m.data.iter().all(|v| v.is_finite()), "{:?}", m.data);
+    assert_eq!(&m.data[..6], &[0., 0., 0., 0.6, 0.8, 0.]);
+    let h = std::f32::consts::FRAC_1_SQRT_2;
+    assert!((m.data[6] - h).abs() < 1e-6 && (m.data[7] + h).abs() < 1e-6, "overflowing squares: {:?}", &m.data[6..9]);
+    assert_eq!(&m.data[9..], &[0., 0., 1.], "a subnormal row is not zero");
+
+    // Key 1 is zero. Query 0 (zero) ties everywhere at 0: key 0. Query 1
+    // has a negative cosine with keys 0 and 2: the zero key's 0 wins.
+    // Query 2 points along key 2.
+    let k = DenseMatrix { rows: 3, cols: 2, data: vec![1., 0., 0., 0., 0., 5.] };
+    let q = DenseMatrix { rows: 3, cols: 2, data: vec![0., 0., -1., -1., 0., 0.1] };
+    let got = kin_pairs_by(&be, &q, &k, KinSimilarity::Cosine).unwrap();
+    assert_eq!(got, KinPairs { kin: vec![0, 1, 2], score: vec![0., 0., 1.] });
+    // Non-finite input is still refused, with the plain search's message.
+    let mut nan = k.clone();
+    nan.data[3] = f32::NAN;
+    let err = kin_pairs_by(&be, &q, &nan, KinSimilarity::Cosine).unwrap_err().to_string();
+    assert!(err.contains("reference embedding 1 is not finite"), "{err}");
+}
+
+#[test]
+fn run_settings_choose_the_similarity() {
+    use acsleuth::pipeline::run::RunConfig;
+    assert_eq!(RunConfig::default().kin.similarity, KinSimilarity::Cosine);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("run.toml");
+    std::fs::write(&p, "[kin]\nsimilarity = \"inner-product\"\n").unwrap();
+    assert_eq!(RunConfig::from_toml_file(&p).unwrap().kin.similarity, KinSimilarity::InnerProduct);
+    std::fs::write(&p, "[kin]\nsimilarity = \"dot\"\n").unwrap();
+    assert!(RunConfig::from_toml_file(&p).is_err());
 }
 
 fn small_generator(be: &CpuBackend) -> Generator<CpuBackend> {

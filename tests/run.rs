@@ -119,13 +119,15 @@ fn correct_writes_corrected_values() {
     let out = dir.path().join("corr");
     let mut args = vec!["correct", "--reference", &r, "--target", &t, "--out", out.to_str().unwrap(), "--batch-key", "batch"];
     args.extend(QUICK);
+    args.extend(["--kin-similarity", "inner-product"]);
     let o = acsleuth(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ds = read_h5ad(&out.join("corrected.h5ad"), &H5adOptions::default()).unwrap();
     assert_eq!((ds.n_cells(), ds.n_genes()), (400, 300));
     let x = ds.x.to_dense();
     assert!(x.data.iter().all(|v| v.is_finite() && *v >= 0.0));
-    assert!(out.join("report.json").is_file());
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["kin"]["similarity"], "inner-product", "{}", report["kin"]);
 }
 
 #[test]
@@ -181,4 +183,12 @@ fn kin_shift_correction_runs_without_module_iii() {
     assert!(!out.join("checkpoints/module3.json").exists());
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["settings"]["correction"], "kin-shift");
+    // Module II: cosine by default, and how many reference cells are kin.
+    assert_eq!(report["settings"]["kin"]["similarity"], "cosine");
+    let kin = &report["kin"];
+    assert_eq!(kin["similarity"], "cosine");
+    let (pairs, distinct) = (kin["n_pairs"].as_u64().unwrap(), kin["n_distinct_kin"].as_u64().unwrap());
+    assert!(distinct >= 1 && distinct <= pairs, "{kin}");
+    let mean = kin["mean_similarity"].as_f64().unwrap();
+    assert!((-1.0..=1.0 + 1e-6).contains(&mean), "{kin}");
 }

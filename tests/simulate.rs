@@ -228,8 +228,9 @@ fn dropout_removes_counts() {
 #[test]
 fn bad_configurations_are_refused() {
     let bad = [
-        SimConfig { anomaly_ratio: 0.0, ..small() },
+        SimConfig { anomaly_ratio: -0.1, ..small() },
         SimConfig { anomaly_ratio: 1.0, ..small() },
+        SimConfig { anomaly_ratio: 0.0001, ..small() },
         SimConfig { anomaly_ratio: f64::NAN, ..small() },
         SimConfig { n_ref: 0, ..small() },
         SimConfig { n_target: 0, ..small() },
@@ -242,6 +243,9 @@ fn bad_configurations_are_refused() {
         SimConfig { target_batches: Some(vec![0, 0]), ..small() },
         SimConfig { lib_scale: -1.0, ..small() },
         SimConfig { mean_rate: 0.0, ..small() },
+        SimConfig { condition_shift: -0.1, ..small() },
+        SimConfig { condition_shift: f64::NAN, ..small() },
+        SimConfig { condition_shift: f64::INFINITY, ..small() },
     ];
     for c in bad {
         let err = Simulator::new(c.clone()).err().unwrap_or_else(|| panic!("accepted {c:?}"));
@@ -279,7 +283,10 @@ fn cli_refuses_bad_values() {
     let out = dir.path().join("sim");
     let o = out.to_str().unwrap();
     assert_one_line_error(&acsleuth(&["simulate", "--out", o, "--anomaly-ratio", "1.5"]), "anomaly_ratio");
-    assert_one_line_error(&acsleuth(&["simulate", "--out", o, "--anomaly-ratio", "0"]), "anomaly_ratio");
+    assert_one_line_error(&acsleuth(&["simulate", "--out", o, "--anomaly-ratio", "-0.1"]), "anomaly_ratio");
+    for v in ["-0.5", "nan", "inf"] {
+        assert_one_line_error(&acsleuth(&["simulate", "--out", o, "--condition-shift", v]), "condition_shift must be a finite number >= 0");
+    }
     assert_one_line_error(&acsleuth(&["simulate", "--out", o, "--n-target", "0"]), "n_target");
     assert_one_line_error(
         &acsleuth(&["simulate", "--out", o, "--n-target", "10", "--n-anomaly-types", "2"]),
@@ -356,4 +363,144 @@ fn cli_writes_stores_truth_and_params() {
     assert_eq!(store_bytes(&out), before);
     let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(leftovers, 2, "only the output and the copied params remain");
+}
+
+// ---- the condition shift and targets without anomalies ----
+
+/// FNV-1a over the CSR arrays of both sets and their obs columns.
+fn fingerprint(r: &Dataset, t: &Dataset) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| bytes.iter().for_each(|&b| h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    for ds in [r, t] {
+        let m = csr(ds);
+        m.indptr.iter().for_each(|v| eat(&v.to_le_bytes()));
+        m.indices.iter().for_each(|v| eat(&v.to_le_bytes()));
+        m.data.iter().for_each(|v| eat(&v.to_bits().to_le_bytes()));
+        eat(format!("{:?}", ds.obs).as_bytes());
+    }
+    h
+}
+
+/// The condition shift is off by default and, off, draws nothing: the
+/// counts are those of the simulator before the option existed (the
+/// fingerprint was taken from that code; it depends on the platform's
+/// `exp`/`ln`, hence the gate), and params.json does not mention it.
+#[test]
+fn condition_shift_off_leaves_the_output_unchanged() {
+    let config = SimConfig { n_ref: 300, n_target: 400, n_genes: 150, seed: 11, ..SimConfig::default() };
+    assert_eq!(config.condition_shift, 0.0);
+    let (r, t) = both(config.clone());
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        assert_eq!(fingerprint(&r, &t), 0x6f60_fd82_8df9_babe);
+    }
+    let sim = Simulator::new(config.clone()).unwrap();
+    assert!(sim.condition_factors(0).is_none());
+    assert_eq!(sim.set_profile(SetKind::Target, 2, 1), sim.profile(2, 1));
+    assert!(!serde_json::to_string(&config).unwrap().contains("condition_shift"));
+
+    // On, it changes the target only, deterministically, whatever the threads.
+    let on = SimConfig { condition_shift: 0.5, ..config };
+    assert!(serde_json::to_string(&on).unwrap().contains("\"condition_shift\":0.5"));
+    let (r2, t2) = in_pool(2, on.clone());
+    assert_eq!(r2, r);
+    assert_ne!(csr(&t2).data, csr(&t).data);
+    assert_eq!(t2.obs, t.obs, "the labels do not move");
+    assert_eq!(in_pool(3, on), (r2, t2));
+}
+
+/// Mean over the cells selected of ln(1 + 10^4 · count / total), per gene.
+fn mean_log_expression(m: &CsrMatrix, cells: &[usize]) -> Vec<f64> {
+    let mut acc = vec![0.0; m.cols];
+    for &i in cells {
+        let (idx, val) = m.row(i);
+        let total: f64 = val.iter().map(|&v| v as f64).sum::<f64>().max(1.0);
+        for (&j, &v) in idx.iter().zip(val) {
+            acc[j as usize] += (1e4 * v as f64 / total).ln_1p();
+        }
+    }
+    acc.iter().map(|a| a / cells.len() as f64).collect()
+}
+
+/// Each normal type's target cells move away from its reference cells by
+/// a gene-wise shift of its own: the shifts are large, follow the type's
+/// true factors, and are nearly uncorrelated between types.
+#[test]
+fn condition_shift_moves_each_type_its_own_way() {
+    let base =
+        SimConfig { n_ref: 1500, n_target: 1500, n_genes: 1200, n_types: 3, n_batches: 1, anomaly_ratio: 0.0, ..small() };
+    // (type, shift of target vs reference per gene) over well-expressed genes.
+    let shifts = |config: SimConfig| -> (Simulator, Vec<usize>, Vec<Vec<f64>>) {
+        let sim = Simulator::new(config).unwrap();
+        let (r, t) = (simulate_dataset(&sim, SetKind::Reference).unwrap(), simulate_dataset(&sim, SetKind::Target).unwrap());
+        let (rt, tt) = (codes(&r, "cell_type").1, codes(&t, "cell_type").1);
+        let genes: Vec<usize> = (0..1200).filter(|&j| (0..3).all(|k| sim.profile(k, 0)[j] * 3000.0 > 2.0)).collect();
+        let d = (0..3)
+            .map(|k| {
+                let rc: Vec<usize> = (0..r.n_cells()).filter(|&i| rt[i] == k).collect();
+                let tc: Vec<usize> = (0..t.n_cells()).filter(|&i| tt[i] == k).collect();
+                let (mr, mt) = (mean_log_expression(csr(&r), &rc), mean_log_expression(csr(&t), &tc));
+                genes.iter().map(|&j| mt[j] - mr[j]).collect()
+            })
+            .collect();
+        (sim, genes, d)
+    };
+    let rms = |v: &[f64]| (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt();
+
+    let (_, genes, flat) = shifts(base.clone());
+    assert!(genes.len() >= 120, "{} well-expressed genes", genes.len());
+    for (k, d) in flat.iter().enumerate() {
+        assert!(rms(d) < 0.1, "type {k} moves {} without a condition shift", rms(d));
+    }
+
+    let (sim, genes, moved) = shifts(SimConfig { condition_shift: 0.5, ..base });
+    for (k, d) in moved.iter().enumerate() {
+        assert!(rms(d) > 0.25, "type {k} moves only {}", rms(d));
+        let truth: Vec<f64> = genes.iter().map(|&j| sim.condition_factors(k).unwrap()[j].ln()).collect();
+        let c = correlation(d, &truth);
+        assert!(c > 0.8, "type {k}: shift vs its log factors, correlation {c}");
+    }
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        let c = correlation(&moved[a], &moved[b]);
+        assert!(c.abs() < 0.3, "types {a} and {b} shift alike: correlation {c}");
+    }
+    // Anomaly types draw their own factors too.
+    let (f0, fa) = (sim.condition_factors(0).unwrap(), sim.condition_factors(3).unwrap());
+    assert_eq!(fa.len(), 1200);
+    assert_ne!(f0, fa);
+}
+
+/// A target without anomalies: by ratio 0, or by no anomaly type at all.
+#[test]
+fn targets_without_anomalies() {
+    for config in [
+        SimConfig { anomaly_ratio: 0.0, ..small() },
+        SimConfig { n_anomaly_types: 0, ..small() },
+        SimConfig { n_anomaly_types: 0, anomaly_ratio: 0.0, condition_shift: 0.3, ..small() },
+    ] {
+        let (r, t) = both(config.clone());
+        t.validate().unwrap();
+        assert_eq!((config.n_anomalies(), t.n_cells(), r.n_cells()), (0, 1100, 700));
+        let Some(ObsColumn::Bool(is_anom)) = t.obs_column("is_anomaly") else { panic!("is_anomaly") };
+        assert!(is_anom.iter().all(|&a| !a), "{config:?}");
+        assert!(codes(&t, "cell_type").1.iter().all(|&c| c < 5));
+        assert!(codes(&t, "anomaly_type").1.iter().all(|&c| c == 0));
+        assert_eq!(codes(&t, "cell_type").1.iter().filter(|&&c| c == 0).count(), 220, "normal types balanced");
+    }
+    let (_, t) = both(SimConfig { n_anomaly_types: 0, ..small() });
+    assert_eq!(codes(&t, "anomaly_type").0, ["normal"]);
+
+    // And from the command line, with the condition shift on.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let o = out.to_str().unwrap();
+    let args = ["simulate", "--out", o, "--n-ref", "100", "--n-target", "120", "--n-genes", "50", "--anomaly-ratio", "0"];
+    let run = acsleuth(&[&args[..], &["--condition-shift", "0.5"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let truth = read_truth(&out.join("truth.tsv"));
+    assert_eq!(truth.len(), 121);
+    assert!(truth[1..].iter().all(|r| r[2] == "false" && r[3] == "normal"));
+    let params: SimConfig = serde_json::from_str(&std::fs::read_to_string(out.join("params.json")).unwrap()).unwrap();
+    assert_eq!((params.anomaly_ratio, params.condition_shift), (0.0, 0.5));
+    let help = String::from_utf8_lossy(&acsleuth(&["simulate", "--help"]).stdout).to_string();
+    assert!(["--condition-shift", "stimulation", "negative"].iter().all(|w| help.contains(w)), "{help}");
 }

@@ -60,8 +60,8 @@ pub struct Common {
     #[command(flatten)]
     pub io: IoArgs,
     /// TOML settings: top-level keys batch_correction, correction, chunk;
-    /// tables [detect] (the keys of `acsleuth detect --config`), [style],
-    /// [subtype] (keys as in report.json's `settings`).
+    /// tables [detect] (the keys of `acsleuth detect --config`), [kin],
+    /// [style], [subtype] (keys as in report.json's `settings`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Target obs column naming each cell's batch (sample, donor,
@@ -80,6 +80,11 @@ pub struct Common {
     /// kin-shift].
     #[arg(long, value_enum)]
     pub correction: Option<crate::pipeline::run::Correction>,
+    /// Module II's similarity of encodings: `cosine`, or `inner-product`
+    /// (the paper's, which pairs most target cells with the few reference
+    /// cells of largest norm) [default: cosine].
+    #[arg(long, value_enum, value_name = "SIM")]
+    pub kin_similarity: Option<crate::model::kin::KinSimilarity>,
 }
 
 impl Common {
@@ -98,6 +103,9 @@ impl Common {
         }
         if let Some(m) = self.correction {
             c.correction = m;
+        }
+        if let Some(k) = self.kin_similarity {
+            c.kin.similarity = k;
         }
         Ok(c)
     }

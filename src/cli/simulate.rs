@@ -46,12 +46,14 @@ pub struct Args {
     /// Normal cell types [default: 5].
     #[arg(long, value_name = "K")]
     pub n_types: Option<usize>,
-    /// Anomaly types, present in the target only [default: 2].
+    /// Anomaly types, present in the target only; 0 = no anomalies
+    /// [default: 2].
     #[arg(long, value_name = "A")]
     pub n_anomaly_types: Option<usize>,
-    /// Fraction of anomalous target cells, in (0, 1); the count is exactly
-    /// round(R · n_target) [default: 0.1].
-    #[arg(long, value_name = "R")]
+    /// Fraction of anomalous target cells, in [0, 1); the count is exactly
+    /// round(R · n_target). 0 gives a target without anomalies, a negative
+    /// control for false calls [default: 0.1].
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub anomaly_ratio: Option<f64>,
     /// Batches in all [default: 2].
     #[arg(long, value_name = "B")]
@@ -65,6 +67,12 @@ pub struct Args {
     /// Batch effect: per-gene factors ~ LogNormal(0, S) [default: 0.2].
     #[arg(long, value_name = "S")]
     pub batch_scale: Option<f64>,
+    /// Condition shift of the target: per (cell type, gene) factors ~
+    /// LogNormal(0, S), a different vector for each type, so a condition
+    /// (say a stimulation) moves some types more than others, which a
+    /// single batch factor cannot mimic; 0 = off [default: 0].
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    pub condition_shift: Option<f64>,
     /// Random seed; the same seed gives the same bytes [default: 0].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
@@ -136,6 +144,7 @@ impl Args {
             c.target_batches = Some(b.clone());
         }
         set(&mut c.batch_scale, self.batch_scale);
+        set(&mut c.condition_shift, self.condition_shift);
         set(&mut c.seed, self.seed);
         set(&mut c.lib_loc, self.lib_loc);
         set(&mut c.lib_scale, self.lib_scale);

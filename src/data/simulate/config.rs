@@ -49,10 +49,13 @@ pub struct SimConfig {
     pub n_genes: usize,
     /// Normal cell types, present in both sets.
     pub n_types: usize,
-    /// Anomalous cell types, present only in the target.
+    /// Anomalous cell types, present only in the target. 0 gives a target
+    /// without anomalies (whatever `anomaly_ratio` says).
     pub n_anomaly_types: usize,
-    /// Fraction of target cells that are anomalous; the count is exactly
-    /// `round(anomaly_ratio · n_target)`, split evenly over the anomaly types.
+    /// Fraction of target cells that are anomalous, in [0, 1); the count is
+    /// exactly `round(anomaly_ratio · n_target)`, split evenly over the
+    /// anomaly types. 0 gives a target without anomalies (a negative
+    /// control: every call is a false positive).
     pub anomaly_ratio: f64,
     /// Batches in all; each has its own gene-wise multiplicative factors.
     pub n_batches: usize,
@@ -79,6 +82,14 @@ pub struct SimConfig {
     pub anomaly_de: DeParams,
     /// Batch factors ~ LogNormal(0, batch_scale), per batch and gene.
     pub batch_scale: f64,
+    /// A condition (say a stimulation) that moves each cell type its own
+    /// way: every target cell of type t (anomaly types included) gets
+    /// gene-wise factors ~ LogNormal(0, condition_shift), drawn once per
+    /// (type, gene), on top of its batch's. The reference is untouched.
+    /// 0 (the default) turns it off and draws nothing, so the output is
+    /// the same as without the field; it is then left out of params.json.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub condition_shift: f64,
     /// Biological coefficient of variation (splatter's `bcv.common`).
     pub bcv_common: f64,
     /// Degrees of freedom of the gene-wise BCV scatter (`bcv.df`).
@@ -111,6 +122,7 @@ impl Default for SimConfig {
             de: DeParams::default(),
             anomaly_de: DeParams::default(),
             batch_scale: 0.2,
+            condition_shift: 0.0,
             bcv_common: 0.1,
             bcv_df: 60.0,
             dropout: None,
@@ -122,8 +134,11 @@ impl Default for SimConfig {
 const MAX_LABELS: usize = u16::MAX as usize;
 
 impl SimConfig {
-    /// The exact number of anomalous target cells.
+    /// The exact number of anomalous target cells (0 without anomaly types).
     pub fn n_anomalies(&self) -> usize {
+        if self.n_anomaly_types == 0 {
+            return 0;
+        }
         (self.anomaly_ratio * self.n_target as f64).round() as usize
     }
 
@@ -150,17 +165,16 @@ impl SimConfig {
         if self.n_types == 0 {
             return bad("n_types must be at least 1".into());
         }
-        if self.n_anomaly_types == 0 {
-            return bad("n_anomaly_types must be at least 1".into());
-        }
         if self.n_types + self.n_anomaly_types > MAX_LABELS {
             return bad(format!("at most {MAX_LABELS} cell types in all"));
         }
-        if !(self.anomaly_ratio > 0.0 && self.anomaly_ratio < 1.0) {
-            return bad(format!("anomaly_ratio must be in (0, 1), got {}", self.anomaly_ratio));
+        if !(self.anomaly_ratio >= 0.0 && self.anomaly_ratio < 1.0) {
+            return bad(format!("anomaly_ratio must be in [0, 1), got {}", self.anomaly_ratio));
         }
         let n_anom = self.n_anomalies();
-        if n_anom < self.n_anomaly_types {
+        // A positive ratio that rounds below one cell per anomaly type is a
+        // mistake; a ratio of 0 (or no anomaly type) asks for no anomalies.
+        if self.anomaly_ratio > 0.0 && self.n_anomaly_types > 0 && n_anom < self.n_anomaly_types {
             return bad(format!(
                 "anomaly_ratio {} of {} target cells gives {n_anom} anomalous cells, fewer than the {} anomaly types",
                 self.anomaly_ratio, self.n_target, self.n_anomaly_types
@@ -188,6 +202,12 @@ impl SimConfig {
         check_de("de", &self.de)?;
         check_de("anomaly_de", &self.anomaly_de)?;
         non_negative("batch_scale", self.batch_scale)?;
+        if !(self.condition_shift.is_finite() && self.condition_shift >= 0.0) {
+            return bad(format!(
+                "condition_shift must be a finite number >= 0 (the log-scale sd of the target's factors; 0 = off), got {}",
+                self.condition_shift
+            ));
+        }
         non_negative("bcv_common", self.bcv_common)?;
         positive("bcv_df", self.bcv_df)?;
         if let Some(d) = &self.dropout {
@@ -196,6 +216,11 @@ impl SimConfig {
         }
         Ok(())
     }
+}
+
+/// Whether a field holds its "off" value (0), for `skip_serializing_if`.
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn check_batches(what: &str, list: &[usize], n_batches: usize) -> Result<()> {

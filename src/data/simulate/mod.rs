@@ -21,7 +21,13 @@
 //! - batch factor `β_bj ~ LogNormal(0, batch_scale)` (0.2) for every batch
 //!   and gene, the reference's batch included (the reference is batch 0 by
 //!   default; the target spans all batches by default);
-//! - profile `π_tbj = m_j f_tj β_bj / Σ_j' m_j' f_tj' β_bj'` (sums to 1);
+//! - optional condition shift of the target (off by default): factor
+//!   `c_tj ~ LogNormal(0, condition_shift)` per type (anomaly types
+//!   included) and gene, a different vector for each type, so that a
+//!   condition such as a stimulation moves some types more than others;
+//!   the reference has `c_tj = 1`;
+//! - profile `π_tbj = m_j f_tj β_bj c_tj / Σ_j' m_j' f_tj' β_bj' c_tj'`
+//!   (sums to 1);
 //! - library size `L_c ~ LogNormal(lib_loc, lib_scale)` (8.0, 0.3: mean
 //!   `exp(lib_loc + lib_scale²/2)` ≈ 3,130 counts);
 //! - cell mean `μ_cj = L_c π_{t(c) b(c) j}`;
@@ -42,7 +48,7 @@
 //!
 //! Normal types are split evenly over each set; the target holds exactly
 //! `round(anomaly_ratio · n_target)` anomalous cells split evenly over the
-//! anomaly types; batches are split evenly over each set's batch list; cell
+//! anomaly types (none when the ratio or the number of anomaly types is 0); batches are split evenly over each set's batch list; cell
 //! order is random. Obs columns: `cell_type` (`type1..`, `anomaly1..`),
 //! `is_anomaly`, `anomaly_type` (`normal`, `anomaly1..`), `batch`
 //! (`batch0..`). Cells are `ref_000001`, `tgt_000001`; genes `gene0001`.

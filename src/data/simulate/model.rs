@@ -43,6 +43,8 @@ pub(super) enum Stream {
     TargetLabels = 7,
     RefCells = 8,
     TargetCells = 9,
+    NormalCondition = 10,
+    AnomalyCondition = 11,
 }
 
 /// SplitMix64's finaliser: a bijective 64-bit mixer.
@@ -110,6 +112,13 @@ pub struct Simulator {
     /// `[(type · n_batches + batch) · n_genes + gene]` expression profile:
     /// the expected fraction of a cell's counts, each row summing to 1.
     pub(super) profiles: Vec<f64>,
+    /// `[n_types + n_anomaly_types][n_genes]` condition factors of the
+    /// target; empty when `condition_shift` is 0.
+    pub(super) condition_factors: Vec<Vec<f64>>,
+    /// The target's profiles (laid out as `profiles`) with the condition
+    /// factors applied; `None` when the condition shift is off, and the
+    /// target then draws from `profiles` as the reference does.
+    pub(super) target_profiles: Option<Vec<f64>>,
     pub(super) reference: CellLabels,
     pub(super) target: CellLabels,
 }
@@ -149,23 +158,16 @@ impl Simulator {
             .collect();
 
         let lib_sizes = LogNormal::new(config.lib_loc, config.lib_scale).map_err(dist_err)?;
-        let nb = config.n_batches;
-        let mut profiles = vec![0.0f64; n_all * nb * g];
-        for t in 0..n_all {
-            for b in 0..nb {
-                let row = &mut profiles[(t * nb + b) * g..(t * nb + b + 1) * g];
-                for (j, p) in row.iter_mut().enumerate() {
-                    *p = base_means[j] * de_factors[t][j] * batch_factors[b][j];
-                }
-                let total: f64 = row.iter().sum();
-                if !(total > 0.0 && total.is_finite()) {
-                    return Err(Error::Config(format!(
-                        "the gene means of type {t} in batch {b} sum to {total}; choose less extreme mean/DE/batch parameters"
-                    )));
-                }
-                row.iter_mut().for_each(|p| *p /= total);
-            }
-        }
+        let profiles = build_profiles(&config, &base_means, &de_factors, &batch_factors, None)?;
+        // Skipped entirely when off: no draw, so every other part of the
+        // simulation (and its bytes) is what it was without the option.
+        let (condition_factors, target_profiles) = if config.condition_shift > 0.0 {
+            let f = draw_condition(&config)?;
+            let p = build_profiles(&config, &base_means, &de_factors, &batch_factors, Some(&f))?;
+            (f, Some(p))
+        } else {
+            (Vec::new(), None)
+        };
 
         let reference = draw_labels(&config, SetKind::Reference);
         let target = draw_labels(&config, SetKind::Target);
@@ -178,6 +180,8 @@ impl Simulator {
             bcv_scatter,
             lib_sizes,
             profiles,
+            condition_factors,
+            target_profiles,
             reference,
             target,
         })
@@ -231,11 +235,29 @@ impl Simulator {
         &self.batch_factors[b]
     }
     /// The expected fraction of a cell's counts per gene for type `t` in
-    /// batch `b` (`[n_genes]`, sums to 1): a cell's expected count of gene
-    /// j is its library size times `profile(t, b)[j]` (before dropout).
+    /// batch `b` (`[n_genes]`, sums to 1): a reference cell's expected count
+    /// of gene j is its library size times `profile(t, b)[j]` (before
+    /// dropout). Without the condition shift, a target cell's too; see
+    /// [`Simulator::set_profile`].
     pub fn profile(&self, t: usize, b: usize) -> &[f64] {
         let (g, nb) = (self.config.n_genes, self.config.n_batches);
         &self.profiles[(t * nb + b) * g..(t * nb + b + 1) * g]
+    }
+    /// [`Simulator::profile`] as the cells of set `kind` draw from it: the
+    /// target's carries the condition factors when `condition_shift` > 0.
+    pub fn set_profile(&self, kind: SetKind, t: usize, b: usize) -> &[f64] {
+        match (kind, &self.target_profiles) {
+            (SetKind::Target, Some(p)) => {
+                let (g, nb) = (self.config.n_genes, self.config.n_batches);
+                &p[(t * nb + b) * g..(t * nb + b + 1) * g]
+            }
+            _ => self.profile(t, b),
+        }
+    }
+    /// The target's condition factors of type `t` (`[n_genes]`); `None`
+    /// when `condition_shift` is 0.
+    pub fn condition_factors(&self, t: usize) -> Option<&[f64]> {
+        self.condition_factors.get(t).map(Vec::as_slice)
     }
 
     /// The truth as obs columns: `cell_type`, `is_anomaly`, `anomaly_type`,
@@ -302,6 +324,53 @@ fn draw_base_means(c: &SimConfig) -> Result<(Vec<f64>, Vec<bool>)> {
         }
     }
     Ok((means, outliers))
+}
+
+/// `[types][genes]` profiles `m_j f_tj β_bj (c_tj)`, normalised per
+/// (type, batch); `condition` adds the target's factors `c_tj`.
+fn build_profiles(
+    config: &SimConfig,
+    base_means: &[f64],
+    de_factors: &[Vec<f64>],
+    batch_factors: &[Vec<f64>],
+    condition: Option<&[Vec<f64>]>,
+) -> Result<Vec<f64>> {
+    let (g, nb, n_all) = (config.n_genes, config.n_batches, de_factors.len());
+    let mut profiles = vec![0.0f64; n_all * nb * g];
+    for t in 0..n_all {
+        for b in 0..nb {
+            let row = &mut profiles[(t * nb + b) * g..(t * nb + b + 1) * g];
+            for (j, p) in row.iter_mut().enumerate() {
+                *p = base_means[j] * de_factors[t][j] * batch_factors[b][j];
+                if let Some(c) = condition {
+                    *p *= c[t][j];
+                }
+            }
+            let total: f64 = row.iter().sum();
+            if !(total > 0.0 && total.is_finite()) {
+                let what = if condition.is_some() { "mean/DE/batch/condition" } else { "mean/DE/batch" };
+                return Err(Error::Config(format!(
+                    "the gene means of type {t} in batch {b} sum to {total}; choose less extreme {what} parameters"
+                )));
+            }
+            row.iter_mut().for_each(|p| *p /= total);
+        }
+    }
+    Ok(profiles)
+}
+
+/// The target's condition factors `c_tj ~ LogNormal(0, condition_shift)`,
+/// one vector per type (normal types, then anomaly types), each from its
+/// own stream so that the number of types of one family leaves the other's
+/// factors unchanged.
+fn draw_condition(c: &SimConfig) -> Result<Vec<Vec<f64>>> {
+    let dist = LogNormal::new(0.0, c.condition_shift).map_err(dist_err)?;
+    let draw = |stream: Stream, i: usize| -> Vec<f64> {
+        let mut rng = stream_rng(c.seed, stream, i as u64);
+        (0..c.n_genes).map(|_| dist.sample(&mut rng)).collect()
+    };
+    let normal = (0..c.n_types).map(|t| draw(Stream::NormalCondition, t));
+    Ok(normal.chain((0..c.n_anomaly_types).map(|a| draw(Stream::AnomalyCondition, a))).collect())
 }
 
 /// DE factors of one type: 1 for most genes, LogNormal(loc, scale) (or its

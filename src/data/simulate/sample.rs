@@ -111,7 +111,7 @@ impl Simulator {
         };
         for i in start..end {
             let size: f64 = lib.sample(&mut rng);
-            let profile = self.profile(labels.cell_type[i] as usize, labels.batch[i] as usize);
+            let profile = self.set_profile(kind, labels.cell_type[i] as usize, labels.batch[i] as usize);
             let before = out.indices.len();
             for (j, (&p, &scatter)) in profile.iter().zip(&self.bcv_scatter).enumerate() {
                 let mu = size * p;

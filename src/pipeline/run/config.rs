@@ -1,11 +1,13 @@
 //! Settings of a whole-workflow run (`acsleuth run`): one table per module.
 //! In a TOML file the keys of Module I sit under `[detect]` (the same keys
-//! as `acsleuth detect --config`), Module III's under `[style]`, Module
-//! IV's under `[subtype]`; the top-level keys are the workflow's own.
+//! as `acsleuth detect --config`), Module II's under `[kin]`, Module III's
+//! under `[style]`, Module IV's under `[subtype]`; the top-level keys are
+//! the workflow's own.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::kin::KinConfig;
 use crate::model::style::StyleConfig;
 use crate::model::subtype::SubtypeConfig;
 use crate::pipeline::DetectConfig;
@@ -16,6 +18,8 @@ use crate::pipeline::DetectConfig;
 pub struct RunConfig {
     /// Module I: generator, critic, scorer.
     pub detect: DetectConfig,
+    /// Module II: kin pairing (cosine similarity by default).
+    pub kin: KinConfig,
     /// Module III: style-transfer batch correction.
     pub style: StyleConfig,
     /// Module IV: transformer fusion + DESC.
@@ -52,6 +56,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             detect: DetectConfig::default(),
+            kin: KinConfig::default(),
             style: StyleConfig::default(),
             subtype: SubtypeConfig::default(),
             batch_correction: true,

@@ -36,7 +36,7 @@ pub use checkpoint::{Checkpoints, Fingerprint};
 pub use config::{Correction, RunConfig};
 pub use report::{KinReport, RunReport, RunResult, RunTimings, SubtypeReport};
 use report::kin_report_of;
-pub use stages::{correct_target, kin_pairing, kin_shift, subtype_anomalies, CorrectionPass};
+pub use stages::{correct_target, kin_pairing, kin_pairing_by, kin_shift, subtype_anomalies, CorrectionPass};
 pub use truth::{evaluate, Evaluation, Truth};
 
 /// Options of a run that are not model settings.
@@ -175,7 +175,7 @@ pub fn run_workflow<B: Backend>(
     let mut shift: Option<DenseMatrix> = None;
     if cfg.batch_correction {
         let t = Instant::now();
-        let fp2 = fp1.then(&"kin pairs: exact maximum inner product of Module I encodings");
+        let fp2 = fp1.then(&("kin pairs: exact maximum similarity of Module I encodings", &cfg.kin));
         let st = match ck.as_ref().map(|c| c.load::<KinState>("module2", fp2)).transpose()?.flatten() {
             Some(st) => {
                 resumed.push("module II".to_string());
@@ -183,9 +183,10 @@ pub fn run_workflow<B: Backend>(
             }
             None => {
                 invalidate(&ck, "module2")?;
-                let p = kin_pairing(be, generator, &prep.reference, &prep.target, &normal, cfg.chunk)?;
+                let sim = cfg.kin.similarity;
+                let p = kin_pairing_by(be, generator, &prep.reference, &prep.target, &normal, cfg.chunk, sim)?;
                 be.check()?;
-                let st = KinState { report: kin_report_of(&p), normal: normal.clone(), kin: p.kin, score: p.score };
+                let st = KinState { report: kin_report_of(&p, sim), normal: normal.clone(), kin: p.kin, score: p.score };
                 if let Some(c) = &ck {
                     c.save("module2", fp2, &st)?;
                 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::truth::Evaluation;
 use crate::data::{CsrMatrix, DenseMatrix};
-use crate::model::kin::KinPairs;
+use crate::model::kin::{KinPairs, KinSimilarity};
 use crate::pipeline::detect::GeneReport;
 
 /// Seconds per stage (0 for a stage resumed from its checkpoint).
@@ -25,9 +25,14 @@ pub struct RunTimings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KinReport {
     pub n_pairs: usize,
-    /// Distinct reference cells chosen as kin.
+    /// Distinct reference cells chosen as kin: far below `n_pairs` means a
+    /// few reference cells are everyone's kin (the inner product's failure
+    /// on embeddings of uneven norm).
     pub n_distinct_kin: usize,
-    pub mean_inner_product: f64,
+    /// How the pairs were chosen.
+    pub similarity: KinSimilarity,
+    /// Mean similarity of the pairs (cosines under `cosine`).
+    pub mean_similarity: f64,
 }
 
 /// Module IV in the report.
@@ -94,10 +99,10 @@ pub struct RunResult {
     pub report: RunReport,
 }
 
-pub(super) fn kin_report_of(p: &KinPairs) -> KinReport {
+pub(super) fn kin_report_of(p: &KinPairs, similarity: KinSimilarity) -> KinReport {
     let mut distinct = p.kin.clone();
     distinct.sort_unstable();
     distinct.dedup();
     let mean = if p.score.is_empty() { 0.0 } else { p.score.iter().map(|&s| s as f64).sum::<f64>() / p.score.len() as f64 };
-    KinReport { n_pairs: p.kin.len(), n_distinct_kin: distinct.len(), mean_inner_product: mean }
+    KinReport { n_pairs: p.kin.len(), n_distinct_kin: distinct.len(), similarity, mean_similarity: mean }
 }

@@ -6,13 +6,14 @@ use crate::backend::Backend;
 use crate::data::DenseMatrix;
 use crate::error::{Error, Result};
 use crate::model::generator::Generator;
-use crate::model::kin::{self, KinPairs};
+use crate::model::kin::{self, KinPairs, KinSimilarity};
 use crate::model::source::RowSource;
 use crate::model::style::{self, StyleGenerator};
 use crate::model::subtype::{self, SubtypeResult};
 
 /// Module II: the kin of each target row in `normal` — the reference cell
-/// whose Module I encoding has the largest inner product with its own.
+/// whose Module I encoding has the largest cosine similarity with its own
+/// (the default; see [`kin_pairing_by`] for the raw inner product).
 pub fn kin_pairing<B: Backend>(
     be: &B,
     generator: &mut Generator<B>,
@@ -21,11 +22,29 @@ pub fn kin_pairing<B: Backend>(
     normal: &[usize],
     chunk: usize,
 ) -> Result<KinPairs> {
+    kin_pairing_by(be, generator, reference, target, normal, chunk, KinSimilarity::default())
+}
+
+/// [`kin_pairing`] under the similarity given. Under cosine the
+/// embeddings are normalised in place, so it costs no extra memory.
+pub fn kin_pairing_by<B: Backend>(
+    be: &B,
+    generator: &mut Generator<B>,
+    reference: &dyn RowSource,
+    target: &dyn RowSource,
+    normal: &[usize],
+    chunk: usize,
+    similarity: KinSimilarity,
+) -> Result<KinPairs> {
     if normal.is_empty() {
         return Err(Error::invalid("kin pairing: Module I called every target cell anomalous; no normal cell to pair"));
     }
-    let zr = kin::embed(be, generator, reference, None, chunk)?;
-    let zt = kin::embed(be, generator, target, Some(normal), chunk)?;
+    let mut zr = kin::embed(be, generator, reference, None, chunk)?;
+    let mut zt = kin::embed(be, generator, target, Some(normal), chunk)?;
+    if similarity == KinSimilarity::Cosine {
+        kin::normalize_rows(&mut zr);
+        kin::normalize_rows(&mut zt);
+    }
     kin::kin_pairs(be, &zt, &zr)
 }
 
