@@ -1,125 +1,135 @@
-//! Accuracy benchmark of Module I beside the PCA-reconstruction baseline, on
-//! the three benchmarks of the Module I issue, averaged over seeds:
+//! Accuracy benchmark: the default detector, its ablations and every peer,
+//! side by side, on five benchmarks, averaged over seeds (mean ± sd).
 //!
-//! - pbmc68k_reduced, the fixed split `split_b_nk.tsv` (`.raw` values, used
-//!   as they are: no HVG step);
-//! - Kang IFN-β: reference = CTRL cells that are not B or NK, target = all
-//!   STIM cells, anomalies = B and NK (raw counts in, HVGs on the reference);
-//! - simulated counts with two anomaly types and two batches.
+//! - `pbmc`: pbmc68k_reduced, the fixed split `split_b_nk.tsv` (`.raw`
+//!   values as they are), anomalies = B + NK (30.5 %);
+//! - `kang`: Kang IFN-β, reference = CTRL cells that are not B or NK,
+//!   target = all STIM cells, anomalies = B + NK (14.8 %); raw counts in,
+//!   3000 HVGs on the reference;
+//! - `sim`: simulated counts with a batch effect and a condition shift that
+//!   differs by cell type (`condition_shift` 0.5), two anomaly types (10 %);
+//! - `pbmc-null`: the pbmc68k reference split in seeded halves (no anomaly);
+//! - `sim-null`: `sim` without anomaly types (every call is false).
 //!
 //! ```sh
-//! cargo run --release --example accuracy -- [--seeds 5] [--first-seed 0] [--only pbmc|kang|sim] [--pca-only]
+//! cargo run --release --example accuracy -- [--seeds 5] [--first-seed 0] [--only NAME[,NAME]] [--with-paper]
 //! ```
 //!
-//! HVGs: scanpy's default ("seurat") flavour, 3000 genes, as the shared
-//! READMEs' baseline numbers were made (set `HVG_FLAVOR=seurat_v3` for the
-//! count-based flavour). Metrics use the authors' rule: the threshold calls the true anomaly
-//! fraction. Prints one row per method and dataset: mean ± sd over seeds.
+//! Metrics: AUROC, AP, F1 at the true anomaly fraction (the authors' rule),
+//! and for methods that call: the F1 of their own calls, the fraction of
+//! cells called and the estimated anomaly fraction. `--with-paper` adds the
+//! paper's Module I score (a GAN per seed: minutes per run on Kang).
 
-use std::path::{Path, PathBuf};
+#[path = "bench/data.rs"]
+mod data;
+
 use std::time::Instant;
 
-use acsleuth::data::io::{read_dataset, ReadOptions};
-use acsleuth::data::preprocess::{self, Preprocess};
-use acsleuth::data::simulate::{simulate_dataset, SetKind, SimConfig, Simulator};
-use acsleuth::data::{CsrMatrix, Dataset, Matrix, ObsColumn};
+use acsleuth::backend::CpuBackend;
+use acsleuth::data::{CsrMatrix, DenseMatrix};
 use acsleuth::metrics;
+use acsleuth::model::novelty::{self, embed, knn, Correction, HarmonyConfig, NoveltyConfig, RefitRule};
 use acsleuth::model::pca::{Pca, PcaOptions};
 use acsleuth::pipeline::detect::detect;
-use acsleuth::pipeline::{DetectConfig, PreprocessMode};
-use acsleuth::{Error, Result};
+use acsleuth::pipeline::{DetectConfig, PreprocessMode, ScoreMethod};
+use acsleuth::Result;
 
-/// One benchmark: log-normalized reference and target on the same genes.
-struct Bench {
-    name: &'static str,
-    reference: Dataset,
-    target: Dataset,
-    truth: Vec<bool>,
+use data::Bench;
+
+/// One method's result on one run.
+#[derive(Default, Clone)]
+struct Run {
+    /// AUROC, AP, F1 at the true fraction (absent without anomalies).
+    ranking: Option<[f64; 3]>,
+    /// F1 of the own calls, fraction called, estimated anomaly fraction.
+    calls: Option<[f64; 3]>,
+    seconds: f64,
 }
 
-fn shared_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+fn csr(b: &acsleuth::data::Dataset) -> CsrMatrix {
+    b.x.to_csr()
 }
 
-fn lognorm(cells: Vec<String>, genes: Vec<String>, x: CsrMatrix) -> Dataset {
-    Dataset { x: Matrix::Csr(x), cell_names: cells, gene_names: genes, obs: vec![] }
-}
-
-fn bool_col(ds: &Dataset, name: &str) -> Result<Vec<bool>> {
-    match ds.obs_column(name) {
-        Some(ObsColumn::Bool(v)) => Ok(v.clone()),
-        Some(c) => Ok((0..c.len()).map(|i| matches!(c.get_str(i).as_str(), "true" | "True" | "1")).collect()),
-        None => Err(Error::invalid(format!("no obs column '{name}'"))),
+fn ranking(truth: &[bool], s: &[f64]) -> Result<Option<[f64; 3]>> {
+    if !truth.iter().any(|&t| t) {
+        return Ok(None);
     }
+    Ok(Some([metrics::auroc(truth, s)?, metrics::average_precision(truth, s)?, metrics::f1_top_k(truth, s)?.f1]))
 }
 
-/// Raw counts → the standard chain (HVGs on the reference).
-fn preprocessed(name: &'static str, reference: &Dataset, target: &Dataset, truth: Vec<bool>) -> Result<Bench> {
-    // scanpy's default flavour, as the shared READMEs' numbers were made;
-    // HVG_FLAVOR=seurat_v3 for the count-based flavour.
-    let flavor = match std::env::var("HVG_FLAVOR").as_deref() {
-        Ok("seurat_v3") => preprocess::HvgFlavor::SeuratV3,
-        _ => preprocess::HvgFlavor::Seurat,
-    };
-    let cfg = Preprocess { hvg_flavor: flavor, ..Preprocess::default() };
-    let p = preprocess::preprocess_pair(reference, target, &cfg)?;
-    Ok(Bench {
-        name,
-        reference: lognorm(reference.cell_names.clone(), p.genes.clone(), p.reference),
-        target: lognorm(target.cell_names.clone(), p.genes, p.target),
-        truth,
-    })
+fn call_stats(truth: &[bool], calls: &[bool], fdr: f64) -> Result<[f64; 3]> {
+    let n = calls.len() as f64;
+    let called = calls.iter().filter(|&&c| c).count() as f64;
+    let f1 = if truth.iter().any(|&t| t) { metrics::binary_scores(truth, calls)?.f1 } else { 0.0 };
+    Ok([f1, called / n, called * (1.0 - fdr) / n])
 }
 
-fn pbmc() -> Result<Bench> {
-    let dir = shared_data().join("pbmc68k_reduced");
-    let ds = read_dataset(&dir.join("10x_pbmc68k_reduced.h5ad"), &ReadOptions { use_raw: true })?;
-    let split = std::fs::read_to_string(dir.join("split_b_nk.tsv")).map_err(|e| Error::io(dir.join("split_b_nk.tsv"), e))?;
-    let (mut r, mut t, mut truth) = (vec![], vec![], vec![]);
-    for line in split.lines().skip(1) {
-        let f: Vec<&str> = line.split('\t').collect();
-        match f[1] {
-            "reference" => r.push(f[0].to_string()),
-            _ => {
-                t.push(f[0].to_string());
-                truth.push(f[2] == "1");
+/// The peers' PCA: the same subspace tolerance as ours (scikit-learn's
+/// default for such shapes is a randomized solver, no more exact).
+fn peer_pca() -> PcaOptions {
+    PcaOptions { tol: embed::PCA_TOL, max_iter: embed::PCA_MAX_ITER, ..PcaOptions::default() }
+}
+
+/// Genes standardised on `stats_of`, clipped at 10, PCA(50) fitted on
+/// `fit`: coordinates of both sets.
+fn pca_space(fit: &CsrMatrix, other: &CsrMatrix, joint: bool) -> Result<(DenseMatrix, DenseMatrix)> {
+    let (mean, sd) = if joint { embed::gene_stats(&[fit, other]) } else { embed::gene_stats(&[fit]) };
+    let z = |m: &CsrMatrix| {
+        let mut d = m.to_dense();
+        for r in d.data.chunks_mut(m.cols) {
+            for (j, v) in r.iter_mut().enumerate() {
+                *v = ((*v as f64 - mean[j]) / sd[j]).clamp(-10.0, 10.0) as f32;
             }
         }
+        d
+    };
+    let (zf, zo) = (z(fit), z(other));
+    let mut all = zf.data.clone();
+    if joint {
+        all.extend_from_slice(&zo.data);
     }
-    Ok(Bench { name: "pbmc68k", reference: ds.subset_rows(&ds.rows_of(&r)?), target: ds.subset_rows(&ds.rows_of(&t)?), truth })
+    let rows = if joint { fit.rows + other.rows } else { fit.rows };
+    let pca = Pca::fit(&all, rows, fit.cols, &peer_pca())?;
+    let k = pca.n_components();
+    let f = |d: &DenseMatrix| -> Result<DenseMatrix> {
+        Ok(DenseMatrix { rows: d.rows, cols: k, data: pca.transform(&d.data, d.rows)?.into_iter().map(|v| v as f32).collect() })
+    };
+    Ok((f(&zf)?, f(&zo)?))
 }
 
-fn kang() -> Result<Bench> {
-    let ds = read_dataset(&shared_data().join("kang_ifnb_pbmc/kang_ifnb_counts.h5ad"), &ReadOptions::default())?;
-    let stim = ds.obs_column("stim").ok_or_else(|| Error::invalid("no obs column 'stim'"))?;
-    let anomaly = bool_col(&ds, "is_anomaly_B_NK")?;
-    let r: Vec<usize> = (0..ds.n_cells()).filter(|&i| stim.get_str(i) == "CTRL" && !anomaly[i]).collect();
-    let t: Vec<usize> = (0..ds.n_cells()).filter(|&i| stim.get_str(i) == "STIM").collect();
-    let truth = t.iter().map(|&i| anomaly[i]).collect();
-    preprocessed("kang", &ds.subset_rows(&r), &ds.subset_rows(&t), truth)
+/// The analyst's peers: (name, scores).
+fn peers(b: &Bench) -> Result<Vec<(&'static str, Vec<f64>, f64)>> {
+    let be = CpuBackend::new();
+    let (r, t) = (csr(&b.reference), csr(&b.target));
+    let mut out = vec![];
+    let t0 = Instant::now();
+    let pca = Pca::fit_matrix(&r.to_dense(), &peer_pca())?;
+    let td = t.to_dense();
+    out.push(("PCA(50) reconstruction error (reference PCA)", pca.reconstruction_error(&td.data, td.rows)?, t0.elapsed().as_secs_f64()));
+    for (name, joint) in [("reference PCA(50), mean distance to 15 nearest reference cells", false), ("joint PCA(50), mean distance to 15 nearest reference cells", true)] {
+        let t0 = Instant::now();
+        let (zr, zt) = pca_space(&r, &t, joint)?;
+        let s = knn::knn(&be, &zt, &zr, 15, None)?.mean_dist();
+        out.push((name, s, t0.elapsed().as_secs_f64()));
+    }
+    Ok(out)
 }
 
-fn sim(seed: u64) -> Result<Bench> {
-    let n_batches = std::env::var("SIM_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let loc = std::env::var("SIM_ANOMALY_DE_LOC").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
-    let anomaly_de = acsleuth::data::simulate::DeParams { loc, ..Default::default() };
-    let cfg = SimConfig { seed, n_anomaly_types: 2, n_batches, anomaly_de, ..SimConfig::default() };
-    let s = Simulator::new(cfg)?;
-    let (r, t) = (simulate_dataset(&s, SetKind::Reference)?, simulate_dataset(&s, SetKind::Target)?);
-    let truth = bool_col(&t, "is_anomaly")?;
-    preprocessed("sim", &r, &t, truth)
-}
-
-/// (AUROC, AP, F1 at the true fraction).
-fn score(truth: &[bool], s: &[f64]) -> Result<[f64; 3]> {
-    Ok([metrics::auroc(truth, s)?, metrics::average_precision(truth, s)?, metrics::f1_top_k(truth, s)?.f1])
-}
-
-fn pca_scores(b: &Bench) -> Result<Vec<f64>> {
-    let r = b.reference.x.to_dense();
-    let pca = Pca::fit_matrix(&r, &PcaOptions::default())?;
-    let t = b.target.x.to_dense();
-    pca.reconstruction_error(&t.data, t.rows)
+/// Our variants: (name, config, which statistic is the score).
+fn variants() -> Vec<(&'static str, NoveltyConfig, u8)> {
+    let d = NoveltyConfig::default();
+    vec![
+        ("acsleuth default: Harmony refitted on likely normals, rank(distance) + rank(abundance)", d.clone(), 0),
+        ("  ablation: Harmony one pass (no refit)", NoveltyConfig { refit: false, ..d.clone() }, 0),
+        ("  variant: refit without cells called at q ≤ 0.1 (1 refit)", NoveltyConfig { refit_rule: RefitRule::QValue, ..d.clone() }, 0),
+        ("  variant: refit without cells called at q ≤ 0.1 (3 refits)", NoveltyConfig { refit_rule: RefitRule::QValue, refit_passes: 3, ..d.clone() }, 0),
+        ("  variant: refit without p ≤ 0.05", NoveltyConfig { refit_min_p: 0.05, ..d.clone() }, 0),
+        ("  variant: refit spares p ≤ 0.2 the penalty only (all cells in the regression)", NoveltyConfig { harmony: HarmonyConfig { regress_unfitted: true, ..d.harmony }, ..d.clone() }, 0),
+        ("  variant: refit 3 times", NoveltyConfig { refit_passes: 3, ..d.clone() }, 0),
+        ("  ablation: no correction (joint PCA as is)", NoveltyConfig { correction: Correction::None, ..d.clone() }, 0),
+        ("  ablation: distance statistic alone (default correction)", d.clone(), 1),
+        ("  ablation: abundance statistic alone (default correction)", d, 2),
+    ]
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -129,14 +139,20 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-fn report(method: &str, data: &str, runs: &[[f64; 3]], secs: f64) {
-    let cols: Vec<String> = (0..3)
-        .map(|k| {
-            let (m, s) = mean_sd(&runs.iter().map(|r| r[k]).collect::<Vec<_>>());
-            format!("{m:.3} ± {s:.3}")
-        })
-        .collect();
-    println!("| {data} | {method} | {} | {} | {} | {secs:.1} |", cols[0], cols[1], cols[2]);
+fn cell(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> String {
+    let v: Vec<f64> = runs.iter().filter_map(f).collect();
+    if v.is_empty() {
+        return "—".into();
+    }
+    let (m, s) = mean_sd(&v);
+    if v.len() > 1 { format!("{m:.3} ± {s:.3}") } else { format!("{m:.3}") }
+}
+
+fn print_row(data: &str, method: &str, runs: &[Run]) {
+    let r = |k: usize| cell(runs, |x| x.ranking.map(|v| v[k]));
+    let c = |k: usize| cell(runs, |x| x.calls.map(|v| v[k]));
+    let secs = runs.iter().map(|x| x.seconds).sum::<f64>() / runs.len() as f64;
+    println!("| {data} | {method} | {} | {} | {} | {} | {} | {} | {secs:.1} |", r(0), r(1), r(2), c(0), c(1), c(2));
 }
 
 fn main() -> Result<()> {
@@ -145,68 +161,67 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let seeds: u64 = opt("--seeds").map(|s| s.parse().expect("--seeds N")).unwrap_or(5);
-    let only = opt("--only");
     let first: u64 = opt("--first-seed").map(|s| s.parse().expect("--first-seed N")).unwrap_or(0);
-    let pca_only = args.iter().any(|a| a == "--pca-only");
-    println!("| data | method | AUROC | AP | F1 | seconds per run |");
-    println!("|---|---|---|---|---|---|");
-    for name in ["pbmc", "kang", "sim"] {
-        if only.as_deref().is_some_and(|o| o != name) {
+    let only: Option<Vec<String>> = opt("--only").map(|s| s.split(',').map(String::from).collect());
+    let with_paper = args.iter().any(|a| a == "--with-paper");
+    let fdr = DetectConfig::default().fdr;
+    println!("| data | method | AUROC | AP | F1 at true fraction | F1 of own calls | fraction called | est. anomaly fraction | seconds |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for name in data::ALL {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == name)) {
             continue;
         }
-        let (mut pca_runs, mut ac_runs, mut dev_runs) = (vec![], vec![], vec![]);
-        let (mut pca_secs, mut ac_secs) = (0.0, 0.0);
+        let vars = variants();
+        let mut ours: Vec<Vec<Run>> = vec![vec![]; vars.len()];
+        let mut peer_runs: Vec<(&str, Vec<Run>)> = vec![];
+        let mut paper: Vec<Vec<Run>> = vec![vec![], vec![]];
         for seed in first..first + seeds {
-            // The real benchmarks are fixed splits; the simulation is redrawn per seed.
-            let b = match name {
-                "pbmc" => pbmc()?,
-                "kang" => kang()?,
-                _ => sim(seed)?,
-            };
-            if seed == first || name == "sim" {
-                let t = Instant::now();
-                pca_runs.push(score(&b.truth, &pca_scores(&b)?)?);
-                pca_secs += t.elapsed().as_secs_f64();
+            let b = data::load(name, seed)?;
+            let (r, t) = (csr(&b.reference), csr(&b.target));
+            if seed == first || data::per_seed(name) {
+                for (i, (m, s, secs)) in peers(&b)?.into_iter().enumerate() {
+                    if peer_runs.len() <= i {
+                        peer_runs.push((m, vec![]));
+                    }
+                    peer_runs[i].1.push(Run { ranking: ranking(&b.truth, &s)?, calls: None, seconds: secs });
+                }
             }
-            if !pca_only {
-                let t = Instant::now();
-                let (p, dev, stages) = acsleuth_scores(&b, seed)?;
-                ac_runs.push(score(&b.truth, &p)?);
-                dev_runs.push(score(&b.truth, &dev)?);
-                eprintln!("{name} seed {seed}: score p {:?}, deviation {:?}", ac_runs.last(), dev_runs.last());
-                eprintln!("{name} seed {seed}: {stages}");
-                ac_secs += t.elapsed().as_secs_f64();
+            for (i, (_, cfg, stat)) in vars.iter().enumerate() {
+                let t0 = Instant::now();
+                let n = novelty::score_novelty(&CpuBackend::new(), &r, &t, None, cfg, seed)?;
+                let secs = t0.elapsed().as_secs_f64();
+                let s: Vec<f64> = match stat {
+                    0 => n.score.clone(),
+                    1 => n.distance.clone(),
+                    _ => n.abundance.iter().map(|a| -a).collect(),
+                };
+                let calls = (*stat == 0).then(|| novelty::calibrate::calls(&n.score, &n.q_value, fdr, None)).transpose()?;
+                let calls = calls.map(|c| call_stats(&b.truth, &c, fdr)).transpose()?;
+                ours[i].push(Run { ranking: ranking(&b.truth, &s)?, calls, seconds: secs });
             }
-            let _ = b.name;
+            if with_paper {
+                let t0 = Instant::now();
+                let cfg = DetectConfig { seed, preprocess: PreprocessMode::Never, n_hvg: 0, score: ScoreMethod::Paper, ..DetectConfig::default() };
+                let res = detect(&b.reference, &b.target, &cfg)?;
+                let secs = t0.elapsed().as_secs_f64();
+                let p: Vec<f64> = res.scores.iter().map(|&v| v as f64).collect();
+                let dev: Vec<f64> = res.deviation.iter().flatten().map(|&v| v as f64).collect();
+                let c = call_stats(&b.truth, &res.calls, fdr)?;
+                paper[0].push(Run { ranking: ranking(&b.truth, &p)?, calls: Some([c[0], c[1], f64::NAN]), seconds: secs });
+                paper[1].push(Run { ranking: ranking(&b.truth, &dev)?, calls: None, seconds: secs });
+            }
+            eprintln!("{name} seed {seed} done");
         }
-        report("PCA(50) reconstruction", name, &pca_runs, pca_secs / pca_runs.len() as f64);
-        if !pca_only {
-            report("acsleuth Module I (score p)", name, &ac_runs, ac_secs / ac_runs.len() as f64);
-            report("acsleuth deviation ‖x − x̂‖ (diagnostic)", name, &dev_runs, ac_secs / ac_runs.len() as f64);
+        for (m, runs) in &peer_runs {
+            print_row(name, &format!("peer: {m}"), runs);
+        }
+        for ((m, ..), runs) in vars.iter().zip(&ours) {
+            print_row(name, m, runs);
+        }
+        if with_paper {
+            print_row(name, "paper: Module I score p (p > 0.5 calls)", &paper[0]);
+            print_row(name, "paper: Module I deviation ‖x − x̂‖ (diagnostic)", &paper[1]);
         }
     }
     Ok(())
-}
-
-/// Module I with the authors' defaults on the already log-normalized sets
-/// (no second preprocessing). Also returns the raw deviation ‖x − x̂‖ and
-/// a line of seconds per stage (training is what the authors' code spends
-/// most of its time on: 799 of 983 s on Kang per its README).
-fn acsleuth_scores(b: &Bench, seed: u64) -> Result<(Vec<f64>, Vec<f64>, String)> {
-    let cfg = DetectConfig { seed, preprocess: PreprocessMode::Never, n_hvg: 0, ..DetectConfig::default() };
-    let r = detect(&b.reference, &b.target, &cfg)?;
-    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    let (s, rep) = (&r.report.seconds, &r.report);
-    let per_iter = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
-    let stages = format!(
-        "training {:.1} s (prepare {:.1} s at {} s per iteration, train {:.1} s at {} s), deviations {:.1} s, scorer {:.1} s",
-        s.prepare + s.train,
-        s.prepare,
-        per_iter(rep.seconds_per_iteration_prepare),
-        s.train,
-        per_iter(rep.seconds_per_iteration_train),
-        s.deviations,
-        s.scorer
-    );
-    Ok((to64(&r.scores), to64(&r.deviation), stages))
 }

@@ -32,7 +32,7 @@ use acsleuth::data::simulate::{SetKind, SimConfig, Simulator};
 use acsleuth::data::store::{Layout, Store, StoreWriter};
 use acsleuth::data::RowSink;
 use acsleuth::pipeline::detect::{detect_stores, DetectOptions};
-use acsleuth::pipeline::DetectConfig;
+use acsleuth::pipeline::{DetectConfig, ScoreMethod};
 use acsleuth::Result;
 
 /// normalize_total(1e4) + log1p per cell on the way into the store.
@@ -134,7 +134,7 @@ fn main() -> Result<()> {
 
     // SCORER_STEPS=0 times the deviations and one scoring pass only.
     let scorer_steps = std::env::var("SCORER_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let cfg = DetectConfig { prepare_epochs: 1, train_epochs: 0, seed: 1, scorer_steps, ..DetectConfig::default() };
+    let cfg = DetectConfig { prepare_epochs: 1, train_epochs: 0, seed: 1, scorer_steps, score: ScoreMethod::Paper, ..DetectConfig::default() };
     let (r, tg) = (Store::open(&rp)?, Store::open(&tp)?);
     let opts = DetectOptions { spill_dir: Some(dir.clone()), ..DetectOptions::default() };
     let res = detect_stores(&CpuBackend::new(), &r, &tg, &cfg, &opts)?.expect("log-normalized stores stream");
@@ -146,7 +146,7 @@ fn main() -> Result<()> {
         cfg.scorer_steps,
         s.scorer,
         s.deviations + s.scorer,
-        res.report.deviations_on_disk,
+        res.report.module_i.as_ref().is_some_and(|m| m.deviations_on_disk),
         peak_rss_mb()
     );
     Ok(())

@@ -9,7 +9,7 @@ use acsleuth::backend::cuda::emu::{emu_backend, emu_backend_with_faults, EmuFaul
 use acsleuth::backend::{Backend, Gemm, Trans};
 use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix};
 use acsleuth::pipeline::detect::{detect_with, DetectOptions};
-use acsleuth::pipeline::{DetectConfig, PreprocessMode};
+use acsleuth::pipeline::{DetectConfig, PreprocessMode, ScoreMethod};
 use acsleuth::Error;
 
 mod common;
@@ -96,6 +96,7 @@ fn data(n_ref: usize, n_tgt: usize, genes: usize) -> (Dataset, Dataset) {
 
 fn tiny_config() -> DetectConfig {
     DetectConfig {
+        score: ScoreMethod::Paper,
         batch_size: 32,
         mem_size: 64,
         hidden_dim: 32,
@@ -147,7 +148,7 @@ fn cli_on_a_failing_device_prints_one_line_and_writes_nothing() {
     acsleuth::data::h5ad::write_h5ad(&rp, &reference, &[]).unwrap();
     acsleuth::data::h5ad::write_h5ad(&tp, &target, &[]).unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, "batch_size = 32\nmem_size = 64\nhidden_dim = 32\nlatent_dim = 16\ncritic_hidden = 16\nscorer_steps = 3\n").unwrap();
+    std::fs::write(&cfg, "score = \"paper\"\nbatch_size = 32\nmem_size = 64\nhidden_dim = 32\nlatent_dim = 16\ncritic_hidden = 16\nscorer_steps = 3\n").unwrap();
     let out = dir.path().join("out");
     let run = |faults: &str, device: &str, extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_acsleuth"))

@@ -14,7 +14,7 @@ use acsleuth::backend::cuda::precision::GemmPrecision::{self, Bf16, F32, Tf32};
 use acsleuth::backend::{Backend, Gemm, Trans};
 use acsleuth::metrics;
 use acsleuth::pipeline::detect::{detect_with, DetectOptions};
-use acsleuth::pipeline::{DetectConfig, PreprocessMode};
+use acsleuth::pipeline::{DetectConfig, PreprocessMode, ScoreMethod};
 
 mod common;
 use common::{simulate, Rng};
@@ -82,6 +82,7 @@ fn gemm_error_at_the_models_shapes() {
 fn detect_scores_with_tf32_and_bf16_gemms() {
     let (reference, target, truth) = simulate(96, 96, 40, 0.25, 21);
     let cfg = DetectConfig {
+        score: ScoreMethod::Paper,
         batch_size: 32,
         mem_size: 64,
         hidden_dim: 64,

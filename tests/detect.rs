@@ -5,7 +5,7 @@
 use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix};
 use acsleuth::metrics;
 use acsleuth::pipeline::detect::detect;
-use acsleuth::pipeline::{DetectConfig, PreprocessMode};
+use acsleuth::pipeline::{DetectConfig, PreprocessMode, ScoreMethod};
 
 mod common;
 use common::{simulate, Rng};
@@ -18,6 +18,7 @@ use common::{simulate, Rng};
 /// `diagnose_tiny`).
 fn small_config() -> DetectConfig {
     DetectConfig {
+        score: ScoreMethod::Paper,
         scorer_steps: 100,
         scorer_lr: 1e-3,
         seed: 1,
@@ -45,14 +46,14 @@ fn tiny_simulation_separates_anomalies() {
     eprintln!(
         "tiny detect: AUROC {auc:.3}, {} called, flipped {}, {:.1} s; scorer losses {:?}",
         res.report.n_called,
-        res.report.orientation.flipped,
+        res.report.module_i.as_ref().unwrap().orientation.flipped,
         t.elapsed().as_secs_f64(),
-        res.report.scorer_steps.iter().map(|s| s.loss).collect::<Vec<_>>()
+        res.report.module_i.as_ref().unwrap().scorer_steps.iter().map(|s| s.loss).collect::<Vec<_>>()
     );
     assert!(auc > 0.85, "AUROC {auc}");
     assert_eq!(res.cells, target.cell_names);
-    assert_eq!(res.report.training.prepare.len(), cfg.prepare_epochs);
-    assert_eq!(res.report.training.train.len(), cfg.train_epochs);
+    assert_eq!(res.report.module_i.as_ref().unwrap().training.prepare.len(), cfg.prepare_epochs);
+    assert_eq!(res.report.module_i.as_ref().unwrap().training.train.len(), cfg.train_epochs);
 }
 
 #[test]
@@ -135,7 +136,7 @@ fn diagnose_pbmc() {
     let Some((reference, target, truth)) = pbmc_split() else { return };
     for (steps, lr) in [(20, 1e-4f32), (100, 1e-3), (400, 1e-4)] {
         for seed in [0u64, 1] {
-            let cfg = DetectConfig { seed, scorer_steps: steps, scorer_lr: lr, preprocess: PreprocessMode::Never, ..DetectConfig::default() };
+            let cfg = DetectConfig { seed, scorer_steps: steps, scorer_lr: lr, preprocess: PreprocessMode::Never, score: ScoreMethod::Paper, ..DetectConfig::default() };
             let t = std::time::Instant::now();
             let res = detect(&reference, &target, &cfg).unwrap();
             let s: Vec<f64> = res.scores.iter().map(|&v| v as f64).collect();
@@ -158,7 +159,7 @@ fn diagnose_pbmc() {
 #[test]
 fn pbmc68k_split_reaches_auroc_085() {
     let Some((reference, target, truth)) = pbmc_split() else { return };
-    let cfg = DetectConfig { preprocess: PreprocessMode::Never, ..DetectConfig::default() };
+    let cfg = DetectConfig { preprocess: PreprocessMode::Never, score: ScoreMethod::Paper, ..DetectConfig::default() };
     let t = std::time::Instant::now();
     let res = detect(&reference, &target, &cfg).unwrap();
     let s: Vec<f64> = res.scores.iter().map(|&v| v as f64).collect();
@@ -178,7 +179,7 @@ fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
     acsleuth::data::h5ad::write_h5ad(&rp, &reference, &[]).unwrap();
     acsleuth::data::h5ad::write_h5ad(&tp, &target, &[]).unwrap();
     let cfg = dir.join("c.toml");
-    std::fs::write(&cfg, "batch_size = 32\nmem_size = 64\nhidden_dim = 32\nlatent_dim = 16\ncritic_hidden = 16\nscorer_steps = 5\n").unwrap();
+    std::fs::write(&cfg, "score = \"paper\"\nbatch_size = 32\nmem_size = 64\nhidden_dim = 32\nlatent_dim = 16\ncritic_hidden = 16\nscorer_steps = 5\n").unwrap();
     let out = dir.join("out");
     let args = |extra: &[&str]| {
         let mut v = vec!["acsleuth", "detect", "--reference", rp.to_str().unwrap(), "--target", tp.to_str().unwrap()];
@@ -197,8 +198,8 @@ fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
     assert_eq!(scores.lines().count(), 65);
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["settings"]["seed"], 3);
-    assert_eq!(report["training"]["prepare"].as_array().unwrap().len(), 2);
-    assert!(report["orientation"]["rule"].as_str().unwrap().contains("larger mean reconstruction deviation"));
+    assert_eq!(report["module_i"]["training"]["prepare"].as_array().unwrap().len(), 2);
+    assert!(report["module_i"]["orientation"]["rule"].as_str().unwrap().contains("larger mean reconstruction deviation"));
     assert!(out.join("model.safetensors").exists());
 
     // Refused before any work: bad settings, missing input, unknown kernel.
@@ -314,6 +315,7 @@ fn emulated_cuda_backend_matches_cpu() {
 /// Tiny widths and a few epochs: for tests of plumbing, not of accuracy.
 fn tiny_config() -> DetectConfig {
     DetectConfig {
+        score: ScoreMethod::Paper,
         batch_size: 32,
         mem_size: 64,
         hidden_dim: 32,

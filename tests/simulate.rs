@@ -504,3 +504,19 @@ fn targets_without_anomalies() {
     let help = String::from_utf8_lossy(&acsleuth(&["simulate", "--help"]).stdout).to_string();
     assert!(["--condition-shift", "stimulation", "negative"].iter().all(|w| help.contains(w)), "{help}");
 }
+
+/// `condition_genes` moves a per-type random subset of genes of about that
+/// size; the rest keep factor 1. Out-of-range fractions are refused.
+#[test]
+fn condition_genes_moves_a_subset_per_type() {
+    let cfg = SimConfig { condition_shift: 1.0, condition_genes: 0.1, ..small() };
+    let sim = Simulator::new(cfg.clone()).unwrap();
+    let moved = |t: usize| -> Vec<bool> { sim.condition_factors(t).unwrap().iter().map(|&f| f != 1.0).collect() };
+    let (a, b) = (moved(0), moved(1));
+    let frac = a.iter().filter(|&&m| m).count() as f64 / a.len() as f64;
+    assert!((0.05..0.15).contains(&frac), "moved fraction {frac}");
+    assert_ne!(a, b, "each type moves its own genes");
+    for g in [0.0, 1.5, f64::NAN] {
+        assert!(Simulator::new(SimConfig { condition_genes: g, ..cfg.clone() }).is_err(), "{g}");
+    }
+}

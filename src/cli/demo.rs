@@ -47,10 +47,8 @@ pub fn demo_config(seed: u64, full: bool) -> RunConfig {
         c.style.epochs = 10;
     }
     c.set_seed(seed);
-    // The detector is told the expected fraction (`--anomaly-ratio`): the
-    // MMD scorer's own p > 0.5 rule calls far too many cells (see README),
-    // and subtyping normal cells would hide the subtypes.
-    c.detect.anomaly_ratio = Some(DEMO_ANOMALY_FRACTION);
+    // The default calls (a discovery set at FDR 0.1): the detector is not
+    // told how many anomalies there are.
     c
 }
 
@@ -128,9 +126,12 @@ pub fn run(a: Args) -> Result<()> {
     println!("  Module III batch correction {:.1} s  (kin shift; the style generator: {:.1} s, {} epochs)", s.module_iii + s.correction, styled.report.seconds.module_iii, cfg.style.epochs);
     println!("  Module IV  subtyping        {:.1} s  ({} subtypes{})", s.module_iv, res.report.subtype.k, if res.report.subtype.k_inferred { ", inferred" } else { "" });
     println!("  AUROC {:.3}   AP {:.3}   F1 at the true fraction {:.3}", e.auroc, e.average_precision, e.f1_at_true_fraction);
+    let n = res.cells.len().max(1) as f64;
     println!(
-        "  calls: {} cells (the top {} %, --anomaly-ratio {DEMO_ANOMALY_FRACTION}), F1 {:.3} (precision {:.3}, recall {:.3})",
+        "  calls: {} cells at FDR {} (estimated anomaly fraction {:.1} %, truth {:.0} %), F1 {:.3} (precision {:.3}, recall {:.3})",
         res.report.n_called,
+        cfg.detect.fdr,
+        100.0 * res.report.n_called as f64 * (1.0 - cfg.detect.fdr) / n,
         DEMO_ANOMALY_FRACTION * 100.0,
         e.f1,
         e.precision,
@@ -150,7 +151,7 @@ pub fn run(a: Args) -> Result<()> {
         println!("  {}", f.display());
     }
     println!(
-        "rerun the workflow (authors' full schedules): acsleuth run --reference {0}/reference.acs --target {0}/target.acs --batch-key batch --truth-key cell_type --anomaly-ratio {DEMO_ANOMALY_FRACTION} --out {0}/run",
+        "rerun the workflow (authors' full schedules): acsleuth run --reference {0}/reference.acs --target {0}/target.acs --batch-key batch --truth-key cell_type --out {0}/run",
         a.out.display()
     );
     Ok(())

@@ -9,18 +9,29 @@ use crate::data::io::{self, ReadOptions};
 use crate::data::store::Store;
 use crate::error::Result;
 use crate::pipeline::detect::{detect_stores, detect_with, DetectOptions, DetectResult};
-use crate::pipeline::output::{write_deviations, write_json, write_scores};
-use crate::pipeline::{DetectConfig, Kernel};
+use crate::pipeline::output::{write_deviations, write_json, write_scores_with};
+use crate::pipeline::{DetectConfig, Kernel, ScoreMethod};
 
 use super::common::{IoArgs, Job, ScheduleArgs};
 
 /// Find anomalous cells in a target set given a reference set of normal
-/// cells (Module I: GAN with memory bank + MMD scorer).
+/// cells.
 ///
-/// Writes DIR/scores.tsv (`cell<TAB>score<TAB>anomaly`, target order),
-/// DIR/deviations.tsv (`cell<TAB>deviation`: ‖x − x̂‖, a ranking that is
-/// often sharper than the MMD score), DIR/report.json (settings, genes,
-/// timings, losses, call rule, orientation) and DIR/model.safetensors.
+/// Default score (`--score novelty`): reference and target in one joint
+/// PCA, corrected with Harmony so that a shift shared by the target's
+/// normal cells (condition, batch, technology) is not read as anomaly;
+/// each target cell is scored by its distance to the nearest reference
+/// cells and by how few reference cells its neighbourhood holds. Calls are
+/// a discovery set at a false discovery rate (`--fdr`, default 0.1):
+/// conformal p-values against the reference's own scores, then
+/// Benjamini–Hochberg. `--score paper` runs the paper's Module I (GAN with
+/// memory bank + MMD scorer) instead.
+///
+/// Writes DIR/scores.tsv (`cell<TAB>score<TAB>anomaly<TAB>pvalue<TAB>qvalue`,
+/// target order; the last two with the novelty score) and DIR/report.json
+/// (settings, genes, timings, call rule, number called, estimated anomaly
+/// fraction). With `--score paper` also DIR/deviations.tsv
+/// (`cell<TAB>deviation`: ‖x − x̂‖) and DIR/model.safetensors.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -28,9 +39,19 @@ pub struct Args {
     /// TOML file of detection settings (keys as in report.json's `settings`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Expected anomaly fraction: fixes the group sizes and calls the top fraction.
+    /// Expected anomaly fraction: calls the top fraction by score instead of
+    /// the FDR rule (and, under --score paper, fixes the MMD group sizes).
     #[arg(long, value_name = "R")]
     pub anomaly_ratio: Option<f64>,
+    /// The score that ranks and calls [default: novelty].
+    #[arg(long, value_enum)]
+    pub score: Option<ScoreMethod>,
+    /// False discovery rate of the calls, in (0, 1) [default: 0.1].
+    #[arg(long, value_name = "Q")]
+    pub fdr: Option<f64>,
+    /// Correction of the joint representation before scoring [default: harmony].
+    #[arg(long, value_enum)]
+    pub correction: Option<crate::model::novelty::Correction>,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
     /// Kernel of the MMD scorer [default: linear].
@@ -53,6 +74,15 @@ pub fn settings(a: &Args) -> Result<DetectConfig> {
     a.schedule.apply(&mut c);
     if let Some(k) = a.kernel {
         c.kernel = k;
+    }
+    if let Some(m) = a.score {
+        c.score = m;
+    }
+    if let Some(q) = a.fdr {
+        c.fdr = q;
+    }
+    if let Some(x) = a.correction {
+        c.novelty.correction = x;
     }
     c.validate()?;
     Ok(c)
@@ -92,13 +122,22 @@ pub fn run(a: Args) -> Result<()> {
     let formats = (io::detect(&a.io.reference)?, io::detect(&a.io.target)?);
     let dev = a.io.setup()?;
     let out = a.io.out.clone();
-    let opts = DetectOptions { model_path: Some(out.join("model.safetensors")), spill_dir: Some(out.clone()), mem_budget: None };
+    let model_path = (cfg.score == ScoreMethod::Paper).then(|| out.join("model.safetensors"));
+    let opts = DetectOptions { model_path, spill_dir: Some(out.clone()), mem_budget: None };
     let res = a.io.dispatch(dev, &Detect { a: &a, formats, cfg, opts })?;
-    write_scores(&out.join("scores.tsv"), &res.cells, &res.scores, &res.calls)?;
-    write_deviations(&out.join("deviations.tsv"), &res.cells, &res.deviation)?;
+    let pq = res.p_values.as_deref().zip(res.q_values.as_deref());
+    write_scores_with(&out.join("scores.tsv"), &res.cells, &res.scores, &res.calls, pq)?;
+    if let Some(d) = &res.deviation {
+        write_deviations(&out.join("deviations.tsv"), &res.cells, d)?;
+    }
     write_json(&out.join("report.json"), &res.report)?;
-    eprintln!(
-        "{} of {} target cells called anomalous ({}); results in {}",
+    let estimate = res
+        .report
+        .estimated_anomaly_fraction
+        .map(|f| format!("; estimated anomaly fraction {:.1} %", 100.0 * f))
+        .unwrap_or_default();
+    println!(
+        "{} of {} target cells called anomalous ({}){estimate}; results in {}",
         res.report.n_called,
         res.cells.len(),
         res.report.call_rule,

@@ -73,6 +73,11 @@ pub struct Args {
     /// single batch factor cannot mimic; 0 = off [default: 0].
     #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub condition_shift: Option<f64>,
+    /// Fraction of genes the condition moves in each cell type (a random
+    /// subset per type; real stimulations move a few % of genes strongly)
+    /// [default: 1].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub condition_genes: Option<f64>,
     /// Random seed; the same seed gives the same bytes [default: 0].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
@@ -145,6 +150,7 @@ impl Args {
         }
         set(&mut c.batch_scale, self.batch_scale);
         set(&mut c.condition_shift, self.condition_shift);
+        set(&mut c.condition_genes, self.condition_genes);
         set(&mut c.seed, self.seed);
         set(&mut c.lib_loc, self.lib_loc);
         set(&mut c.lib_scale, self.lib_scale);

@@ -16,6 +16,21 @@ pub enum Kernel {
     Rbf,
 }
 
+/// Which score ranks the target cells and makes the calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreMethod {
+    /// Novelty in a joint, Harmony-corrected PCA of reference and target:
+    /// rank(distance to the nearest reference cells) + rank(scarcity of
+    /// reference cells nearby), conformal p-values, calls at `fdr` (default;
+    /// needs no GAN).
+    #[default]
+    Novelty,
+    /// The paper's Module I: GAN deviations scored by the γ_c MMD scorer
+    /// (p > 0.5 calls).
+    Paper,
+}
+
 /// Whether raw counts are normalized, log-transformed and reduced to HVGs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -85,6 +100,13 @@ pub struct DetectConfig {
     pub preprocess: PreprocessMode,
     /// Highly variable genes chosen on the reference (0 = all genes).
     pub n_hvg: usize,
+    /// The score that ranks and calls (`novelty`, or the paper's `paper`).
+    pub score: ScoreMethod,
+    /// False discovery rate of the default calls (Benjamini–Hochberg on
+    /// the novelty score's conformal p-values).
+    pub fdr: f64,
+    /// Settings of the novelty score (`[novelty]` table).
+    pub novelty: crate::model::novelty::NoveltyConfig,
 }
 
 impl Default for DetectConfig {
@@ -116,6 +138,9 @@ impl Default for DetectConfig {
             anomaly_ratio: None,
             preprocess: PreprocessMode::Auto,
             n_hvg: 3000,
+            score: ScoreMethod::Novelty,
+            fdr: 0.1,
+            novelty: crate::model::novelty::NoveltyConfig::default(),
         }
     }
 }
@@ -161,7 +186,10 @@ impl DetectConfig {
         {
             return bad(format!("anomaly_ratio must be in (0, 1), got {r}"));
         }
-        Ok(())
+        if !(self.fdr > 0.0 && self.fdr < 1.0) {
+            return bad(format!("fdr must be in (0, 1), got {}", self.fdr));
+        }
+        self.novelty.validate()
     }
 }
 

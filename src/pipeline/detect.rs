@@ -21,13 +21,14 @@ use serde::Serialize;
 use crate::backend::{Backend, CpuBackend};
 use crate::data::preprocess::{self, HvgFlavor, Preprocess, PreprocessReport, ValueKind};
 use crate::data::store::Store;
-use crate::data::{CsrMatrix, Dataset};
+use crate::data::{CsrMatrix, Dataset, DenseMatrix};
 use crate::error::{Error, Result};
 use crate::model::scorer::{self, ScorerConfig, StepLog};
 use crate::model::source::RowSource;
 use crate::model::train::{self, TrainLog};
 use crate::nn::{params, Module, Param};
-use crate::pipeline::{DetectConfig, PreprocessMode};
+use crate::model::novelty::{self, NoveltyReport, NoveltyScores};
+use crate::pipeline::{DetectConfig, PreprocessMode, ScoreMethod};
 
 /// Options of a run that are not model settings.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +50,8 @@ pub struct Timings {
     pub train: f64,
     pub deviations: f64,
     pub scorer: f64,
+    /// The novelty score (joint PCA, correction, neighbours).
+    pub novelty: f64,
     pub total: f64,
 }
 
@@ -76,6 +79,19 @@ pub struct GeneReport {
     pub preprocess: Option<PreprocessReport>,
 }
 
+/// What only the paper's Module I (GAN + MMD scorer) produces, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModuleIReport {
+    /// Seconds per training iteration (G step + n_critic critic steps).
+    pub seconds_per_iteration_prepare: Option<f64>,
+    pub seconds_per_iteration_train: Option<f64>,
+    pub training: TrainLog,
+    pub scorer_steps: Vec<StepLog>,
+    pub rbf_bandwidth: Option<f64>,
+    pub deviations_on_disk: bool,
+    pub orientation: OrientationReport,
+}
+
 /// Everything `report.json` holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct DetectReport {
@@ -85,28 +101,37 @@ pub struct DetectReport {
     pub n_target: usize,
     pub genes: GeneReport,
     pub seconds: Timings,
-    /// Seconds per training iteration (G step + n_critic critic steps).
-    pub seconds_per_iteration_prepare: Option<f64>,
-    pub seconds_per_iteration_train: Option<f64>,
-    pub training: TrainLog,
-    pub scorer_steps: Vec<StepLog>,
-    pub rbf_bandwidth: Option<f64>,
-    pub deviations_on_disk: bool,
+    /// The score that ranked and called the cells.
+    pub score: ScoreMethod,
     pub call_rule: String,
-    pub orientation: OrientationReport,
     pub n_called: usize,
+    /// Called cells × (1 − fdr) / target cells: the expected share of true
+    /// anomalies among the target (a lower bound: anomalies the score cannot
+    /// tell from normal cells are not counted). Only for FDR calls.
+    pub estimated_anomaly_fraction: Option<f64>,
+    /// The novelty detector's report (absent under `score = paper`).
+    pub novelty: Option<NoveltyReport>,
+    /// Module I's report (absent when the GAN was not trained).
+    pub module_i: Option<ModuleIReport>,
 }
 
 /// Scores and calls in the target's cell order, and the report.
 #[derive(Clone, Debug)]
 pub struct DetectResult {
     pub cells: Vec<String>,
-    /// Anomaly score p ∈ (0, 1), higher = more anomalous.
+    /// Anomaly score in (0, 1], higher = more anomalous.
     pub scores: Vec<f32>,
     pub calls: Vec<bool>,
+    /// Conformal p-values and BH q-values (novelty score only).
+    pub p_values: Option<Vec<f64>>,
+    pub q_values: Option<Vec<f64>>,
+    /// Corrected joint coordinates of the target (novelty score only),
+    /// [n_target × n_components].
+    pub embedding: Option<DenseMatrix>,
     /// Reconstruction deviation ‖x − x̂‖ of every target cell (the
-    /// quantity the orientation rule compares between the two groups).
-    pub deviation: Vec<f32>,
+    /// quantity the orientation rule compares between the two groups);
+    /// only when Module I's GAN was trained.
+    pub deviation: Option<Vec<f32>>,
     pub report: DetectReport,
 }
 
@@ -190,7 +215,10 @@ pub fn detect_with<B: Backend>(
     let t0 = Instant::now();
     let prep = prepare(reference, target, cfg)?;
     let secs_pp = t0.elapsed().as_secs_f64();
-    let mut res = detect_sources(be, &prep.reference, &prep.target, target.cell_names.clone(), prep.report, cfg, opts)?;
+    let mut res = match cfg.score {
+        ScoreMethod::Novelty => detect_novelty(be, &prep, target.cell_names.clone(), cfg)?,
+        ScoreMethod::Paper => detect_sources(be, &prep.reference, &prep.target, target.cell_names.clone(), prep.report, cfg, opts)?,
+    };
     res.report.seconds.preprocess = secs_pp;
     res.report.seconds.total = t0.elapsed().as_secs_f64();
     Ok(res)
@@ -210,7 +238,8 @@ pub fn detect_stores<B: Backend>(
     opts: &DetectOptions,
 ) -> Result<Option<DetectResult>> {
     cfg.validate()?;
-    if cfg.preprocess == PreprocessMode::Always || reference.gene_names() != target.gene_names() {
+    // The novelty score holds the inputs in memory (CSR); only Module I streams.
+    if cfg.score == ScoreMethod::Novelty || cfg.preprocess == PreprocessMode::Always || reference.gene_names() != target.gene_names() {
         return Ok(None);
     }
     let ref_kind = sampled_value_kind(reference)?;
@@ -382,25 +411,84 @@ pub fn detect_sources_full<B: Backend>(
             train: log.seconds_train,
             deviations: secs_dev,
             scorer: secs_scorer,
+            novelty: 0.0,
             total: t0.elapsed().as_secs_f64(),
         },
-        seconds_per_iteration_prepare: per_iter(log.seconds_prepare, cfg.prepare_epochs),
-        seconds_per_iteration_train: per_iter(log.seconds_train, cfg.train_epochs),
-        training: log,
-        scorer_steps: out.steps,
-        rbf_bandwidth: out.bandwidth,
-        deviations_on_disk: out.deviations_on_disk,
+        score: ScoreMethod::Paper,
         call_rule,
-        orientation: OrientationReport {
-            rule: "the group with the larger mean reconstruction deviation ‖δ‖ is anomalous (p > 0.5 side vs the rest; p-weighted means when one side is empty); p is replaced by 1 − p when needed".into(),
-            flipped: o.flipped,
-            // mean_high/mean_low are the p > 0.5 side and the rest before any flip.
-            mean_deviation_anomalous: if o.flipped { o.mean_low } else { o.mean_high },
-            mean_deviation_normal: if o.flipped { o.mean_high } else { o.mean_low },
-            weighted: o.weighted,
-        },
         n_called: calls.iter().filter(|&&c| c).count(),
+        estimated_anomaly_fraction: None,
+        novelty: None,
+        module_i: Some(ModuleIReport {
+            seconds_per_iteration_prepare: per_iter(log.seconds_prepare, cfg.prepare_epochs),
+            seconds_per_iteration_train: per_iter(log.seconds_train, cfg.train_epochs),
+            training: log,
+            scorer_steps: out.steps,
+            rbf_bandwidth: out.bandwidth,
+            deviations_on_disk: out.deviations_on_disk,
+            orientation: OrientationReport {
+                rule: "the group with the larger mean reconstruction deviation ‖δ‖ is anomalous (p > 0.5 side vs the rest; p-weighted means when one side is empty); p is replaced by 1 − p when needed".into(),
+                flipped: o.flipped,
+                // mean_high/mean_low are the p > 0.5 side and the rest before any flip.
+                mean_deviation_anomalous: if o.flipped { o.mean_low } else { o.mean_high },
+                mean_deviation_normal: if o.flipped { o.mean_high } else { o.mean_low },
+                weighted: o.weighted,
+            },
+        }),
     };
-    let res = DetectResult { cells, scores: out.p, calls, deviation: out.deviation, report };
+    let res = DetectResult { cells, scores: out.p, calls, p_values: None, q_values: None, embedding: None, deviation: Some(out.deviation), report };
     Ok((res, ModuleI { trainer, scorer: mlp }))
+}
+
+/// The novelty score of prepared inputs, and its calls (see
+/// [`crate::model::novelty`]): no GAN is trained.
+pub fn detect_novelty<B: Backend>(be: &B, prep: &Prepared, cells: Vec<String>, cfg: &DetectConfig) -> Result<DetectResult> {
+    cfg.validate()?;
+    if cells.len() != prep.target.rows {
+        return Err(Error::invalid(format!("{} cell names for {} target cells", cells.len(), prep.target.rows)));
+    }
+    let t0 = Instant::now();
+    let nov = novelty::score_novelty(be, &prep.reference, &prep.target, None, &cfg.novelty, cfg.seed)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let report = DetectReport {
+        settings: cfg.clone(),
+        backend: be.name().to_string(),
+        n_reference: prep.reference.rows,
+        n_target: prep.target.rows,
+        genes: prep.report.clone(),
+        seconds: Timings { novelty: secs, total: secs, ..Timings::default() },
+        score: ScoreMethod::Novelty,
+        call_rule: String::new(),
+        n_called: 0,
+        estimated_anomaly_fraction: None,
+        novelty: None,
+        module_i: None,
+    };
+    let mut res = DetectResult { cells, scores: vec![], calls: vec![], p_values: None, q_values: None, embedding: None, deviation: None, report };
+    apply_novelty(&mut res, nov, cfg)?;
+    Ok(res)
+}
+
+/// Makes the novelty score the result's score and its calls the calls
+/// (the workflow trains Module I for its later modules, then ranks and
+/// calls with this).
+pub fn apply_novelty(res: &mut DetectResult, nov: NoveltyScores, cfg: &DetectConfig) -> Result<()> {
+    let calls = novelty::calibrate::calls(&nov.score, &nov.q_value, cfg.fdr, cfg.anomaly_ratio)?;
+    let n_called = calls.iter().filter(|&&c| c).count();
+    let n = calls.len().max(1) as f64;
+    let r = &mut res.report;
+    r.score = ScoreMethod::Novelty;
+    r.call_rule = match cfg.anomaly_ratio {
+        Some(x) => format!("top {x} fraction of cells by the novelty score (anomaly_ratio; ties by input order)"),
+        None => format!("Benjamini–Hochberg q-value ≤ {} (conformal p-values against the reference's leave-one-out scores)", cfg.fdr),
+    };
+    r.n_called = n_called;
+    r.estimated_anomaly_fraction = cfg.anomaly_ratio.is_none().then(|| n_called as f64 * (1.0 - cfg.fdr) / n);
+    r.novelty = Some(nov.report);
+    res.scores = nov.score.iter().map(|&v| v as f32).collect();
+    res.calls = calls;
+    res.p_values = Some(nov.p_value);
+    res.q_values = Some(nov.q_value);
+    res.embedding = Some(nov.embedding);
+    Ok(())
 }

@@ -5,4 +5,4 @@ pub mod detect;
 pub mod output;
 pub mod run;
 
-pub use config::{DetectConfig, Kernel, PreprocessMode};
+pub use config::{DetectConfig, Kernel, PreprocessMode, ScoreMethod};

@@ -32,9 +32,15 @@ pub fn io_at(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
 
-/// Writes `cell\tscore\tanomaly`, one row per cell in input order.
+/// Writes `cell\tscore\tanomaly` (and `\tpvalue\tqvalue` when given),
+/// one row per cell in input order.
 pub fn write_scores(path: &Path, cells: &[String], scores: &[f32], calls: &[bool]) -> Result<()> {
-    if cells.len() != scores.len() || cells.len() != calls.len() {
+    write_scores_with(path, cells, scores, calls, None)
+}
+
+/// [`write_scores`] with conformal p-values and BH q-values.
+pub fn write_scores_with(path: &Path, cells: &[String], scores: &[f32], calls: &[bool], pq: Option<(&[f64], &[f64])>) -> Result<()> {
+    if cells.len() != scores.len() || cells.len() != calls.len() || pq.is_some_and(|(p, q)| p.len() != cells.len() || q.len() != cells.len()) {
         return Err(Error::Other(format!(
             "internal: {} cells, {} scores, {} calls",
             cells.len(),
@@ -43,9 +49,17 @@ pub fn write_scores(path: &Path, cells: &[String], scores: &[f32], calls: &[bool
         )));
     }
     write_atomic(path, |w| {
-        writeln!(w, "cell\tscore\tanomaly").map_err(io_at(path))?;
-        for ((c, s), a) in cells.iter().zip(scores).zip(calls) {
-            writeln!(w, "{c}\t{s}\t{}", *a as u8).map_err(io_at(path))?;
+        match pq {
+            None => writeln!(w, "cell\tscore\tanomaly"),
+            Some(_) => writeln!(w, "cell\tscore\tanomaly\tpvalue\tqvalue"),
+        }
+        .map_err(io_at(path))?;
+        for (i, ((c, s), a)) in cells.iter().zip(scores).zip(calls).enumerate() {
+            match pq {
+                None => writeln!(w, "{c}\t{s}\t{}", *a as u8),
+                Some((p, q)) => writeln!(w, "{c}\t{s}\t{}\t{}\t{}", *a as u8, p[i], q[i]),
+            }
+            .map_err(io_at(path))?;
         }
         Ok(())
     })

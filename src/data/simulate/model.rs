@@ -367,7 +367,17 @@ fn draw_condition(c: &SimConfig) -> Result<Vec<Vec<f64>>> {
     let dist = LogNormal::new(0.0, c.condition_shift).map_err(dist_err)?;
     let draw = |stream: Stream, i: usize| -> Vec<f64> {
         let mut rng = stream_rng(c.seed, stream, i as u64);
-        (0..c.n_genes).map(|_| dist.sample(&mut rng)).collect()
+        if c.condition_genes >= 1.0 {
+            return (0..c.n_genes).map(|_| dist.sample(&mut rng)).collect();
+        }
+        // Two draws per gene whatever the outcome (see draw_de).
+        (0..c.n_genes)
+            .map(|_| {
+                let moved = rng.random::<f64>() < c.condition_genes;
+                let f: f64 = dist.sample(&mut rng);
+                if moved { f } else { 1.0 }
+            })
+            .collect()
     };
     let normal = (0..c.n_types).map(|t| draw(Stream::NormalCondition, t));
     Ok(normal.chain((0..c.n_anomaly_types).map(|a| draw(Stream::AnomalyCondition, a))).collect())

@@ -13,6 +13,11 @@ use crate::error::{Error, Result};
 use crate::model::pca::{Pca, PcaOptions};
 use crate::model::subtype::kmeans::Uniforms;
 
+/// Ritz residual tolerance (relative to the top eigenvalue) and cap on
+/// operator applications of the PCA's subspace iteration.
+pub const PCA_TOL: f64 = 1e-4;
+pub const PCA_MAX_ITER: usize = 100;
+
 /// Rows densified at a time when projecting.
 const CHUNK_ROWS: usize = 4096;
 
@@ -118,7 +123,10 @@ pub fn embed(reference: &CsrMatrix, target: &CsrMatrix, o: &EmbedOptions) -> Res
     let mut fit = a.data;
     fit.extend_from_slice(&b.data);
     let n_fit = rr.len() + tt.len();
-    let opts = PcaOptions { n_components: k, seed: o.seed, ..PcaOptions::default() };
+    // Scores need the leading subspace, not eigenvectors to 1e-8: on data
+    // whose trailing spectrum is flat (a few cell types, then noise) the
+    // strict default tolerance costs hundreds of iterations for nothing.
+    let opts = PcaOptions { n_components: k, seed: o.seed, tol: PCA_TOL, max_iter: PCA_MAX_ITER, ..PcaOptions::default() };
     let pca = Pca::fit(&fit, n_fit, reference.cols, &opts)?;
     drop(fit);
     let project = |m: &CsrMatrix| -> Result<DenseMatrix> {

@@ -40,11 +40,14 @@ pub struct HarmonyConfig {
     pub iterations: usize,
     /// Soft k-means sweeps per round.
     pub cluster_iterations: usize,
+    /// Cells with `fit = false` still take part in the regression (they
+    /// are only spared the diversity penalty).
+    pub regress_unfitted: bool,
 }
 
 impl Default for HarmonyConfig {
     fn default() -> Self {
-        HarmonyConfig { theta: 2.0, sigma: 0.1, lambda: 1.0, n_clusters: 0, iterations: 2, cluster_iterations: 10 }
+        HarmonyConfig { theta: 2.0, sigma: 0.1, lambda: 1.0, n_clusters: 0, iterations: 2, cluster_iterations: 10, regress_unfitted: false }
     }
 }
 
@@ -284,7 +287,7 @@ pub fn harmonize(
             let mut a = vec![0.0f64; p * p];
             let mut rhs = vec![0.0f64; p * d];
             for i in 0..n {
-                let wi = r[i * k + c] * w[i];
+                let wi = r[i * k + c] * if cfg.regress_unfitted { 1.0 } else { w[i] };
                 if wi == 0.0 {
                     continue;
                 }

@@ -13,7 +13,10 @@
 //! correction is fitted twice: once on all cells, then again without the
 //! target cells the first pass found likely anomalous (p ≤
 //! `refit_min_p`), so that anomalies are not pulled onto reference cells
-//! (test-time adaptation on likely-normal cells only).
+//! (test-time adaptation on likely-normal cells only). The refit happens
+//! only when the first pass discovers something (some q ≤ `refit_min_q`):
+//! on a target without anomalies it would only withhold normal cells from
+//! the correction and turn them into false calls.
 //!
 //! Steps: [`embed`] (joint z-scores, PCA) → [`harmony`] → [`knn`] (exact,
 //! tiled, on the backend) → [`calibrate`] (rank-sum score, conformal
@@ -43,6 +46,17 @@ pub enum Correction {
     None,
 }
 
+/// Which target cells a refit leaves out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefitRule {
+    /// Cells with conformal p ≤ refit_min_p.
+    #[default]
+    PValue,
+    /// Cells with BH q ≤ refit_min_q (the cells the pass called).
+    QValue,
+}
+
 /// Settings of the novelty detector. Field names are the TOML keys of the
 /// `[novelty]` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,11 +71,20 @@ pub struct NoveltyConfig {
     /// Neighbours (of both sets) whose reference fraction is the abundance statistic.
     pub k_abundance: usize,
     pub correction: Correction,
-    /// Refit the correction without the target cells the first pass found
-    /// likely anomalous.
+    /// Refit the correction without the target cells the previous pass
+    /// found likely anomalous.
     pub refit: bool,
-    /// Target cells with a first-pass p-value above this take part in the refit.
+    /// How "likely anomalous" is read before a refit.
+    pub refit_rule: RefitRule,
+    /// Passes after the first (each refit starts from the uncorrected
+    /// coordinates; the excluded set comes from the pass before).
+    pub refit_passes: usize,
+    /// Under `refit_rule = p-value`: target cells with p above this take part.
     pub refit_min_p: f64,
+    /// A refit happens only when the first pass calls some cell at this
+    /// q-value; under `refit_rule = q-value`, target cells with q above
+    /// this take part in the refit.
+    pub refit_min_q: f64,
     pub harmony: HarmonyConfig,
     /// Most cells the PCA is fitted on (every cell is projected).
     pub max_fit_cells: usize,
@@ -79,7 +102,10 @@ impl Default for NoveltyConfig {
             k_abundance: 30,
             correction: Correction::Harmony,
             refit: true,
+            refit_rule: RefitRule::PValue,
+            refit_passes: 1,
             refit_min_p: 0.2,
+            refit_min_q: 0.1,
             harmony: HarmonyConfig::default(),
             max_fit_cells: 50_000,
             max_graph_target: 100_000,
@@ -102,6 +128,9 @@ impl NoveltyConfig {
         }
         if !(self.refit_min_p > 0.0 && self.refit_min_p < 1.0) {
             return bad(format!("refit_min_p must be in (0, 1), got {}", self.refit_min_p));
+        }
+        if !(self.refit_min_q > 0.0 && self.refit_min_q < 1.0) {
+            return bad(format!("refit_min_q must be in (0, 1), got {}", self.refit_min_q));
         }
         if self.max_fit_cells < 2 || self.max_graph_target == 0 {
             return bad("max_fit_cells must be at least 2 and max_graph_target at least 1".into());
@@ -134,7 +163,10 @@ pub struct NoveltyReport {
     pub correction: Correction,
     pub harmony_clusters: Option<usize>,
     pub harmony_batches: Option<usize>,
-    /// Target cells that took part in the refit (None without refit).
+    /// Target cells the first Harmony pass calls at q ≤ refit_min_q (a
+    /// refit happens only when there are some).
+    pub first_pass_discoveries: Option<usize>,
+    /// Target cells that took part in the (last) refit (None without refit).
     pub refit_target_cells: Option<usize>,
     pub graph_target_cells: usize,
     pub seconds_embed: f64,
@@ -248,6 +280,7 @@ pub fn score_novelty<B: Backend>(
         correction: cfg.correction,
         harmony_clusters: None,
         harmony_batches: None,
+        first_pass_discoveries: None,
         refit_target_cells: None,
         graph_target_cells: graph_rows.len(),
         seconds_embed,
@@ -280,21 +313,29 @@ pub fn score_novelty<B: Backend>(
             let ts = Instant::now();
             let s1 = statistics(be, &cr, &ct, &graph_rows, cfg)?;
             let mut in_scoring = ts.elapsed().as_secs_f64();
-            if cfg.refit {
-                let p1 = calibrate::conformal_p(&s1.score[..nr], &s1.score[nr..]);
-                for (f, p) in fit[nr..].iter_mut().zip(&p1) {
-                    *f = *p > cfg.refit_min_p;
+            let (mut cr, mut ct, mut st) = (cr, ct, s1);
+            // No discovery in the first pass, no anomaly to protect: the
+            // refit would only withhold normal cells from the correction.
+            let p1 = calibrate::conformal_p(&st.score[..nr], &st.score[nr..]);
+            let discoveries = calibrate::bh_qvalues(&p1).iter().filter(|&&q| q <= cfg.refit_min_q).count();
+            report.first_pass_discoveries = Some(discoveries);
+            if cfg.refit && discoveries > 0 {
+                for _ in 0..cfg.refit_passes.max(1) {
+                    let p = calibrate::conformal_p(&st.score[..nr], &st.score[nr..]);
+                    let keep: Vec<bool> = match cfg.refit_rule {
+                        RefitRule::PValue => p.iter().map(|&v| v > cfg.refit_min_p).collect(),
+                        RefitRule::QValue => calibrate::bh_qvalues(&p).iter().map(|&v| v > cfg.refit_min_q).collect(),
+                    };
+                    fit[nr..].copy_from_slice(&keep);
+                    report.refit_target_cells = Some(keep.iter().filter(|&&f| f).count());
+                    let (c2, _) = harmony::harmonize(&z, &batch, n_batches, &fit, &cfg.harmony, seed)?;
+                    (cr, ct) = split(&c2, nr);
+                    let ts = Instant::now();
+                    st = statistics(be, &cr, &ct, &graph_rows, cfg)?;
+                    in_scoring += ts.elapsed().as_secs_f64();
                 }
-                report.refit_target_cells = Some(fit[nr..].iter().filter(|&&f| f).count());
-                let (c2, _) = harmony::harmonize(&z, &batch, n_batches, &fit, &cfg.harmony, seed)?;
-                let (cr, ct) = split(&c2, nr);
-                let ts = Instant::now();
-                let s2 = statistics(be, &cr, &ct, &graph_rows, cfg)?;
-                in_scoring += ts.elapsed().as_secs_f64();
-                (cr, ct, s2, in_scoring)
-            } else {
-                (cr, ct, s1, in_scoring)
             }
+            (cr, ct, st, in_scoring)
         }
     };
     let _ = zr;

@@ -27,9 +27,11 @@ use crate::backend::rng::Stream;
 use crate::backend::Backend;
 use crate::data::{Dataset, DenseMatrix};
 use crate::error::{Error, Result};
+use crate::model::novelty;
 use crate::model::style::{self, StyleGenerator};
 use crate::nn::params;
 use crate::pipeline::detect::{self, DetectOptions, ModuleI};
+use crate::pipeline::ScoreMethod;
 
 pub use batches::Batches;
 pub use checkpoint::{Checkpoints, Fingerprint};
@@ -59,6 +61,9 @@ struct ModuleIState {
     scores: Vec<f32>,
     calls: Vec<bool>,
     deviation: Vec<f32>,
+    /// BH q-values of the novelty score's calls (absent under `score = paper`).
+    #[serde(default)]
+    q_value: Option<Vec<f64>>,
     report: serde_json::Value,
 }
 
@@ -151,10 +156,20 @@ pub fn run_workflow<B: Backend>(
                 &dopts,
             )?;
             res.report.seconds.preprocess = secs.preprocess;
+            if cfg.detect.score == ScoreMethod::Novelty {
+                // Module I stays trained for the later modules; the novelty
+                // score ranks and calls, each target batch corrected as its own.
+                let tb = (batches.names.len() > 1).then_some(&batches.of[..]);
+                let tn = Instant::now();
+                let nov = novelty::score_novelty(be, &prep.reference, &prep.target, tb, &cfg.detect.novelty, cfg.detect.seed)?;
+                detect::apply_novelty(&mut res, nov, &cfg.detect)?;
+                res.report.seconds.novelty = tn.elapsed().as_secs_f64();
+            }
             let st = ModuleIState {
                 scores: res.scores,
                 calls: res.calls,
-                deviation: res.deviation,
+                deviation: res.deviation.unwrap_or_default(),
+                q_value: res.q_values,
                 report: serde_json::to_value(&res.report).map_err(|e| Error::Other(format!("report: {e}")))?,
             };
             if let Some(c) = &ck {
@@ -343,6 +358,7 @@ pub fn run_workflow<B: Backend>(
         scores: m1state.scores,
         calls: m1state.calls,
         deviation: m1state.deviation,
+        q_values: m1state.q_value,
         batch_of: batches.of.clone(),
         q: DenseMatrix { rows: anomalies.len(), cols: k, data: st.q },
         z_star: DenseMatrix { rows: anomalies.len(), cols: latent, data: st.z_star },

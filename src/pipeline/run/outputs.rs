@@ -16,16 +16,18 @@ pub fn subtype_name(k: u32) -> String {
     format!("S{}", k + 1)
 }
 
-/// `cell  score  anomaly  subtype  batch`, one row per target cell in
-/// input order; the subtype is empty for cells called normal.
+/// `cell  score  anomaly  subtype  batch  qvalue`, one row per target cell
+/// in input order; the subtype is empty for cells called normal, the
+/// q-value empty under the paper's score.
 pub fn write_cells(path: &Path, res: &RunResult) -> Result<()> {
     let batch_names: Vec<&str> = res.report.batches.iter().map(|(n, _)| n.as_str()).collect();
     write_atomic(path, |w| {
-        writeln!(w, "cell\tscore\tanomaly\tsubtype\tbatch").map_err(io_at(path))?;
+        writeln!(w, "cell\tscore\tanomaly\tsubtype\tbatch\tqvalue").map_err(io_at(path))?;
         for i in 0..res.cells.len() {
             let st = res.subtypes[i].map(subtype_name).unwrap_or_default();
             let b = batch_names.get(res.batch_of[i] as usize).copied().unwrap_or("");
-            writeln!(w, "{}\t{}\t{}\t{st}\t{b}", res.cells[i], res.scores[i], res.calls[i] as u8).map_err(io_at(path))?;
+            let q = res.q_values.as_ref().map(|q| q[i].to_string()).unwrap_or_default();
+            writeln!(w, "{}\t{}\t{}\t{st}\t{b}\t{q}", res.cells[i], res.scores[i], res.calls[i] as u8).map_err(io_at(path))?;
         }
         Ok(())
     })
@@ -43,7 +45,7 @@ fn spread(m: &DenseMatrix, rows: &[usize], n: usize) -> DenseMatrix {
 
 /// DIR/target.h5ad: X = the target's values over the genes the models
 /// used (log-normalized), obs = the input's columns plus `acsleuth_score`,
-/// `acsleuth_anomaly`, `acsleuth_deviation` (‖x − x̂‖), `acsleuth_subtype` (categorical, missing for cells
+/// `acsleuth_anomaly`, `acsleuth_qvalue` (novelty score), `acsleuth_deviation` (‖x − x̂‖), `acsleuth_subtype` (categorical, missing for cells
 /// called normal) and `acsleuth_batch`; obsm `X_acsleuth` (Module I
 /// encoding of the corrected expression), `X_acsleuth_fused` and
 /// `acsleuth_soft_assignment` (anomalies; NaN rows for normal cells);
@@ -54,6 +56,9 @@ pub fn write_target_h5ad(path: &Path, target: &Dataset, res: &RunResult) -> Resu
     let k = res.report.subtype.k;
     obs.push(("acsleuth_score".into(), ObsColumn::Numeric(res.scores.iter().map(|&s| s as f64).collect())));
     obs.push(("acsleuth_anomaly".into(), ObsColumn::Bool(res.calls.clone())));
+    if let Some(q) = &res.q_values {
+        obs.push(("acsleuth_qvalue".into(), ObsColumn::Numeric(q.clone())));
+    }
     obs.push(("acsleuth_deviation".into(), ObsColumn::Numeric(res.deviation.iter().map(|&s| s as f64).collect())));
     obs.push((
         "acsleuth_subtype".into(),

@@ -82,6 +82,8 @@ pub struct RunResult {
     pub calls: Vec<bool>,
     /// Reconstruction deviation ‖x − x̂‖ (Module I).
     pub deviation: Vec<f32>,
+    /// BH q-values of the calls (novelty score only).
+    pub q_values: Option<Vec<f64>>,
     /// Batch index of each cell (names in `report.batches`).
     pub batch_of: Vec<u32>,
     /// Target rows called anomalous, ascending.
