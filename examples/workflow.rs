@@ -18,7 +18,9 @@
 //! fraction, so F1 is the F1 at the true fraction); K = the true number of
 //! subtypes:
 //! - acsleuth: Modules I–IV, with Module III's style correction (the
-//!   paper's) and with the kin-shift correction;
+//!   paper's) and with the kin-shift correction, Module IV on Module I's
+//!   features (the paper's); and the default: Module IV (DESC) on the
+//!   anomalies' corrected joint PCA coordinates;
 //! - no correction: Modules I and IV (Module III switched off);
 //! - k-means on expression: Module I's calls, then k-means++ (20 restarts)
 //!   on the anomalies' log-normalized expression.
@@ -37,7 +39,7 @@ use acsleuth::data::{Dataset, DenseMatrix};
 use acsleuth::error::{Error, Result};
 use acsleuth::metrics;
 use acsleuth::model::pca::{Pca, PcaOptions};
-use acsleuth::model::subtype::kmeans;
+use acsleuth::model::subtype::{kmeans, SubtypeConfig, SubtypeFeatures};
 use acsleuth::pipeline::run::{evaluate, run_workflow, Batches, Correction, RunConfig, RunOptions, RunResult, Truth};
 
 struct Bench {
@@ -146,9 +148,14 @@ fn one(b: &Bench, seed: u64, dir: &Path, ratio_calls: bool) -> Result<(VariantRo
     };
     let mut out = vec![];
     let mut runs = vec![];
-    for (name, correction) in [("acsleuth I–IV, style correction (paper)", Correction::Style), ("acsleuth I–IV, kin-shift correction", Correction::KinShift)] {
+    let module_i = SubtypeConfig { features: SubtypeFeatures::ModuleI, ..cfg.subtype.clone() };
+    for (name, correction, sub) in [
+        ("acsleuth I–IV, style correction (paper), Module IV on Module I features (paper)", Correction::Style, module_i.clone()),
+        ("acsleuth I–IV, kin-shift correction, Module IV on Module I features (paper)", Correction::KinShift, module_i),
+        ("acsleuth default: Module IV on the corrected joint PCA", Correction::KinShift, cfg.subtype.clone()),
+    ] {
         let t = Instant::now();
-        let r = run_workflow(&be, &b.reference, &b.target, &batches, &RunConfig { correction, ..cfg.clone() }, &opts)?;
+        let r = run_workflow(&be, &b.reference, &b.target, &batches, &RunConfig { correction, subtype: sub, ..cfg.clone() }, &opts)?;
         eprintln!("  {} seed {seed} {name}: {:.0} s ({:?})", b.name, t.elapsed().as_secs_f64(), r.report.seconds);
         out.push((name, score(&r, &r.subtypes)?));
         runs.push(r);

@@ -44,7 +44,9 @@ const QUICK: [&str; 12] =
 fn run_args<'a>(r: &'a str, t: &'a str, out: &'a str) -> Vec<&'a str> {
     let mut v = vec!["run", "--reference", r, "--target", t, "--out", out, "--batch-key", "batch", "--truth-key", "cell_type"];
     v.extend(QUICK);
-    v.extend(["--n-subtypes", "2", "--correction", "style"]);
+    // The schedule and sets are small: the top 15 % are called, so that
+    // every module has work (the FDR calls are tested in tests/detect.rs).
+    v.extend(["--n-subtypes", "2", "--correction", "style", "--anomaly-ratio", "0.15"]);
     v
 }
 
@@ -67,10 +69,11 @@ fn run_writes_every_output_and_resumes() {
     // cells.tsv: one row per target cell; subtypes only for anomalies.
     let cells = std::fs::read_to_string(out.join("cells.tsv")).unwrap();
     let rows: Vec<Vec<&str>> = cells.lines().skip(1).map(|l| l.split('\t').collect()).collect();
-    assert_eq!(cells.lines().next().unwrap(), "cell\tscore\tanomaly\tsubtype\tbatch");
+    assert_eq!(cells.lines().next().unwrap(), "cell\tscore\tanomaly\tsubtype\tbatch\tqvalue");
     assert_eq!(rows.len(), 400);
     for row in &rows {
-        assert_eq!(row.len(), 5);
+        assert_eq!(row.len(), 6);
+        assert!((0.0..=1.0).contains(&row[5].parse::<f64>().unwrap()), "{row:?}");
         assert_eq!(row[2] == "1", !row[3].is_empty(), "{row:?}");
         assert!(row[4] == "batch1" || row[4] == "batch2" || row[4].starts_with("batch"), "{row:?}");
     }
@@ -84,6 +87,7 @@ fn run_writes_every_output_and_resumes() {
         other => panic!("acsleuth_anomaly: {other:?}"),
     }
     assert!(matches!(ds.obs_column("acsleuth_subtype"), Some(ObsColumn::Categorical { .. })));
+    assert!(matches!(ds.obs_column("acsleuth_qvalue"), Some(ObsColumn::Numeric(_))));
 
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["resumed"].as_array().unwrap().len(), 0);

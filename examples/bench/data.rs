@@ -20,6 +20,8 @@ pub struct Bench {
     /// (read by the workflow benchmark).
     #[allow(dead_code)]
     pub subtype: Option<Vec<String>>,
+    /// The target's batches (0-based), when the data has them.
+    pub batches: Option<Vec<u32>>,
 }
 
 /// Benchmarks by name, in the order the tables print them.
@@ -59,15 +61,29 @@ fn bool_col(ds: &Dataset, name: &str) -> Result<Vec<bool>> {
 }
 
 /// Raw counts → the standard chain (HVGs on the reference, scanpy's
-/// default flavour as the shared READMEs' numbers were made).
+/// default flavour as the shared READMEs' numbers were made;
+/// `HVG_FLAVOR=seurat_v3` for the count-based flavour, the CLI's default
+/// on raw counts).
 fn preprocessed(reference: &Dataset, target: &Dataset, truth: Vec<bool>, subtype: Option<Vec<String>>) -> Result<Bench> {
-    let cfg = Preprocess { hvg_flavor: preprocess::HvgFlavor::Seurat, ..Preprocess::default() };
+    let hvg_flavor = match std::env::var("HVG_FLAVOR").as_deref() {
+        Ok("seurat_v3") => preprocess::HvgFlavor::SeuratV3,
+        _ => preprocess::HvgFlavor::Seurat,
+    };
+    let cfg = Preprocess { hvg_flavor, ..Preprocess::default() };
     let p = preprocess::preprocess_pair(reference, target, &cfg)?;
+    let batches = target.obs_column("batch").map(|c| {
+        let names: Vec<String> = (0..c.len()).map(|i| c.get_str(i)).collect();
+        let mut u = names.clone();
+        u.sort();
+        u.dedup();
+        names.iter().map(|n| u.binary_search(n).unwrap_or(0) as u32).collect()
+    });
     Ok(Bench {
         reference: lognorm(reference.cell_names.clone(), p.genes.clone(), p.reference),
         target: lognorm(target.cell_names.clone(), p.genes, p.target),
         truth,
         subtype,
+        batches,
     })
 }
 
@@ -94,7 +110,7 @@ fn pbmc_split() -> Result<(Dataset, Vec<String>, Vec<String>, Vec<bool>, Vec<Str
 fn pbmc() -> Result<Bench> {
     let (ds, r, t, truth, label) = pbmc_split()?;
     let subtype = truth.iter().zip(&label).map(|(&a, l)| if a { l.clone() } else { String::new() }).collect();
-    Ok(Bench { reference: ds.subset_rows(&ds.rows_of(&r)?), target: ds.subset_rows(&ds.rows_of(&t)?), truth, subtype: Some(subtype) })
+    Ok(Bench { reference: ds.subset_rows(&ds.rows_of(&r)?), target: ds.subset_rows(&ds.rows_of(&t)?), truth, subtype: Some(subtype), batches: None })
 }
 
 /// The pbmc68k reference split in two seeded halves: no anomalies.
@@ -106,7 +122,7 @@ fn pbmc_null(seed: u64) -> Result<Bench> {
     let (a, b): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|i| in_half.contains(i));
     let a: Vec<usize> = a.iter().map(|&i| rows[i]).collect();
     let b: Vec<usize> = b.iter().map(|&i| rows[i]).collect();
-    Ok(Bench { reference: ds.subset_rows(&a), target: ds.subset_rows(&b), truth: vec![false; b.len()], subtype: None })
+    Ok(Bench { reference: ds.subset_rows(&a), target: ds.subset_rows(&b), truth: vec![false; b.len()], subtype: None, batches: None })
 }
 
 fn kang() -> Result<Bench> {

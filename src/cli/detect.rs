@@ -52,6 +52,12 @@ pub struct Args {
     /// Correction of the joint representation before scoring [default: harmony].
     #[arg(long, value_enum)]
     pub correction: Option<crate::model::novelty::Correction>,
+    /// Target obs column naming each cell's batch (sample, donor,
+    /// technology): each batch is corrected as its own, which makes the
+    /// calls trustworthy when batches differ; without it the target is one
+    /// batch.
+    #[arg(long, value_name = "KEY")]
+    pub batch_key: Option<String>,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
     /// Kernel of the MMD scorer [default: linear].
@@ -123,7 +129,7 @@ pub fn run(a: Args) -> Result<()> {
     let dev = a.io.setup()?;
     let out = a.io.out.clone();
     let model_path = (cfg.score == ScoreMethod::Paper).then(|| out.join("model.safetensors"));
-    let opts = DetectOptions { model_path, spill_dir: Some(out.clone()), mem_budget: None };
+    let opts = DetectOptions { model_path, spill_dir: Some(out.clone()), mem_budget: None, batch_key: a.batch_key.clone() };
     let res = a.io.dispatch(dev, &Detect { a: &a, formats, cfg, opts })?;
     let pq = res.p_values.as_deref().zip(res.q_values.as_deref());
     write_scores_with(&out.join("scores.tsv"), &res.cells, &res.scores, &res.calls, pq)?;

@@ -12,11 +12,13 @@ use crate::pipeline::run::{outputs, run_workflow, Batches, RunConfig, RunOptions
 
 use super::common::{IoArgs, Job, ScheduleArgs};
 
-/// Find anomalous cells and sort them into subtypes: detection (Module I),
-/// kin pairing (II), style-transfer batch correction (III), transformer
-/// fusion + DESC subtyping (IV).
+/// Find anomalous cells and sort them into subtypes: detection (the
+/// novelty score in a joint Harmony-corrected PCA, calls at --fdr; Module
+/// I's networks are trained for the later modules, and `--score paper`
+/// ranks with them instead), kin pairing (II), batch correction (III),
+/// transformer fusion + DESC subtyping (IV).
 ///
-/// Writes DIR/cells.tsv (`cell score anomaly subtype batch`, target order),
+/// Writes DIR/cells.tsv (`cell score anomaly subtype batch qvalue`, target order),
 /// DIR/target.h5ad (the target over the genes used, its obs plus the
 /// acsleuth_* columns, obsm embeddings, optionally the corrected values as
 /// a layer), DIR/report.json, PNG plots (score distribution, embeddings by
@@ -39,9 +41,16 @@ pub struct Args {
     /// instead of "absent from the reference".
     #[arg(long, value_name = "LABELS", value_delimiter = ',')]
     pub anomaly_labels: Vec<String>,
-    /// Expected anomaly fraction: fixes the group sizes and calls the top fraction.
+    /// Expected anomaly fraction: calls the top fraction by score instead of
+    /// the FDR rule.
     #[arg(long, value_name = "R")]
     pub anomaly_ratio: Option<f64>,
+    /// The score that ranks and calls [default: novelty].
+    #[arg(long, value_enum)]
+    pub score: Option<crate::pipeline::ScoreMethod>,
+    /// False discovery rate of the calls, in (0, 1) [default: 0.1].
+    #[arg(long, value_name = "Q")]
+    pub fdr: Option<f64>,
     /// Skip Modules II and III: subtype the uncorrected expression.
     #[arg(long)]
     pub no_batch_correction: bool,
@@ -125,6 +134,12 @@ pub fn parse_n_subtypes(s: &str) -> Result<Option<usize>> {
 /// Defaults ← config file ← flags.
 pub fn settings(a: &Args) -> Result<RunConfig> {
     let mut c = a.common.settings()?;
+    if let Some(m) = a.score {
+        c.detect.score = m;
+    }
+    if let Some(q) = a.fdr {
+        c.detect.fdr = q;
+    }
     if let Some(r) = a.anomaly_ratio {
         c.detect.anomaly_ratio = Some(r);
     }

@@ -219,5 +219,12 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("multiple"));
         let c = DetectConfig { anomaly_ratio: Some(1.5), ..Default::default() };
         assert!(c.validate().is_err());
+        for fdr in [0.0, 1.0, f64::NAN] {
+            let e = DetectConfig { fdr, ..Default::default() }.validate().unwrap_err().to_string();
+            assert!(e.contains("fdr must be in (0, 1)"), "{e}");
+        }
+        let mut c = DetectConfig::default();
+        c.novelty.k_distance = 0;
+        assert!(c.validate().is_err());
     }
 }

@@ -40,6 +40,9 @@ pub struct DetectOptions {
     pub spill_dir: Option<PathBuf>,
     /// Largest in-memory cache in bytes (default 1 GiB).
     pub mem_budget: Option<usize>,
+    /// Target obs column naming each cell's batch: the novelty score's
+    /// correction then treats each batch as its own.
+    pub batch_key: Option<String>,
 }
 
 /// Seconds spent per stage.
@@ -216,7 +219,11 @@ pub fn detect_with<B: Backend>(
     let prep = prepare(reference, target, cfg)?;
     let secs_pp = t0.elapsed().as_secs_f64();
     let mut res = match cfg.score {
-        ScoreMethod::Novelty => detect_novelty(be, &prep, target.cell_names.clone(), cfg)?,
+        ScoreMethod::Novelty => {
+            let batches = crate::pipeline::run::Batches::from_obs(target, opts.batch_key.as_deref())?;
+            let tb = (batches.names.len() > 1).then_some(&batches.of[..]);
+            detect_novelty(be, &prep, target.cell_names.clone(), tb, cfg)?
+        }
         ScoreMethod::Paper => detect_sources(be, &prep.reference, &prep.target, target.cell_names.clone(), prep.report, cfg, opts)?,
     };
     res.report.seconds.preprocess = secs_pp;
@@ -442,13 +449,19 @@ pub fn detect_sources_full<B: Backend>(
 
 /// The novelty score of prepared inputs, and its calls (see
 /// [`crate::model::novelty`]): no GAN is trained.
-pub fn detect_novelty<B: Backend>(be: &B, prep: &Prepared, cells: Vec<String>, cfg: &DetectConfig) -> Result<DetectResult> {
+pub fn detect_novelty<B: Backend>(
+    be: &B,
+    prep: &Prepared,
+    cells: Vec<String>,
+    target_batches: Option<&[u32]>,
+    cfg: &DetectConfig,
+) -> Result<DetectResult> {
     cfg.validate()?;
     if cells.len() != prep.target.rows {
         return Err(Error::invalid(format!("{} cell names for {} target cells", cells.len(), prep.target.rows)));
     }
     let t0 = Instant::now();
-    let nov = novelty::score_novelty(be, &prep.reference, &prep.target, None, &cfg.novelty, cfg.seed)?;
+    let nov = novelty::score_novelty(be, &prep.reference, &prep.target, target_batches, &cfg.novelty, cfg.seed)?;
     let secs = t0.elapsed().as_secs_f64();
     let report = DetectReport {
         settings: cfg.clone(),

@@ -14,9 +14,10 @@
 //! target cells the first pass found likely anomalous (p ≤
 //! `refit_min_p`), so that anomalies are not pulled onto reference cells
 //! (test-time adaptation on likely-normal cells only). The refit happens
-//! only when the first pass discovers something (some q ≤ `refit_min_q`):
-//! on a target without anomalies it would only withhold normal cells from
-//! the correction and turn them into false calls.
+//! only when the first pass gives evidence of anomalies (significantly more
+//! than `refit_min_p` of the target at p ≤ `refit_min_p`): on a target
+//! without anomalies it would only withhold normal cells from the
+//! correction and turn them into false calls.
 //!
 //! Steps: [`embed`] (joint z-scores, PCA) → [`harmony`] → [`knn`] (exact,
 //! tiled, on the backend) → [`calibrate`] (rank-sum score, conformal
@@ -45,6 +46,10 @@ pub enum Correction {
     /// No correction: the joint PCA as it is.
     None,
 }
+
+/// One-sided 1 % quantile of the standard normal: the refit gate's test
+/// level (see [`score_novelty`]).
+pub const REFIT_GATE_Z: f64 = 2.326;
 
 /// Which target cells a refit leaves out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -81,9 +86,8 @@ pub struct NoveltyConfig {
     pub refit_passes: usize,
     /// Under `refit_rule = p-value`: target cells with p above this take part.
     pub refit_min_p: f64,
-    /// A refit happens only when the first pass calls some cell at this
-    /// q-value; under `refit_rule = q-value`, target cells with q above
-    /// this take part in the refit.
+    /// Under `refit_rule = q-value`: target cells with q above this take
+    /// part in the refit.
     pub refit_min_q: f64,
     pub harmony: HarmonyConfig,
     /// Most cells the PCA is fitted on (every cell is projected).
@@ -163,9 +167,10 @@ pub struct NoveltyReport {
     pub correction: Correction,
     pub harmony_clusters: Option<usize>,
     pub harmony_batches: Option<usize>,
-    /// Target cells the first Harmony pass calls at q ≤ refit_min_q (a
-    /// refit happens only when there are some).
-    pub first_pass_discoveries: Option<usize>,
+    /// Target cells with p ≤ refit_min_p after the first Harmony pass, and
+    /// the count above which a refit happens (see [`REFIT_GATE_Z`]).
+    pub first_pass_low_p: Option<usize>,
+    pub refit_gate: Option<f64>,
     /// Target cells that took part in the (last) refit (None without refit).
     pub refit_target_cells: Option<usize>,
     pub graph_target_cells: usize,
@@ -280,7 +285,8 @@ pub fn score_novelty<B: Backend>(
         correction: cfg.correction,
         harmony_clusters: None,
         harmony_batches: None,
-        first_pass_discoveries: None,
+        first_pass_low_p: None,
+        refit_gate: None,
         refit_target_cells: None,
         graph_target_cells: graph_rows.len(),
         seconds_embed,
@@ -314,12 +320,19 @@ pub fn score_novelty<B: Backend>(
             let s1 = statistics(be, &cr, &ct, &graph_rows, cfg)?;
             let mut in_scoring = ts.elapsed().as_secs_f64();
             let (mut cr, mut ct, mut st) = (cr, ct, s1);
-            // No discovery in the first pass, no anomaly to protect: the
-            // refit would only withhold normal cells from the correction.
+            // Refit only when the first pass gives evidence of anomalies:
+            // significantly more target cells at p ≤ refit_min_p than the
+            // refit_min_p share a target without anomalies has (one-sided
+            // binomial test at level 0.01, normal approximation). Without
+            // that, the refit would only withhold normal cells from the
+            // correction and turn them into false calls.
             let p1 = calibrate::conformal_p(&st.score[..nr], &st.score[nr..]);
-            let discoveries = calibrate::bh_qvalues(&p1).iter().filter(|&&q| q <= cfg.refit_min_q).count();
-            report.first_pass_discoveries = Some(discoveries);
-            if cfg.refit && discoveries > 0 {
+            let low = p1.iter().filter(|&&v| v <= cfg.refit_min_p).count();
+            let (nt_f, p0) = (nt as f64, cfg.refit_min_p);
+            let gate = nt_f * p0 + REFIT_GATE_Z * (nt_f * p0 * (1.0 - p0)).sqrt();
+            report.first_pass_low_p = Some(low);
+            report.refit_gate = Some(gate);
+            if cfg.refit && low as f64 > gate {
                 for _ in 0..cfg.refit_passes.max(1) {
                     let p = calibrate::conformal_p(&st.score[..nr], &st.score[nr..]);
                     let keep: Vec<bool> = match cfg.refit_rule {

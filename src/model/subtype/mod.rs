@@ -28,10 +28,27 @@ pub use fusion::Fusion;
 pub use graph::infer_k;
 pub use kmeans::{kmeans, KMeans};
 
-/// Settings of Module IV; the defaults are the paper's.
+/// What Module IV clusters.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubtypeFeatures {
+    /// The anomalies' coordinates in the novelty score's corrected joint
+    /// PCA (DESC without the fusion block): the space in which they were
+    /// found to differ from the reference, and where a shift shared with
+    /// the normal cells is already removed (default; needs the novelty
+    /// score, else Module I's features are used).
+    #[default]
+    Joint,
+    /// The paper's: the fusion block over Module I's encodings `[z, ζ]`.
+    ModuleI,
+}
+
+/// Settings of Module IV; the defaults are the paper's, but for `features`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct SubtypeConfig {
+    /// What is clustered (see [`SubtypeFeatures`]).
+    pub features: SubtypeFeatures,
     /// Number of subtypes; `None`: inferred by Louvain on a kNN graph of `z*`.
     pub n_subtypes: Option<usize>,
     /// Encoder layers of the fusion block (0: `z* = z`).
@@ -62,6 +79,7 @@ pub struct SubtypeConfig {
 impl Default for SubtypeConfig {
     fn default() -> Self {
         SubtypeConfig {
+            features: SubtypeFeatures::Joint,
             n_subtypes: None,
             layers: 3,
             heads: 4,

@@ -28,6 +28,7 @@ use crate::backend::Backend;
 use crate::data::{Dataset, DenseMatrix};
 use crate::error::{Error, Result};
 use crate::model::novelty;
+use crate::model::subtype::{self, SubtypeConfig, SubtypeFeatures};
 use crate::model::style::{self, StyleGenerator};
 use crate::nn::params;
 use crate::pipeline::detect::{self, DetectOptions, ModuleI};
@@ -64,6 +65,12 @@ struct ModuleIState {
     /// BH q-values of the novelty score's calls (absent under `score = paper`).
     #[serde(default)]
     q_value: Option<Vec<f64>>,
+    /// The target's corrected joint coordinates ([n × embedding_cols],
+    /// row-major; novelty score only): Module IV's default features.
+    #[serde(default)]
+    embedding: Option<Vec<f32>>,
+    #[serde(default)]
+    embedding_cols: usize,
     report: serde_json::Value,
 }
 
@@ -120,6 +127,10 @@ pub fn run_workflow<B: Backend>(
     let t0 = Instant::now();
     let mut secs = RunTimings::default();
     let prep = detect::prepare(reference, target, &cfg.detect)?;
+    if cfg.detect.score == ScoreMethod::Novelty {
+        // Shape checks of the novelty score before hours of training.
+        cfg.detect.novelty.validate_for(prep.reference.rows, prep.target.rows)?;
+    }
     secs.preprocess = t0.elapsed().as_secs_f64();
     let ck = opts.checkpoint_dir.as_deref().map(Checkpoints::new).transpose()?;
     let spill = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -145,6 +156,7 @@ pub fn run_workflow<B: Backend>(
                 model_path: ck.as_ref().map(|c| c.path("module1.safetensors")),
                 spill_dir: Some(spill.clone()),
                 mem_budget: None,
+                batch_key: None,
             };
             let (mut res, m) = detect::detect_sources_full(
                 be,
@@ -170,6 +182,8 @@ pub fn run_workflow<B: Backend>(
                 calls: res.calls,
                 deviation: res.deviation.unwrap_or_default(),
                 q_value: res.q_values,
+                embedding_cols: res.embedding.as_ref().map_or(0, |e| e.cols),
+                embedding: res.embedding.map(|e| e.data),
                 report: serde_json::to_value(&res.report).map_err(|e| Error::Other(format!("report: {e}")))?,
             };
             if let Some(c) = &ck {
@@ -302,7 +316,15 @@ pub fn run_workflow<B: Backend>(
             } else if anomalies.len() < 2 {
                 empty(format!("{} anomalies called: too few to subtype", anomalies.len()))
             } else {
-                let r = subtype_anomalies(be, generator, &pass.anomaly_values, &cfg.subtype, cfg.chunk)?;
+                let r = match (&m1state.embedding, cfg.subtype.features) {
+                    (Some(e), SubtypeFeatures::Joint) => {
+                        // DESC on the corrected joint coordinates; no fusion block.
+                        let d = m1state.embedding_cols;
+                        let rows = DenseMatrix { rows: anomalies.len(), cols: d, data: anomalies.iter().flat_map(|&i| e[i * d..(i + 1) * d].to_vec()).collect() };
+                        subtype::subtype(be, &rows, &rows, &SubtypeConfig { layers: 0, ..cfg.subtype.clone() })?
+                    }
+                    _ => subtype_anomalies(be, generator, &pass.anomaly_values, &cfg.subtype, cfg.chunk)?,
+                };
                 be.check()?;
                 let log = serde_json::to_value(&r.log).map_err(|e| Error::Other(format!("subtype log: {e}")))?;
                 let st = SubtypeState { labels: r.labels, k: r.k, k_inferred: r.k_inferred, epochs: r.epochs, q: r.q.data, z_star: r.z_star.data, log };
@@ -361,7 +383,7 @@ pub fn run_workflow<B: Backend>(
         q_values: m1state.q_value,
         batch_of: batches.of.clone(),
         q: DenseMatrix { rows: anomalies.len(), cols: k, data: st.q },
-        z_star: DenseMatrix { rows: anomalies.len(), cols: latent, data: st.z_star },
+        z_star: DenseMatrix { rows: anomalies.len(), cols: if anomalies.is_empty() { latent } else { st.z_star.len() / anomalies.len() }, data: st.z_star },
         anomalies,
         subtypes,
         z: pass.z,
