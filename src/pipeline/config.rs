@@ -100,6 +100,11 @@ pub struct DetectConfig {
     pub preprocess: PreprocessMode,
     /// Highly variable genes chosen on the reference (0 = all genes).
     pub n_hvg: usize,
+    /// HVG method on raw counts: `seurat` (scanpy's default, dispersion of
+    /// the log-normalized values — the space every score works in — and
+    /// the authors' pipeline's choice) or `seurat_v3` (variance of
+    /// standardized counts). Log-normalized input always uses `seurat`.
+    pub hvg_flavor: crate::data::preprocess::HvgFlavor,
     /// The score that ranks and calls (`novelty`, or the paper's `paper`).
     pub score: ScoreMethod,
     /// False discovery rate of the default calls (Benjamini–Hochberg on
@@ -138,6 +143,7 @@ impl Default for DetectConfig {
             anomaly_ratio: None,
             preprocess: PreprocessMode::Auto,
             n_hvg: 3000,
+            hvg_flavor: crate::data::preprocess::HvgFlavor::Seurat,
             score: ScoreMethod::Novelty,
             fdr: 0.1,
             novelty: crate::model::novelty::NoveltyConfig::default(),

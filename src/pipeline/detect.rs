@@ -162,7 +162,8 @@ pub fn prepare(reference: &Dataset, target: &Dataset, cfg: &DetectConfig) -> Res
     let n_top = (cfg.n_hvg > 0).then_some(cfg.n_hvg);
     if run_chain {
         let pp = Preprocess {
-            hvg_flavor: if ref_kind == ValueKind::RawCounts { HvgFlavor::SeuratV3 } else { HvgFlavor::Seurat },
+            // seurat_v3 needs counts; log values always use the dispersion flavour.
+            hvg_flavor: if ref_kind == ValueKind::RawCounts { cfg.hvg_flavor } else { HvgFlavor::Seurat },
             n_top_genes: n_top,
             ..Preprocess::default()
         };
