@@ -87,8 +87,11 @@ fn preprocessed(reference: &Dataset, target: &Dataset, truth: Vec<bool>, subtype
     })
 }
 
-/// `split_b_nk.tsv`: (reference cells, target cells, target truth, target labels).
-fn pbmc_split() -> Result<(Dataset, Vec<String>, Vec<String>, Vec<bool>, Vec<String>)> {
+/// The pbmc68k data and its `split_b_nk.tsv`: reference cells, target
+/// cells, target truth, target labels.
+type PbmcSplit = (Dataset, Vec<String>, Vec<String>, Vec<bool>, Vec<String>);
+
+fn pbmc_split() -> Result<PbmcSplit> {
     let dir = shared_data().join("pbmc68k_reduced");
     let ds = read_dataset(&dir.join("10x_pbmc68k_reduced.h5ad"), &ReadOptions { use_raw: true })?;
     let path = dir.join("split_b_nk.tsv");

@@ -37,7 +37,7 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Simulate reference and target count data with known anomalies.
     Simulate(Box<simulate::Args>),
-    /// Find anomalous cells in a target set given normal reference cells (Module I).
+    /// Find anomalous cells in a target set given normal reference cells: novelty in a joint, batch-corrected PCA, calls at a false discovery rate.
     Detect(detect::Args),
     /// Run the whole workflow: detect, pair, batch-correct, subtype (Modules I–IV).
     Run(Box<run::Args>),

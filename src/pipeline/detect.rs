@@ -27,7 +27,8 @@ use crate::model::scorer::{self, ScorerConfig, StepLog};
 use crate::model::source::RowSource;
 use crate::model::train::{self, TrainLog};
 use crate::nn::{params, Module, Param};
-use crate::model::novelty::{self, NoveltyReport, NoveltyScores};
+use crate::model::novelty::NoveltyReport;
+pub use crate::pipeline::novelty::{apply_novelty, detect_novelty};
 use crate::pipeline::{DetectConfig, PreprocessMode, ScoreMethod};
 
 /// Options of a run that are not model settings.
@@ -446,63 +447,4 @@ pub fn detect_sources_full<B: Backend>(
     };
     let res = DetectResult { cells, scores: out.p, calls, p_values: None, q_values: None, embedding: None, deviation: Some(out.deviation), report };
     Ok((res, ModuleI { trainer, scorer: mlp }))
-}
-
-/// The novelty score of prepared inputs, and its calls (see
-/// [`crate::model::novelty`]): no GAN is trained.
-pub fn detect_novelty<B: Backend>(
-    be: &B,
-    prep: &Prepared,
-    cells: Vec<String>,
-    target_batches: Option<&[u32]>,
-    cfg: &DetectConfig,
-) -> Result<DetectResult> {
-    cfg.validate()?;
-    if cells.len() != prep.target.rows {
-        return Err(Error::invalid(format!("{} cell names for {} target cells", cells.len(), prep.target.rows)));
-    }
-    let t0 = Instant::now();
-    let nov = novelty::score_novelty(be, &prep.reference, &prep.target, target_batches, &cfg.novelty, cfg.seed)?;
-    let secs = t0.elapsed().as_secs_f64();
-    let report = DetectReport {
-        settings: cfg.clone(),
-        backend: be.name().to_string(),
-        n_reference: prep.reference.rows,
-        n_target: prep.target.rows,
-        genes: prep.report.clone(),
-        seconds: Timings { novelty: secs, total: secs, ..Timings::default() },
-        score: ScoreMethod::Novelty,
-        call_rule: String::new(),
-        n_called: 0,
-        estimated_anomaly_fraction: None,
-        novelty: None,
-        module_i: None,
-    };
-    let mut res = DetectResult { cells, scores: vec![], calls: vec![], p_values: None, q_values: None, embedding: None, deviation: None, report };
-    apply_novelty(&mut res, nov, cfg)?;
-    Ok(res)
-}
-
-/// Makes the novelty score the result's score and its calls the calls
-/// (the workflow trains Module I for its later modules, then ranks and
-/// calls with this).
-pub fn apply_novelty(res: &mut DetectResult, nov: NoveltyScores, cfg: &DetectConfig) -> Result<()> {
-    let calls = novelty::calibrate::calls(&nov.score, &nov.q_value, cfg.fdr, cfg.anomaly_ratio)?;
-    let n_called = calls.iter().filter(|&&c| c).count();
-    let n = calls.len().max(1) as f64;
-    let r = &mut res.report;
-    r.score = ScoreMethod::Novelty;
-    r.call_rule = match cfg.anomaly_ratio {
-        Some(x) => format!("top {x} fraction of cells by the novelty score (anomaly_ratio; ties by input order)"),
-        None => format!("Benjamini–Hochberg q-value ≤ {} (conformal p-values against the reference's leave-one-out scores)", cfg.fdr),
-    };
-    r.n_called = n_called;
-    r.estimated_anomaly_fraction = cfg.anomaly_ratio.is_none().then(|| n_called as f64 * (1.0 - cfg.fdr) / n);
-    r.novelty = Some(nov.report);
-    res.scores = nov.score.iter().map(|&v| v as f32).collect();
-    res.calls = calls;
-    res.p_values = Some(nov.p_value);
-    res.q_values = Some(nov.q_value);
-    res.embedding = Some(nov.embedding);
-    Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod detect;
+pub mod novelty;
 pub mod output;
 pub mod run;
 

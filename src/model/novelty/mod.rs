@@ -237,10 +237,10 @@ fn statistics<B: Backend>(be: &B, zr: &DenseMatrix, zt: &DenseMatrix, graph_rows
     let nb = knn::knn(be, zr, &keys, ka, Some(0))?;
     let mut abundance: Vec<f64> = (0..nr).map(|i| ref_frac(nb.row(i).0)).collect();
     let nb = knn::knn(be, zt, &keys, (ka + 1).min(keys.rows), None)?;
-    for t in 0..nt {
+    for (t, &own_key) in key_of_target.iter().enumerate() {
         let idx = nb.row(t).0;
         // Leave the cell itself out; otherwise drop the farthest.
-        let own = idx.iter().position(|&i| i == key_of_target[t]).unwrap_or(idx.len() - 1);
+        let own = idx.iter().position(|&i| i == own_key).unwrap_or(idx.len() - 1);
         let rest: Vec<u32> = idx.iter().enumerate().filter(|&(j, _)| j != own).map(|(_, &i)| i).take(ka).collect();
         abundance.push(ref_frac(&rest));
     }
@@ -266,10 +266,10 @@ pub fn score_novelty<B: Backend>(
     use std::time::Instant;
     let (nr, nt) = (reference.rows, target.rows);
     cfg.validate_for(nr, nt)?;
-    if let Some(b) = target_batches {
-        if b.len() != nt {
-            return Err(Error::invalid(format!("{} batch labels for {nt} target cells", b.len())));
-        }
+    if let Some(b) = target_batches
+        && b.len() != nt
+    {
+        return Err(Error::invalid(format!("{} batch labels for {nt} target cells", b.len())));
     }
     let t0 = Instant::now();
     let opts = embed::EmbedOptions { n_components: cfg.n_components, max_value: cfg.max_value, max_fit_cells: cfg.max_fit_cells, seed };
