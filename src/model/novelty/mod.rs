@@ -293,7 +293,7 @@ pub fn score_novelty<B: Backend>(
         seconds_correct: 0.0,
         seconds_score: 0.0,
     };
-    let (zr, zt, stats, secs_in_scoring) = match cfg.correction {
+    let (_zr, zt, stats, secs_in_scoring) = match cfg.correction {
         Correction::None => {
             let s = statistics(be, &emb.reference, &emb.target, &graph_rows, cfg)?;
             (emb.reference, emb.target, s, 0.0)
@@ -351,7 +351,6 @@ pub fn score_novelty<B: Backend>(
             (cr, ct, st, in_scoring)
         }
     };
-    let _ = zr;
     let total = t1.elapsed().as_secs_f64();
     report.seconds_score = secs_in_scoring;
     report.seconds_correct = total - secs_in_scoring;

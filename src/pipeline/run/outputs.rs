@@ -101,8 +101,12 @@ pub fn write_plots(dir: &Path, res: &RunResult, truth: Option<&Truth>) -> Result
         Some(t) => t.anomalous.iter().map(|&a| if a { "truly anomalous".into() } else { "truly normal".into() }).collect(),
         None => res.calls.iter().map(|&c| call_label(c)).collect(),
     };
+    let title = match res.report.settings.detect.score {
+        crate::pipeline::ScoreMethod::Novelty => "novelty score (joint corrected PCA)",
+        crate::pipeline::ScoreMethod::Paper => "anomaly score p (Module I)",
+    };
     let p = dir.join("scores.png");
-    report::plot_score_histogram(&p, &res.scores, &groups, "anomaly score p")?;
+    report::plot_score_histogram(&p, &res.scores, &groups, title)?;
     out.push(p);
 
     let xy = report::project_2d(&res.z)?;
@@ -120,7 +124,7 @@ pub fn write_plots(dir: &Path, res: &RunResult, truth: Option<&Truth>) -> Result
             out.push(p);
         }
         let p = dir.join("roc_pr.png");
-        report::plot_roc_pr(&p, &res.scores, &t.anomalous, "anomaly score p")?;
+        report::plot_roc_pr(&p, &res.scores, &t.anomalous, title)?;
         out.push(p);
     }
     Ok(out)
