@@ -149,5 +149,10 @@ pub fn run(a: Args) -> Result<()> {
         res.report.call_rule,
         out.display()
     );
+    if res.report.score == ScoreMethod::Novelty && res.report.settings.anomaly_ratio.is_none()
+        && let Some(n) = crate::pipeline::novelty::batch_note(res.report.n_called, res.cells.len(), a.batch_key.is_some())
+    {
+        eprintln!("{n}");
+    }
     Ok(())
 }

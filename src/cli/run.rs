@@ -220,5 +220,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     let files = outputs::write_outputs(&a.common.io.out, &p.target, &res, p.truth.as_ref())?;
     print_summary(&res, &files);
+    let d = &res.report.settings.detect;
+    if d.score == crate::pipeline::ScoreMethod::Novelty
+        && d.anomaly_ratio.is_none()
+        && let Some(n) = crate::pipeline::novelty::batch_note(res.report.n_called, res.report.n_target, a.common.batch_key.is_some())
+    {
+        eprintln!("{n}");
+    }
     Ok(())
 }

@@ -68,3 +68,33 @@ pub fn apply_novelty(res: &mut DetectResult, nov: NoveltyScores, cfg: &DetectCon
     res.embedding = Some(nov.embedding);
     Ok(())
 }
+
+/// Share of called cells above which [`batch_note`] speaks.
+pub const MANY_CALLED: f64 = 0.25;
+
+/// A note for the user when many cells were called and the target was
+/// treated as one batch: differently shifted batches under one label
+/// leave normal cells unlike the reference, and they are called (README,
+/// "Detection"). `None` when there is nothing to say.
+pub fn batch_note(n_called: usize, n_target: usize, batches_given: bool) -> Option<String> {
+    let frac = n_called as f64 / n_target.max(1) as f64;
+    (!batches_given && frac > MANY_CALLED).then(|| {
+        format!(
+            "note: {:.0} % of the target was called; if the target holds several batches (samples, donors, technologies), give --batch-key: under one label their different shifts read as novelty",
+            100.0 * frac
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_note_speaks_only_without_batches_and_when_many_are_called() {
+        assert!(batch_note(30, 100, false).unwrap().contains("--batch-key"));
+        assert!(batch_note(30, 100, true).is_none());
+        assert!(batch_note(10, 100, false).is_none());
+        assert!(batch_note(0, 0, false).is_none());
+    }
+}
