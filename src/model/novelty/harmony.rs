@@ -75,14 +75,10 @@ const KMEANS_SAMPLE: usize = 20_000;
 /// Fraction of cells updated per block of the soft k-means (harmonypy's 0.05).
 const BLOCK_FRACTION: f64 = 0.05;
 
+/// Cosine-normalised copy (the kin pairing's row normalisation).
 fn l2_normalised(z: &DenseMatrix) -> DenseMatrix {
     let mut out = z.clone();
-    out.data.par_chunks_mut(z.cols.max(1)).for_each(|r| {
-        let n = r.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
-        if n > 0.0 {
-            r.iter_mut().for_each(|v| *v = (*v as f64 / n) as f32);
-        }
-    });
+    crate::model::kin::normalize_rows(&mut out);
     out
 }
 
