@@ -16,6 +16,9 @@
 //! `REF_CELLS=300000` makes the reference that large instead, to see the
 //! memory of training over a big store (`SCORER_STEPS=0` skips the scorer).
 //!
+//! `NOVELTY=1` runs the default detector (the novelty score, nothing to
+//! train) on the same stores instead of Module I.
+//!
 //! ```sh
 //! cargo run --release --example score_bench -- --scorer-only N [STEPS]
 //! ```
@@ -132,6 +135,21 @@ fn main() -> Result<()> {
     write_set(&sim, SetKind::Target, &tp, &genes)?;
     println!("wrote the stores in {:.1} s (peak RSS so far {:.0} MB)", t.elapsed().as_secs_f64(), peak_rss_mb());
 
+    if std::env::var("NOVELTY").is_ok_and(|v| v == "1") {
+        // The default detector instead of Module I: nothing to train.
+        let cfg = DetectConfig { seed: 1, ..DetectConfig::default() };
+        let (r, tg) = (Store::open(&rp)?, Store::open(&tp)?);
+        let t = Instant::now();
+        let res = detect_stores(&CpuBackend::new(), &r, &tg, &cfg, &DetectOptions::default())?.expect("log-normalized stores stream");
+        let n_called = res.calls.iter().filter(|&&c| c).count();
+        println!(
+            "N = {n}: novelty detector {:.1} s ({n_called} called; {}); peak RSS {:.0} MB",
+            t.elapsed().as_secs_f64(),
+            serde_json::to_string(&res.report.novelty).unwrap_or_default(),
+            peak_rss_mb()
+        );
+        return Ok(());
+    }
     // SCORER_STEPS=0 times the deviations and one scoring pass only.
     let scorer_steps = std::env::var("SCORER_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let cfg = DetectConfig { prepare_epochs: 1, train_epochs: 0, seed: 1, scorer_steps, score: ScoreMethod::Paper, ..DetectConfig::default() };

@@ -295,6 +295,30 @@ fn two_log_normalized_stores_are_streamed() {
     assert!(detect_stores(&be, &Store::open(&cp).unwrap(), &t, &cfg, &opts).unwrap().is_none());
 }
 
+/// The default detector streams two log-normalized stores too, and gives
+/// the in-memory run's scores and calls bit for bit (the gene statistics
+/// and projections read the same values in the same order).
+#[test]
+fn the_novelty_score_streams_stores_and_matches_the_loaded_run() {
+    use acsleuth::data::store::{write_dataset, Layout, Store};
+    use acsleuth::pipeline::detect::{detect_stores, detect_with, DetectOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, target, _) = simulate(120, 80, 30, 0.2, 5);
+    let (rp, tp) = (dir.path().join("ref.acs"), dir.path().join("tgt.acs"));
+    write_dataset(&rp, &reference, Layout::Csr).unwrap();
+    write_dataset(&tp, &target, Layout::Dense).unwrap();
+    let cfg = DetectConfig::default();
+    let be = acsleuth::backend::CpuBackend::new();
+    let opts = DetectOptions::default();
+    let (r, t) = (Store::open(&rp).unwrap(), Store::open(&tp).unwrap());
+    let streamed = detect_stores(&be, &r, &t, &cfg, &opts).unwrap().expect("streamed");
+    assert!(streamed.report.genes.mode.contains("streamed"));
+    let loaded = detect_with(&be, &reference, &target, &cfg, &opts).unwrap();
+    assert_eq!(streamed.scores, loaded.scores);
+    assert_eq!(streamed.calls, loaded.calls);
+    assert_eq!(streamed.q_values, loaded.q_values);
+}
+
 /// Module I end to end through the CUDA backend's host code and kernels
 /// under the CPU emulation gives the CPU backend's scores (reductions are
 /// summed in another order, so within a tolerance, not bit for bit).

@@ -233,9 +233,10 @@ pub fn detect_with<B: Backend>(
     Ok(res)
 }
 
-/// Module I straight from two on-disk stores, streamed: the reference's
-/// minibatches and the target's deviations are read from the memory maps,
-/// so memory stays bounded whatever the number of cells. The stores must
+/// Detection straight from two on-disk stores, streamed: the novelty
+/// score's gene statistics and projections (and Module I's minibatches and
+/// deviations) read the memory maps in chunks, so what is held grows with
+/// the cells only by their low-dimensional coordinates. The stores must
 /// hold log-normalized values over the same genes in the same order (as
 /// `acsleuth convert` writes them after preprocessing elsewhere); returns
 /// `Ok(None)` when they do not, and the caller loads them instead.
@@ -247,8 +248,7 @@ pub fn detect_stores<B: Backend>(
     opts: &DetectOptions,
 ) -> Result<Option<DetectResult>> {
     cfg.validate()?;
-    // The novelty score holds the inputs in memory (CSR); only Module I streams.
-    if cfg.score == ScoreMethod::Novelty || cfg.preprocess == PreprocessMode::Always || reference.gene_names() != target.gene_names() {
+    if cfg.preprocess == PreprocessMode::Always || reference.gene_names() != target.gene_names() {
         return Ok(None);
     }
     let ref_kind = sampled_value_kind(reference)?;
@@ -271,7 +271,15 @@ pub fn detect_stores<B: Backend>(
         missing_examples: vec![],
         preprocess: None,
     };
-    detect_sources(be, reference, target, target.cell_names().to_vec(), genes, cfg, opts).map(Some)
+    let cells = target.cell_names().to_vec();
+    match cfg.score {
+        ScoreMethod::Novelty => {
+            let batches = crate::pipeline::run::Batches::from_columns(target.obs(), &cells, opts.batch_key.as_deref())?;
+            let tb = (batches.names.len() > 1).then_some(&batches.of[..]);
+            crate::pipeline::novelty::detect_novelty_sources(be, reference, target, genes, cells, tb, cfg).map(Some)
+        }
+        ScoreMethod::Paper => detect_sources(be, reference, target, cells, genes, cfg, opts).map(Some),
+    }
 }
 
 /// Rows looked at by [`sampled_value_kind`].

@@ -7,7 +7,8 @@ use std::time::Instant;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::novelty::{self, NoveltyScores};
-use crate::pipeline::detect::{DetectReport, DetectResult, Prepared, Timings};
+use crate::model::source::RowSource;
+use crate::pipeline::detect::{DetectReport, DetectResult, GeneReport, Prepared, Timings};
 use crate::pipeline::{DetectConfig, ScoreMethod};
 
 /// The novelty score of prepared inputs, and its calls (see
@@ -19,19 +20,33 @@ pub fn detect_novelty<B: Backend>(
     target_batches: Option<&[u32]>,
     cfg: &DetectConfig,
 ) -> Result<DetectResult> {
+    detect_novelty_sources(be, &prep.reference, &prep.target, prep.report.clone(), cells, target_batches, cfg)
+}
+
+/// [`detect_novelty`] on row sources over the same genes, e.g. two stores
+/// streamed from their memory maps.
+pub fn detect_novelty_sources<B: Backend>(
+    be: &B,
+    reference: &dyn RowSource,
+    target: &dyn RowSource,
+    genes: GeneReport,
+    cells: Vec<String>,
+    target_batches: Option<&[u32]>,
+    cfg: &DetectConfig,
+) -> Result<DetectResult> {
     cfg.validate()?;
-    if cells.len() != prep.target.rows {
-        return Err(Error::invalid(format!("{} cell names for {} target cells", cells.len(), prep.target.rows)));
+    if cells.len() != target.n_rows() {
+        return Err(Error::invalid(format!("{} cell names for {} target cells", cells.len(), target.n_rows())));
     }
     let t0 = Instant::now();
-    let nov = novelty::score_novelty(be, &prep.reference, &prep.target, target_batches, &cfg.novelty, cfg.seed)?;
+    let nov = novelty::score_novelty(be, reference, target, target_batches, &cfg.novelty, cfg.seed)?;
     let secs = t0.elapsed().as_secs_f64();
     let report = DetectReport {
         settings: cfg.clone(),
         backend: be.name().to_string(),
-        n_reference: prep.reference.rows,
-        n_target: prep.target.rows,
-        genes: prep.report.clone(),
+        n_reference: reference.n_rows(),
+        n_target: target.n_rows(),
+        genes,
         seconds: Timings { novelty: secs, total: secs, ..Timings::default() },
         score: ScoreMethod::Novelty,
         call_rule: String::new(),

@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use crate::data::matrix::{CsrMatrix, DenseMatrix};
+use crate::model::source::RowSource;
 use crate::error::{Error, Result};
 use crate::model::pca::{Pca, PcaOptions};
 use crate::model::subtype::kmeans::Uniforms;
@@ -33,6 +34,10 @@ pub fn gene_stats(sets: &[&CsrMatrix]) -> (Vec<f64>, Vec<f64>) {
             s2[j as usize] += (v as f64) * (v as f64);
         }
     }
+    finish_stats(&s1, &s2, n)
+}
+
+fn finish_stats(s1: &[f64], s2: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     let n = n.max(1) as f64;
     let mean: Vec<f64> = s1.iter().map(|s| s / n).collect();
     let sd = s2
@@ -46,20 +51,50 @@ pub fn gene_stats(sets: &[&CsrMatrix]) -> (Vec<f64>, Vec<f64>) {
     (mean, sd)
 }
 
-/// Standardised, clipped dense copy of some rows: `clip((x − μ)/σ, ±max)`.
-fn standardise(m: &CsrMatrix, rows: &[usize], mean: &[f64], sd: &[f64], max_value: f64) -> DenseMatrix {
-    let g = m.cols;
-    let base: Vec<f32> = mean.iter().zip(sd).map(|(mu, s)| (-mu / s).clamp(-max_value, max_value) as f32).collect();
-    let mut out = DenseMatrix::zeros(rows.len(), g);
-    out.data.par_chunks_mut(g.max(1)).zip(rows.par_iter()).for_each(|(o, &r)| {
-        o.copy_from_slice(&base);
-        let (idx, val) = m.row(r);
-        for (&j, &v) in idx.iter().zip(val) {
-            let j = j as usize;
-            o[j] = ((v as f64 - mean[j]) / sd[j]).clamp(-max_value, max_value) as f32;
+/// [`gene_stats`] of row sources read in chunks of rows (a store is
+/// streamed, not loaded). Each gene's sums run over the rows in order, as
+/// in [`gene_stats`], so the two agree bit for bit.
+pub fn gene_stats_streamed(sets: &[&dyn RowSource]) -> Result<(Vec<f64>, Vec<f64>)> {
+    let g = sets[0].n_cols();
+    let n: usize = sets.iter().map(|m| m.n_rows()).sum();
+    let (mut s1, mut s2) = (vec![0.0f64; g], vec![0.0f64; g]);
+    let mut buf = vec![0.0f32; CHUNK_ROWS * g];
+    for m in sets {
+        for c0 in (0..m.n_rows()).step_by(CHUNK_ROWS) {
+            let rows = CHUNK_ROWS.min(m.n_rows() - c0);
+            let chunk = &mut buf[..rows * g];
+            m.gather_range(c0, rows, chunk)?;
+            let chunk = &*chunk;
+            s1.par_iter_mut().zip(s2.par_iter_mut()).enumerate().for_each(|(j, (a, b))| {
+                for r in 0..rows {
+                    let v = chunk[r * g + j] as f64;
+                    if v != 0.0 {
+                        *a += v;
+                        *b += v * v;
+                    }
+                }
+            });
+        }
+    }
+    Ok(finish_stats(&s1, &s2, n))
+}
+
+/// Standardises dense rows in place: `clip((x − μ)/σ, ±max)`.
+fn standardise(rows: &mut [f32], mean: &[f64], sd: &[f64], max_value: f64) {
+    let g = mean.len();
+    rows.par_chunks_mut(g.max(1)).for_each(|o| {
+        for (j, x) in o.iter_mut().enumerate() {
+            *x = ((*x as f64 - mean[j]) / sd[j]).clamp(-max_value, max_value) as f32;
         }
     });
-    out
+}
+
+/// Standardised dense copy of some rows of a source.
+fn standardised_rows(m: &dyn RowSource, rows: &[usize], mean: &[f64], sd: &[f64], max_value: f64) -> Result<Vec<f32>> {
+    let mut out = vec![0.0f32; rows.len() * m.n_cols()];
+    m.gather_dense(rows, &mut out)?;
+    standardise(&mut out, mean, sd, max_value);
+    Ok(out)
 }
 
 /// A seeded sample of `m` of `0..n` (all of them when `m ≥ n`), sorted.
@@ -102,40 +137,44 @@ pub struct EmbedOptions {
     pub seed: u64,
 }
 
-/// Joint standardisation + PCA of reference and target (same genes).
-pub fn embed(reference: &CsrMatrix, target: &CsrMatrix, o: &EmbedOptions) -> Result<JointEmbedding> {
-    if reference.cols != target.cols {
-        return Err(Error::invalid(format!("reference has {} genes, target {}", reference.cols, target.cols)));
+/// Joint standardisation + PCA of reference and target (same genes). Both
+/// are read in chunks of rows (twice: gene statistics, then projection)
+/// plus the sampled rows the PCA is fitted on, so a store is streamed.
+pub fn embed(reference: &dyn RowSource, target: &dyn RowSource, o: &EmbedOptions) -> Result<JointEmbedding> {
+    let g = reference.n_cols();
+    if g != target.n_cols() {
+        return Err(Error::invalid(format!("reference has {g} genes, target {}", target.n_cols())));
     }
-    let (nr, nt) = (reference.rows, target.rows);
-    let k = o.n_components.min(reference.cols).min(nr + nt - 1);
+    let (nr, nt) = (reference.n_rows(), target.n_rows());
+    let k = o.n_components.min(g).min(nr + nt - 1);
     if k == 0 {
         return Err(Error::invalid("joint PCA: no genes or too few cells"));
     }
-    let (mean, sd) = gene_stats(&[reference, target]);
+    let (mean, sd) = gene_stats_streamed(&[reference, target])?;
     let total = nr + nt;
     let fit_r = if total <= o.max_fit_cells { nr } else { (o.max_fit_cells * nr).div_ceil(total) };
     let fit_t = if total <= o.max_fit_cells { nt } else { o.max_fit_cells - fit_r.min(o.max_fit_cells) };
     let rr = sample_rows(nr, fit_r, o.seed ^ 0xE3B0);
     let tt = sample_rows(nt, fit_t, o.seed ^ 0xC442);
-    let a = standardise(reference, &rr, &mean, &sd, o.max_value);
-    let b = standardise(target, &tt, &mean, &sd, o.max_value);
-    let mut fit = a.data;
-    fit.extend_from_slice(&b.data);
+    let mut fit = standardised_rows(reference, &rr, &mean, &sd, o.max_value)?;
+    fit.extend(standardised_rows(target, &tt, &mean, &sd, o.max_value)?);
     let n_fit = rr.len() + tt.len();
     // Scores need the leading subspace, not eigenvectors to 1e-8: on data
     // whose trailing spectrum is flat (a few cell types, then noise) the
     // strict default tolerance costs hundreds of iterations for nothing.
     let opts = PcaOptions { n_components: k, seed: o.seed, tol: PCA_TOL, max_iter: PCA_MAX_ITER, ..PcaOptions::default() };
-    let pca = Pca::fit(&fit, n_fit, reference.cols, &opts)?;
+    let pca = Pca::fit(&fit, n_fit, g, &opts)?;
     drop(fit);
-    let project = |m: &CsrMatrix| -> Result<DenseMatrix> {
-        let mut out = DenseMatrix::zeros(m.rows, k);
-        for c0 in (0..m.rows).step_by(CHUNK_ROWS) {
-            let rows: Vec<usize> = (c0..(c0 + CHUNK_ROWS).min(m.rows)).collect();
-            let z = standardise(m, &rows, &mean, &sd, o.max_value);
-            let y = pca.transform(&z.data, rows.len())?;
-            for (dst, src) in out.data[c0 * k..(c0 + rows.len()) * k].iter_mut().zip(&y) {
+    let mut buf = vec![0.0f32; CHUNK_ROWS * g];
+    let mut project = |m: &dyn RowSource| -> Result<DenseMatrix> {
+        let mut out = DenseMatrix::zeros(m.n_rows(), k);
+        for c0 in (0..m.n_rows()).step_by(CHUNK_ROWS) {
+            let rows = CHUNK_ROWS.min(m.n_rows() - c0);
+            let z = &mut buf[..rows * g];
+            m.gather_range(c0, rows, z)?;
+            standardise(z, &mean, &sd, o.max_value);
+            let y = pca.transform(z, rows)?;
+            for (dst, src) in out.data[c0 * k..(c0 + rows) * k].iter_mut().zip(&y) {
                 *dst = *src as f32;
             }
         }

@@ -19,30 +19,42 @@
 //! without anomalies it would only withhold normal cells from the
 //! correction and turn them into false calls.
 //!
-//! Steps: [`embed`] (joint z-scores, PCA) → [`harmony`] → [`knn`] (exact,
-//! tiled, on the backend) → [`calibrate`] (rank-sum score, conformal
-//! p-values against the reference's leave-one-out scores, BH q-values).
+//! Harmony's correction is one offset per soft cluster; what it leaves —
+//! normal target cells shifted differently within a cluster (batches not
+//! given as a key, a condition response that varies along a cell type) —
+//! a local correction from mutual nearest neighbours removes ([`mnn`]).
+//!
+//! Steps: [`embed`] (joint z-scores, PCA) → [`harmony`] (→ refit) →
+//! [`mnn`] → [`knn`] statistics (exact, tiled, on the backend) →
+//! [`calibrate`] (rank-sum score, conformal p-values against the
+//! reference's leave-one-out scores, BH q-values).
 
 pub mod calibrate;
 pub mod embed;
 pub mod harmony;
 pub mod knn;
+pub mod mnn;
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::data::matrix::{CsrMatrix, DenseMatrix};
+use crate::data::matrix::DenseMatrix;
+use crate::model::source::RowSource;
 use crate::error::{Error, Result};
 
 pub use harmony::HarmonyConfig;
+pub use mnn::{MnnConfig, MnnReport};
 
 /// How the joint coordinates are corrected before scoring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Correction {
-    /// Harmony, refitted on likely-normal cells (default).
+    /// Harmony, refitted on likely-normal cells, then the local MNN
+    /// refinement (unless `[novelty.mnn] enabled = false`) (default).
     #[default]
     Harmony,
+    /// The MNN refinement alone, on the joint PCA (an ablation).
+    Mnn,
     /// No correction: the joint PCA as it is.
     None,
 }
@@ -90,6 +102,8 @@ pub struct NoveltyConfig {
     /// part in the refit.
     pub refit_min_q: f64,
     pub harmony: HarmonyConfig,
+    /// The local MNN refinement after the correction ([`mnn`]).
+    pub mnn: MnnConfig,
     /// Most cells the PCA is fitted on (every cell is projected).
     pub max_fit_cells: usize,
     /// Most target cells in the neighbourhood graph of the abundance
@@ -111,6 +125,7 @@ impl Default for NoveltyConfig {
             refit_min_p: 0.2,
             refit_min_q: 0.1,
             harmony: HarmonyConfig::default(),
+            mnn: MnnConfig::default(),
             max_fit_cells: 50_000,
             max_graph_target: 100_000,
         }
@@ -139,6 +154,7 @@ impl NoveltyConfig {
         if self.max_fit_cells < 2 || self.max_graph_target == 0 {
             return bad("max_fit_cells must be at least 2 and max_graph_target at least 1".into());
         }
+        self.mnn.validate()?;
         self.harmony.validate()
     }
 
@@ -173,6 +189,8 @@ pub struct NoveltyReport {
     pub refit_gate: Option<f64>,
     /// Target cells that took part in the (last) refit (None without refit).
     pub refit_target_cells: Option<usize>,
+    /// The MNN refinement (None when disabled).
+    pub mnn: Option<MnnReport>,
     pub graph_target_cells: usize,
     pub seconds_embed: f64,
     pub seconds_correct: f64,
@@ -253,18 +271,19 @@ fn statistics<B: Backend>(be: &B, zr: &DenseMatrix, zt: &DenseMatrix, graph_rows
 }
 
 /// Scores every target cell against the reference (both log-normalized on
-/// the same genes). `target_batches` (values in `0..n`) lets the correction
-/// treat each target batch as its own; `None` = one target batch.
+/// the same genes; in memory or streamed from stores). `target_batches`
+/// (values in `0..n`) lets the correction treat each target batch as its
+/// own; `None` = one target batch.
 pub fn score_novelty<B: Backend>(
     be: &B,
-    reference: &CsrMatrix,
-    target: &CsrMatrix,
+    reference: &dyn RowSource,
+    target: &dyn RowSource,
     target_batches: Option<&[u32]>,
     cfg: &NoveltyConfig,
     seed: u64,
 ) -> Result<NoveltyScores> {
     use std::time::Instant;
-    let (nr, nt) = (reference.rows, target.rows);
+    let (nr, nt) = (reference.n_rows(), target.n_rows());
     cfg.validate_for(nr, nt)?;
     if let Some(b) = target_batches
         && b.len() != nt
@@ -288,16 +307,18 @@ pub fn score_novelty<B: Backend>(
         first_pass_low_p: None,
         refit_gate: None,
         refit_target_cells: None,
+        mnn: None,
         graph_target_cells: graph_rows.len(),
         seconds_embed,
         seconds_correct: 0.0,
         seconds_score: 0.0,
     };
-    let (_zr, zt, stats, secs_in_scoring) = match cfg.correction {
+    let (zr, zt, stats, secs_in_scoring) = match cfg.correction {
         Correction::None => {
             let s = statistics(be, &emb.reference, &emb.target, &graph_rows, cfg)?;
-            (emb.reference, emb.target, s, 0.0)
+            (emb.reference, emb.target, Some(s), 0.0)
         }
+        Correction::Mnn => (emb.reference, emb.target, None, 0.0),
         Correction::Harmony => {
             let z = stack(&emb.reference, &emb.target);
             let mut batch = vec![0u32; nr];
@@ -333,7 +354,8 @@ pub fn score_novelty<B: Backend>(
             report.first_pass_low_p = Some(low);
             report.refit_gate = Some(gate);
             if cfg.refit && low as f64 > gate {
-                for _ in 0..cfg.refit_passes.max(1) {
+                let passes = cfg.refit_passes.max(1);
+                for pass in 0..passes {
                     let p = calibrate::conformal_p(&st.score[..nr], &st.score[nr..]);
                     let keep: Vec<bool> = match cfg.refit_rule {
                         RefitRule::PValue => p.iter().map(|&v| v > cfg.refit_min_p).collect(),
@@ -343,12 +365,26 @@ pub fn score_novelty<B: Backend>(
                     report.refit_target_cells = Some(keep.iter().filter(|&&f| f).count());
                     let (c2, _) = harmony::harmonize(&z, &batch, n_batches, &fit, &cfg.harmony, seed)?;
                     (cr, ct) = split(&c2, nr);
-                    let ts = Instant::now();
-                    st = statistics(be, &cr, &ct, &graph_rows, cfg)?;
-                    in_scoring += ts.elapsed().as_secs_f64();
+                    // After the last pass the MNN step computes them.
+                    if pass + 1 < passes || !cfg.mnn.enabled {
+                        let ts = Instant::now();
+                        st = statistics(be, &cr, &ct, &graph_rows, cfg)?;
+                        in_scoring += ts.elapsed().as_secs_f64();
+                    }
                 }
             }
-            (cr, ct, st, in_scoring)
+            (cr, ct, (!cfg.mnn.enabled).then_some(st), in_scoring)
+        }
+    };
+    // The local refinement, then the final statistics.
+    let (_, zt, stats, secs_in_scoring) = match stats {
+        Some(s) => (zr, zt, s, secs_in_scoring),
+        None => {
+            let (zt, rep) = mnn::refine(be, &zr, &zt, &cfg.mnn, seed)?;
+            report.mnn = Some(rep);
+            let ts = Instant::now();
+            let s = statistics(be, &zr, &zt, &graph_rows, cfg)?;
+            (zr, zt, s, secs_in_scoring + ts.elapsed().as_secs_f64())
         }
     };
     let total = t1.elapsed().as_secs_f64();

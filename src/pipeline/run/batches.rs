@@ -23,9 +23,15 @@ impl Batches {
     /// the order does not depend on the cells' order. A cell with no value
     /// is an error: a batch cannot be guessed.
     pub fn from_obs(target: &Dataset, key: Option<&str>) -> Result<Self> {
-        let Some(key) = key else { return Ok(Self::single(target.n_cells())) };
-        let col = target.obs_column(key).ok_or_else(|| {
-            let names: Vec<&str> = target.obs.iter().map(|(n, _)| n.as_str()).collect();
+        Self::from_columns(&target.obs, &target.cell_names, key)
+    }
+
+    /// [`Batches::from_obs`] on obs columns and cell names held elsewhere
+    /// (e.g. a store's).
+    pub fn from_columns(obs: &[(String, ObsColumn)], cell_names: &[String], key: Option<&str>) -> Result<Self> {
+        let Some(key) = key else { return Ok(Self::single(cell_names.len())) };
+        let col = obs.iter().find(|(n, _)| n == key).map(|(_, c)| c).ok_or_else(|| {
+            let names: Vec<&str> = obs.iter().map(|(n, _)| n.as_str()).collect();
             Error::invalid(format!("--batch-key {key}: the target has no such obs column (it has: {})", names.join(", ")))
         })?;
         if let ObsColumn::Numeric(v) = col
@@ -35,7 +41,7 @@ impl Batches {
         }
         let values: Vec<String> = (0..col.len()).map(|i| col.get_str(i)).collect();
         if let Some(i) = values.iter().position(|v| v.is_empty()) {
-            return Err(Error::invalid(format!("--batch-key {key}: cell '{}' has no batch", target.cell_names[i])));
+            return Err(Error::invalid(format!("--batch-key {key}: cell '{}' has no batch", cell_names[i])));
         }
         let mut names = values.clone();
         names.sort();
