@@ -132,3 +132,33 @@ fn checkpoint_round_trip_keeps_names_and_values() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Defect: after a checkpoint load (`ModuleI::load` loads through
+/// `params::load`), the memory block kept a host copy of the queue pointer
+/// at 0, so the next push overwrote the newest rows instead of the oldest.
+#[test]
+fn memory_queue_pointer_survives_a_checkpoint_load() {
+    let be = CpuBackend::new();
+    let cfg = tiny(); // mem_size 8, latent 6
+    let d = cfg.latent;
+    let mut a = Generator::new(&be, &cfg, &mut Stream::new(1));
+    for v in [1.0f32, 2.0] {
+        a.memory.push(&be, &be.upload(&vec![v; 2 * d]), 2);
+    }
+    assert_eq!(be.download(&a.memory.ptr.value), [4.0]);
+    let dir = std::env::temp_dir().join(format!("acsleuth-gen-ptr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("g.safetensors");
+    params::save(&be, &mut a, &path, None).unwrap();
+    let mut b = Generator::new(&be, &cfg, &mut Stream::new(2));
+    params::load(&be, &mut b, &path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(b.memory.next_row(&be), 4);
+    b.memory.push(&be, &be.upload(&vec![3.0; 2 * d]), 2);
+    let q = be.download(&b.memory.queue.value);
+    // Rows 0–3 keep the two pushed batches; rows 4–5 take the new one.
+    assert_eq!(&q[..2 * d], &vec![1.0; 2 * d][..]);
+    assert_eq!(&q[2 * d..4 * d], &vec![2.0; 2 * d][..]);
+    assert_eq!(&q[4 * d..6 * d], &vec![3.0; 2 * d][..]);
+    assert_eq!(be.download(&b.memory.ptr.value), [6.0]);
+}
