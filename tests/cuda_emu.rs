@@ -18,20 +18,10 @@ use acsleuth::backend::cuda::ops::{self, BnBwdPtrs, BnFwdPtrs, MmdPtrs};
 use acsleuth::backend::{Act, AdamStep, Backend, BnBwd, BnFwd, CpuBackend, CpuBuf, DropoutMask, Fused};
 use acsleuth::model::mmd::{self, Counts, Deviations, Kernel, PairwiseOptions};
 
+mod common;
+use common::{close, close64, Lcg};
+
 const EMU: Emu = Emu;
-
-struct Lcg(u64);
-
-impl Lcg {
-    /// Uniform in [lo, hi).
-    fn f(&mut self, lo: f32, hi: f32) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f(lo, hi)).collect()
-    }
-}
 
 fn ro<T>(v: &[T]) -> DevPtr {
     DevPtr::host(v)
@@ -45,25 +35,6 @@ fn exact(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{what}[{i}]: {g} vs {w}");
-    }
-}
-
-/// |got − want| ≤ rtol·|want| + atol·max|want| elementwise.
-#[track_caller]
-fn close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let tol = rtol * w.abs() + atol * scale;
-        assert!((g - w).abs() <= tol, "{what}[{i}]: {g} vs {w} (tolerance {tol})");
-    }
-}
-
-#[track_caller]
-fn close64(what: &str, got: &[f64], want: &[f64], rtol: f64) {
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= rtol * scale, "{what}[{i}]: {g} vs {w} (scale {scale})");
     }
 }
 

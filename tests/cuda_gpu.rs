@@ -11,27 +11,13 @@ use acsleuth::backend::cuda::device::{device_count, CudaDevice};
 use acsleuth::backend::cuda::ops::{self, BnFwdPtrs};
 use acsleuth::backend::{Act, Backend, BnFwd, CpuBackend, CpuBuf, DropoutMask, Fused};
 
+mod common;
+use common::{close, lcg};
+
 fn device() -> Option<CudaDevice> {
     match device_count() {
         Ok(n) if n > 0 => Some(CudaDevice::new(0).expect("a CUDA device is present but cannot be opened")),
         _ => None,
-    }
-}
-
-fn lcg(seed: &mut u64, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
-}
-
-#[track_caller]
-fn close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= rtol * w.abs() + atol * scale, "{what}[{i}]: {g} vs {w}");
     }
 }
 
@@ -52,7 +38,7 @@ fn gpu_philox_and_dropout_are_bit_identical() {
         dev.download(&x, &mut got).unwrap();
         cpu.fill_normal(&mut want, 42, offset, 0.0, 1.0);
         close("fill_normal", &got, &want.0, 1e-6, 1e-7);
-        let src = lcg(&mut 7, n);
+        let src = lcg(&mut 7, n, -2.0, 2.0);
         let xs = dev.upload(&src).unwrap();
         let mask = DropoutMask { p: 0.3, seed: 9, offset };
         unsafe { ops::dropout(&dev, n, &mask, dev.ptr(&xs), dev.ptr(&x)) }.unwrap();
@@ -68,10 +54,10 @@ fn gpu_fused_forward_matches() {
     let cpu = CpuBackend::new();
     let (rows, cols) = (1000, 70);
     let mut s = 3;
-    let z = lcg(&mut s, rows * cols);
-    let bias = lcg(&mut s, cols);
-    let gamma: Vec<f32> = lcg(&mut s, cols).iter().map(|v| 1.0 + 0.2 * v).collect();
-    let beta = lcg(&mut s, cols);
+    let z = lcg(&mut s, rows * cols, -2.0, 2.0);
+    let bias = lcg(&mut s, cols, -2.0, 2.0);
+    let gamma: Vec<f32> = lcg(&mut s, cols, -2.0, 2.0).iter().map(|v| 1.0 + 0.2 * v).collect();
+    let beta = lcg(&mut s, cols, -2.0, 2.0);
     let cfg = Fused {
         rows,
         cols,
@@ -142,7 +128,7 @@ fn gpu_backend_autoencoder_matches_cpu() {
         (losses, be.download(ae.forward(be, &xb, batch, false)))
     }
     let (batch, genes) = (64, 300);
-    let x: Vec<f32> = lcg(&mut 3, batch * genes).iter().map(|v| v.abs()).collect();
+    let x: Vec<f32> = lcg(&mut 3, batch * genes, -2.0, 2.0).iter().map(|v| v.abs()).collect();
     let gpu = CudaBackend::open(0).expect("CUDA backend");
     let (lg, og) = train(&gpu, &x, batch, genes);
     let (lc, oc) = train(&CpuBackend::new(), &x, batch, genes);
@@ -162,8 +148,8 @@ fn gpu_gemm_precisions_and_device_errors() {
     use acsleuth::backend::{Gemm, Trans};
     let Some(dev) = device() else { return };
     let (m, n, k) = (64, 512, 3000);
-    let a: Vec<f32> = lcg(&mut 3, m * k).iter().map(|v| v.max(0.0)).collect();
-    let b: Vec<f32> = lcg(&mut 4, n * k).iter().map(|v| v / (k as f32).sqrt()).collect();
+    let a: Vec<f32> = lcg(&mut 3, m * k, -2.0, 2.0).iter().map(|v| v.max(0.0)).collect();
+    let b: Vec<f32> = lcg(&mut 4, n * k, -2.0, 2.0).iter().map(|v| v / (k as f32).sqrt()).collect();
     let mut want = vec![0.0f64; m * n];
     for i in 0..m {
         for j in 0..n {
