@@ -1,5 +1,5 @@
 //! One generator training step of ACsleuth's Module I without the memory
-//! block (DESIGN §1): forward + L1 loss (weight 30) + backward + Adam, batch
+//! block (ARCHITECTURE §3): forward + L1 loss (weight 30) + backward + Adam, batch
 //! 128, 3000 genes, 2 threads. Compare with scripts/bench_torch_step.py run
 //! right after it. Also the whole training iteration (generator step + 2
 //! critic steps with gradient penalty) in both phases, the PyTorch twin of

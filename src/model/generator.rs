@@ -1,4 +1,4 @@
-//! Module I's generator (DESIGN §1): encoder → memory block → decoder.
+//! Module I's generator (ARCHITECTURE §3): encoder → memory block → decoder.
 //!
 //! ```text
 //! encoder: Linear(G,h)→BN→LReLU(0.2)→Dropout → Linear(h,d)→BN→LReLU→Dropout → n × ResBlock(d)

@@ -1,4 +1,4 @@
-//! The memory block of Module I's generator (DESIGN §1).
+//! The memory block of Module I's generator (ARCHITECTURE §3).
 //!
 //! A queue `Q: [mem_size, dim]` of past encoder outputs. For a batch of
 //! latent codes `z: [batch, dim]`:

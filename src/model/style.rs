@@ -1,4 +1,4 @@
-//! Module III: style-transfer batch correction (DESIGN §1).
+//! Module III: style-transfer batch correction (ARCHITECTURE §2).
 //!
 //! A generator with Module I's encoder and decoder (no memory block) and a
 //! style matrix `S: [n_batches, latent]`:

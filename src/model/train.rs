@@ -1,4 +1,4 @@
-//! Module I's adversarial training (DESIGN §1).
+//! Module I's adversarial training (ARCHITECTURE §3).
 //!
 //! Per minibatch of `batch_size` reference cells (shuffled each epoch with
 //! a seeded permutation, the last partial batch dropped):

@@ -115,7 +115,7 @@ impl<B: Backend> Module<B> for Sequential<B> {
 }
 
 /// The generator of ACsleuth's Module I without the memory block
-/// (DESIGN §1): encoder `Linear(G,512)→BN→LReLU→Dropout→Linear(512,256)→BN→
+/// (ARCHITECTURE §3): encoder `Linear(G,512)→BN→LReLU→Dropout→Linear(512,256)→BN→
 /// LReLU→Dropout→2×ResBlock(256)`, decoder `2×ResBlock(256)→Linear(256,512)→
 /// BN→LReLU→Dropout→Linear(512,G)→ReLU`. Used by the training-step benchmark.
 pub struct AutoEncoder<B: Backend> {
