@@ -10,6 +10,7 @@
 //! `cargo run --release --example iteration_time`
 
 use acsleuth::backend::{Backend, CpuBackend};
+use acsleuth::model::generator::Route;
 use acsleuth::model::train::Trainer;
 use acsleuth::pipeline::DetectConfig;
 
@@ -34,14 +35,14 @@ fn main() {
         if only.as_deref().is_some_and(|o| (o == "memory") != phase) {
             continue;
         }
-        tr.generator.use_memory = phase;
+        let route = if phase { Route::Memory } else { Route::Bypass };
         for _ in 0..warmup {
-            tr.iteration(&be, &x, b);
+            tr.iteration(&be, &x, b, route);
         }
         let mut times: Vec<f64> = (0..steps)
             .map(|_| {
                 let t = std::time::Instant::now();
-                tr.iteration(&be, &x, b);
+                tr.iteration(&be, &x, b, route);
                 t.elapsed().as_secs_f64()
             })
             .collect();

@@ -4,7 +4,7 @@
 
 use acsleuth::backend::rng::Stream;
 use acsleuth::backend::{Backend, CpuBackend};
-use acsleuth::model::generator::{Generator, GeneratorConfig};
+use acsleuth::model::generator::{Generator, GeneratorConfig, Route};
 use acsleuth::nn::params::{self, Module};
 
 /// A tiny generator. The memory block's hard shrinkage is switched off
@@ -26,6 +26,7 @@ fn tiny() -> GeneratorConfig {
         mem_size: 8,
         mem_temperature: 1.0,
         mem_shrink: 0.0,
+        memory: false,
     }
 }
 
@@ -40,8 +41,8 @@ fn check_phase(use_memory: bool) {
     let be = CpuBackend::new();
     let cfg = tiny();
     let batch = 8;
+    let cfg = GeneratorConfig { memory: use_memory, ..cfg };
     let mut g = Generator::new(&be, &cfg, &mut Stream::new(3));
-    g.use_memory = use_memory;
     let mut x = be.zeros(batch * cfg.genes);
     be.fill_uniform(&mut x, 17, 0, 0.0, 2.0);
     // Fill the queue with real codes so the attention is not uniform.
@@ -49,11 +50,9 @@ fn check_phase(use_memory: bool) {
         for _ in 0..cfg.mem_size / batch {
             let mut xr = be.zeros(batch * cfg.genes);
             be.fill_uniform(&mut xr, 23, 0, 0.0, 2.0);
-            g.use_memory = false;
-            g.forward(&be, &xr, batch, true);
+            g.forward_via(&be, &xr, batch, true, Route::Bypass, false);
             g.update_memory(&be, batch);
         }
-        g.use_memory = true;
     }
     let w: Vec<f32> = (0..batch * cfg.genes).map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0).collect();
     let wb = be.upload(&w);

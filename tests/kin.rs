@@ -239,6 +239,7 @@ fn small_generator(be: &CpuBackend) -> Generator<CpuBackend> {
         mem_size: 8,
         mem_temperature: 0.05,
         mem_shrink: 0.01,
+        memory: false,
     };
     let mut g = Generator::new(be, &cfg, &mut Stream::new(7));
     // Move the BN running statistics away from (0, 1) with training-mode

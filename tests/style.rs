@@ -22,6 +22,7 @@ fn tiny(genes: usize) -> GeneratorConfig {
         mem_size: 8,
         mem_temperature: 1.0,
         mem_shrink: 0.0,
+        memory: false,
     }
 }
 
