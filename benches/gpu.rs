@@ -2,7 +2,8 @@
 //! acsleuth is developed; without one it says so and exits 0):
 //!
 //! - one generator training step (forward + L1 + backward + Adam, batch 128,
-//!   3000 genes; the network of benches/train_step.rs) on `CudaBackend`;
+//!   3000 genes; Module I's generator without its memory block, as
+//!   benches/train_step.rs) on `CudaBackend`;
 //! - the tiled pairwise MMD kernel (`mmd_pairwise`, RBF) at N = 10^4 and
 //!   3·10^4 cells × 256 features;
 //! - the linear-kernel MMD reductions (`mmd_linear`) at N = 10^5 and 10^6
@@ -25,7 +26,8 @@ use acsleuth::backend::cuda::CudaBackend;
 use acsleuth::backend::Backend;
 use acsleuth::data::DenseMatrix;
 use acsleuth::model::kin::kin_pairs;
-use acsleuth::nn::mlp::AutoEncoder;
+use acsleuth::model::generator::{Generator, GeneratorConfig};
+use acsleuth::pipeline::DetectConfig;
 use acsleuth::nn::params::zero_grads;
 use acsleuth::nn::{Adam, L1Loss};
 
@@ -47,7 +49,8 @@ fn step_flops() -> f64 {
 
 fn train_step(dev: CudaDevice, peak_tflops: f64) {
     let be = KernelBackend::new(dev, "cuda");
-    let mut net = AutoEncoder::new(&be, GENES, 0.1, &mut Stream::new(0));
+    let cfg = GeneratorConfig { memory: false, ..GeneratorConfig::from_detect(&DetectConfig::default(), GENES) };
+    let mut net = Generator::new(&be, &cfg, &mut Stream::new(0));
     let mut opt = Adam::new(1e-4, 0.5, 0.999);
     let mut l1 = L1Loss::new(&be);
     let mut u = vec![0.0; BATCH * GENES];

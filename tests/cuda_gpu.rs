@@ -1,24 +1,23 @@
 //! GPU twin tests: the kernels on a real CUDA device (through
 //! `backend::cuda::ops`, as in tests/cuda_emu.rs) against the CPU backend.
 //! They return at once where no CUDA driver or device is found (this
-//! project's CI has none); the emulation tests cover the same code there.
+//! project's CI has none; `ACSLEUTH_REQUIRE_GPU=1` makes that a failure);
+//! the emulation tests cover the same code there. Module I's training
+//! steps on the GPU are `module_i_steps_cuda` in tests/cuda_backend.rs.
 //!
 //! Tolerances are those of the emulation tests, widened where a GPU
 //! contracts `a·b + c` into one FMA (elementwise: 1 ulp-level, 1e-6
 //! relative). Philox uniforms and dropout masks stay bit-exact.
 
-use acsleuth::backend::cuda::device::{device_count, CudaDevice};
+use acsleuth::backend::cuda::device::CudaDevice;
 use acsleuth::backend::cuda::ops::{self, BnFwdPtrs};
 use acsleuth::backend::{Act, Backend, BnFwd, CpuBackend, CpuBuf, DropoutMask, Fused};
 
 mod common;
-use common::{close, lcg};
+use common::{close, cuda_device, lcg};
 
 fn device() -> Option<CudaDevice> {
-    match device_count() {
-        Ok(n) if n > 0 => Some(CudaDevice::new(0).expect("a CUDA device is present but cannot be opened")),
-        _ => None,
-    }
+    cuda_device()
 }
 
 #[test]
@@ -99,49 +98,6 @@ fn gpu_fused_forward_matches() {
     close("fused y", &got, &want.0, 1e-5, 1e-5);
 }
 
-/// The whole backend on the GPU (kernels + cuBLAS): three training steps of
-/// the autoencoder against the CPU backend, as tests/cuda_backend.rs does
-/// on the emulation.
-#[test]
-fn gpu_backend_autoencoder_matches_cpu() {
-    use acsleuth::backend::cuda::CudaBackend;
-    use acsleuth::backend::rng::Stream;
-    use acsleuth::nn::mlp::AutoEncoder;
-    use acsleuth::nn::params::{zero_grads, Adam};
-
-    if device().is_none() {
-        return;
-    }
-    fn train<B: Backend>(be: &B, x: &[f32], batch: usize, genes: usize) -> (Vec<f32>, Vec<f32>) {
-        let mut ae = AutoEncoder::new(be, genes, 0.1, &mut Stream::new(7));
-        let mut opt = Adam::new(1e-3, 0.9, 0.999);
-        let xb = be.upload(x);
-        let mut grad = be.zeros(batch * genes);
-        let mut losses = Vec::new();
-        for _ in 0..3 {
-            zero_grads(be, &mut ae);
-            let y = ae.forward(be, &xb, batch, true);
-            losses.push(be.l1_loss(y, &xb, 1.0, &mut grad));
-            ae.backward(be, &grad);
-            opt.step(be, &mut ae);
-        }
-        (losses, be.download(ae.forward(be, &xb, batch, false)))
-    }
-    let (batch, genes) = (64, 300);
-    let x: Vec<f32> = lcg(&mut 3, batch * genes, -2.0, 2.0).iter().map(|v| v.abs()).collect();
-    let gpu = CudaBackend::open(0).expect("CUDA backend");
-    let (lg, og) = train(&gpu, &x, batch, genes);
-    let (lc, oc) = train(&CpuBackend::new(), &x, batch, genes);
-    for (a, b) in lg.iter().zip(&lc) {
-        assert!((a - b).abs() <= 1e-3 * b.abs(), "losses {lg:?} vs {lc:?}");
-    }
-    close("autoencoder output", &og, &oc, 1e-3, 1e-3);
-}
-
-/// cuBLAS in each `GemmPrecision` against an f64 product, with the bounds
-/// the emulation's operand rounding gives (tests/cuda_precision.rs), TF32 and
-/// BF16 allowed twice that (tensor cores may truncate instead of rounding);
-/// and a failed allocation on a real device is a sticky `Error::Device`.
 #[test]
 fn gpu_gemm_precisions_and_device_errors() {
     use acsleuth::backend::cuda::backend::{GemmPrecision, KernelBackend};

@@ -9,20 +9,16 @@
 //!
 //! Timing: `cargo bench --bench gpu` (kin pairing at 10⁵ × 10⁴ × 256).
 
-use acsleuth::backend::cuda::device::device_count;
 use acsleuth::backend::cuda::CudaBackend;
 use acsleuth::backend::CpuBackend;
 use acsleuth::data::DenseMatrix;
 use acsleuth::model::kin::{kin_pairs, kin_pairs_tiled};
 
 mod common;
-use common::Lcg;
+use common::{cuda_backend, Lcg};
 
 fn gpu() -> Option<CudaBackend> {
-    match device_count() {
-        Ok(n) if n > 0 => Some(CudaBackend::open(0).expect("a CUDA device is present but cannot be opened")),
-        _ => None,
-    }
+    cuda_backend()
 }
 
 fn matrix(seed: u64, rows: usize, cols: usize, ints: bool) -> DenseMatrix {

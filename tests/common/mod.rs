@@ -1,17 +1,23 @@
-//! Helpers shared by the test binaries (`mod common;`): two deterministic
+//! Helpers shared by the test binaries (`mod common;`): the devices a test
+//! body runs on ([`test_device!`], `ACSLEUTH_REQUIRE_GPU`), two deterministic
 //! generators ([`Rng`], splitmix64 in f64; [`Lcg`], the 64-bit LCG the
 //! kernel tests draw their inputs from), the tolerance checks ([`close`],
 //! [`close64`], [`rel_err`]) and small log-expression-like reference/target
-//! sets with known anomalies ([`simulate`]), and the pbmc68k B/NK split of
+//! sets with known anomalies ([`simulate`]), Module I's training step on any
+//! backend ([`module_i_steps`]), and the pbmc68k B/NK split of
 //! the shared data ([`pbmc_split`]).
 #![allow(dead_code, unused_imports)]
 
 mod check;
+mod devices;
 mod lcg;
+mod module_i;
 mod pbmc;
 
 pub use check::{close, close64, rel_err};
+pub use devices::{cuda_backend, cuda_device, gpu_required};
 pub use lcg::{lcg, Lcg};
+pub use module_i::module_i_steps;
 pub use pbmc::{pbmc_split, subset};
 
 use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix};
