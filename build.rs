@@ -19,11 +19,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+// The kernel-signature reader the crate uses too (std only).
+#[path = "src/backend/cuda/signature.rs"]
+mod signature;
+use signature::global_kernels;
+
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let kdir = root.join("kernels");
     println!("cargo:rerun-if-changed=kernels");
+    println!("cargo:rerun-if-changed=src/backend/cuda/signature.rs");
     println!("cargo:rerun-if-env-changed=CUDA_PATH");
     println!("cargo:rerun-if-env-changed=PATH"); // nvcc may appear on it
     println!("cargo:rerun-if-env-changed=ACSLEUTH_NO_NVCC");
@@ -125,24 +131,6 @@ fn main() {
         None => embed.push_str("/// No nvcc at build time: kernels are compiled by NVRTC at run time.\npub const PTX: Option<&[(&str, &str)]> = None;\n"),
     }
     write_if_changed(&out.join("kernels_embed.rs"), &embed);
-}
-
-/// Names of the `__global__` functions of a source: `__global__ void NAME(`.
-fn global_kernels(src: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = src;
-    while let Some(i) = rest.find("__global__") {
-        rest = &rest[i + "__global__".len()..];
-        let t = rest.trim_start();
-        if let Some(t) = t.strip_prefix("void") {
-            let t = t.trim_start();
-            let end = t.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(t.len());
-            if end > 0 && t[end..].trim_start().starts_with('(') {
-                names.push(t[..end].to_string());
-            }
-        }
-    }
-    names
 }
 
 fn nvcc() -> Option<PathBuf> {

@@ -38,7 +38,7 @@ fn env_f64(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// GEMM FLOPs of one training step of the autoencoder: forward, then the
+/// GEMM FLOPs of one training step of the generator: forward, then the
 /// weight and input gradients (no input gradient for the first layer).
 fn step_flops() -> f64 {
     let layers = [(GENES, 512), (512, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 512), (512, GENES)];

@@ -7,28 +7,9 @@ use acsleuth::backend::{Backend, CpuBackend};
 use acsleuth::model::generator::{Generator, GeneratorConfig, Route};
 use acsleuth::nn::params::{self, Module};
 
-/// A tiny generator. The memory block's hard shrinkage is switched off
-/// (λ = 0) here: at w = λ the shrunk weight jumps from 0 to λ, so a finite
-/// difference that crosses the threshold measures the jump, not the
-/// gradient. The fused attention kernel's own test covers λ > 0 away from
-/// the threshold, and `model::memory`'s test runs the block with λ = 0.01.
-/// A moderate temperature keeps the attention smooth; the step h = 5e-4 is
-/// small enough for the curvature of BatchNorm over 8 rows (at h = 2e-3 the
-/// truncation error alone is a few per cent).
-fn tiny() -> GeneratorConfig {
-    GeneratorConfig {
-        genes: 7,
-        hidden: 10,
-        latent: 6,
-        n_resblocks: 1,
-        slope: 0.2,
-        dropout: 0.0,
-        mem_size: 8,
-        mem_temperature: 1.0,
-        mem_shrink: 0.0,
-        memory: false,
-    }
-}
+mod common;
+use common::tiny_generator;
+
 
 /// `Σ x̂ ⊙ g` in train mode (batch statistics; no dropout, so repeated
 /// forwards are the same function).
@@ -39,7 +20,7 @@ fn loss(be: &CpuBackend, g: &mut Generator<CpuBackend>, x: &<CpuBackend as Backe
 
 fn check_phase(use_memory: bool) {
     let be = CpuBackend::new();
-    let cfg = tiny();
+    let cfg = tiny_generator(7);
     let batch = 8;
     let cfg = GeneratorConfig { memory: use_memory, ..cfg };
     let mut g = Generator::new(&be, &cfg, &mut Stream::new(3));
@@ -112,7 +93,7 @@ fn generator_backward_matches_finite_differences_memory_phase() {
 #[test]
 fn checkpoint_round_trip_keeps_names_and_values() {
     let be = CpuBackend::new();
-    let cfg = GeneratorConfig { dropout: 0.1, ..tiny() };
+    let cfg = GeneratorConfig { dropout: 0.1, ..tiny_generator(7) };
     let mut a = Generator::new(&be, &cfg, &mut Stream::new(1));
     let mut b = Generator::new(&be, &cfg, &mut Stream::new(2));
     let dir = std::env::temp_dir().join(format!("acsleuth-gen-{}", std::process::id()));
@@ -138,7 +119,7 @@ fn checkpoint_round_trip_keeps_names_and_values() {
 #[test]
 fn memory_queue_pointer_survives_a_checkpoint_load() {
     let be = CpuBackend::new();
-    let cfg = tiny(); // mem_size 8, latent 6
+    let cfg = tiny_generator(7); // mem_size 8, latent 6
     let d = cfg.latent;
     let mut a = Generator::new(&be, &cfg, &mut Stream::new(1));
     for v in [1.0f32, 2.0] {

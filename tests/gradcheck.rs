@@ -207,7 +207,7 @@ fn spectral_norm_linear() {
     // assumes, like PyTorch's).
     c.prep = Box::new(|l, x| {
         l.forward(&CpuBackend::new(), x, BATCH, true);
-        l.power_iteration = false;
+        l.hold_spectral_norm();
     });
     assert_ok("sn-linear", c);
 }
@@ -299,8 +299,8 @@ fn resblocks() {
         x: rnd(BATCH * 5, 1, 1.0),
         prep: Box::new(|l, x| {
             l.forward(&CpuBackend::new(), x, BATCH, true);
-            l.first.power_iteration = false;
-            l.second.power_iteration = false;
+            l.first.hold_spectral_norm();
+            l.second.hold_spectral_norm();
         }),
     };
     assert_ok("sn-resblock", c);

@@ -139,7 +139,7 @@ pub struct Critic<B: Backend> {
     pub cfg: CriticConfig,
     /// Training forwards skip the power iteration (u, v held): D is then a
     /// fixed function of its weights, for gradient checks. Set once, by
-    /// [`Critic::holding_spectral_norm`].
+    /// [`Critic::hold_spectral_norm`].
     hold_sn: bool,
     /// `0`, `3`, `6.fc.0`, `6.fc.3`.
     l1: SnLayer<B>,
@@ -196,12 +196,12 @@ impl<B: Backend> Critic<B> {
         }
     }
 
-    /// This critic with its spectral norm held: training forwards keep u
-    /// and v (σ is still recomputed from the weights), so that finite
-    /// differences see one function.
-    pub fn holding_spectral_norm(mut self) -> Self {
+    /// From now on, training forwards keep every layer's u and v (σ is
+    /// still recomputed from the weights), so that finite differences see
+    /// one function (as `nn::Dense::hold_spectral_norm`). One way: a critic
+    /// that trains never holds.
+    pub fn hold_spectral_norm(&mut self) {
         self.hold_sn = true;
-        self
     }
 
     /// `D(x)`: `[batch, out_dim]`; caches for [`Critic::backward`].

@@ -108,10 +108,9 @@ pub struct Dense<B: Backend> {
     sn: Option<Sn<B>>,
     /// When false, `backward` skips `dx` (first layer of a network).
     pub need_input_grad: bool,
-    /// Spectral norm only: run the power iteration in training forwards
-    /// (true, as PyTorch). Turned off to hold u, v fixed, e.g. for the second
-    /// pass of a gradient penalty or a finite-difference check.
-    pub power_iteration: bool,
+    /// Spectral norm only: training forwards keep u, v (see
+    /// [`Dense::hold_spectral_norm`]); false (iterate, as PyTorch) until then.
+    hold_sn: bool,
     /// State-dict names of the Linear and of the BN inside the parent
     /// (e.g. `"0"` and `"1"` in an `nn.Sequential`).
     pub linear_name: String,
@@ -168,7 +167,7 @@ impl<B: Backend> Dense<B> {
             bn,
             sn,
             need_input_grad: true,
-            power_iteration: true,
+            hold_sn: false,
             linear_name: String::new(),
             bn_name: String::new(),
             rng: rng.fork(tag),
@@ -181,6 +180,14 @@ impl<B: Backend> Dense<B> {
             y: be.zeros(0),
             dx: be.zeros(0),
         }
+    }
+
+    /// From now on, training forwards keep the spectral norm's u and v (σ is
+    /// still recomputed from the weights): the layer becomes one fixed
+    /// function of its weights, as a finite-difference check needs. One
+    /// way: a layer that trains never holds.
+    pub fn hold_spectral_norm(&mut self) {
+        self.hold_sn = true;
     }
 
     /// Set the state-dict names (Linear, BN) inside the parent module.
@@ -246,7 +253,7 @@ impl<B: Backend> Dense<B> {
         let (nin, nout) = (self.in_features, self.out_features);
         assert!(be.len(x) >= batch * nin, "Dense forward: input shorter than batch·in");
         if let Some(sn) = &mut self.sn {
-            let sigma = sn.norm.update(be, &self.weight.value, false, train && self.power_iteration);
+            let sigma = sn.norm.update(be, &self.weight.value, false, train && !self.hold_sn);
             be.copy(&self.weight.value, 0, &mut sn.w_sn, 0, nout * nin);
             be.scale(1.0 / sigma, &mut sn.w_sn);
         }

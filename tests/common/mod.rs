@@ -17,7 +17,7 @@ mod pbmc;
 pub use check::{close, close64, rel_err};
 pub use devices::{cuda_backend, cuda_device, gpu_required};
 pub use lcg::{lcg, Lcg};
-pub use module_i::module_i_steps;
+pub use module_i::{module_i_steps, tiny_generator};
 pub use pbmc::{pbmc_split, subset};
 
 use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix};

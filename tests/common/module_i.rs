@@ -3,7 +3,7 @@
 //! and on a GPU and compare with the CPU backend.
 
 use acsleuth::backend::Backend;
-use acsleuth::model::generator::Route;
+use acsleuth::model::generator::{GeneratorConfig, Route};
 use acsleuth::model::train::Trainer;
 use acsleuth::pipeline::DetectConfig;
 
@@ -33,4 +33,28 @@ pub fn module_i_steps<B: Backend>(be: &B, x: &[f32], batch: usize, genes: usize)
     }
     let out = be.download(tr.generator.forward(be, &xb, batch, false));
     (losses, out)
+}
+
+/// A tiny generator on `genes` genes (tests/generator.rs, tests/style.rs).
+/// The memory block's hard shrinkage is switched off (λ = 0): at w = λ the
+/// shrunk weight jumps from 0 to λ, so a finite difference that crosses the
+/// threshold measures the jump, not the gradient. The fused attention
+/// kernel's own test covers λ > 0 away from the threshold, and
+/// `model::memory`'s test runs the block with λ = 0.01. A moderate
+/// temperature keeps the attention smooth; the step h = 5e-4 is small
+/// enough for the curvature of BatchNorm over 8 rows (at h = 2e-3 the
+/// truncation error alone is a few per cent).
+pub fn tiny_generator(genes: usize) -> GeneratorConfig {
+    GeneratorConfig {
+        genes,
+        hidden: 10,
+        latent: 6,
+        n_resblocks: 1,
+        slope: 0.2,
+        dropout: 0.0,
+        mem_size: 8,
+        mem_temperature: 1.0,
+        mem_shrink: 0.0,
+        memory: false,
+    }
 }
