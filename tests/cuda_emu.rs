@@ -526,17 +526,27 @@ fn mmd_pairwise_matches_cpu_twin() {
 // ---- the emulator itself ----
 
 #[test]
-fn emulator_reports_barrier_mismatch_and_exited_lanes() {
+fn emulator_reports_barrier_mismatch_exited_lanes_and_wrong_arguments() {
     let mut out = vec![0.0f32; 64];
     let d = Dims { grid: [1, 1, 1], block: [64, 1, 1], shared: 0 };
     let err = unsafe { emu::launch("emu_divergent_barrier", &d, &mut Args::new().ptr(rw(&mut out))) }.unwrap_err();
     assert!(err.message.contains("barrier mismatch"), "{err}");
     let err = unsafe { emu::launch("emu_exited_lane", &d, &mut Args::new().ptr(rw(&mut out))) }.unwrap_err();
     assert!(err.message.contains("exited"), "{err}");
+    let (x, mut y) = (vec![1.0f32; 4], vec![0.0f32; 4]);
+    let axpy = |y: &mut [f32]| Args::new().u64(4).f32(2.0).ptr(ro(&x)).ptr(rw(y));
     let bad = Dims { grid: [1, 1, 1], block: [2048, 1, 1], shared: 0 };
-    let err = unsafe { emu::launch("axpy", &bad, &mut Args::new()) }.unwrap_err();
+    let err = unsafe { emu::launch("axpy", &bad, &mut axpy(&mut y)) }.unwrap_err();
     assert!(err.message.contains("block dimensions"), "{err}");
     assert!(unsafe { emu::launch("no_such_kernel", &d, &mut Args::new()) }.is_err());
+    // Arguments are checked against the kernel's signature before the
+    // emulated kernel unpacks them: a missing or mistyped one is an error.
+    let err = unsafe { emu::launch("axpy", &d, &mut Args::new().u64(4).f32(2.0).ptr(ro(&x))) }.unwrap_err();
+    assert!(err.message.contains("3 arguments for 4 parameters"), "{err}");
+    let err = unsafe { emu::launch("axpy", &d, &mut Args::new().u32(4).f32(2.0).ptr(ro(&x)).ptr(rw(&mut y))) }.unwrap_err();
+    assert!(err.message.contains("argument 0 is U32"), "{err}");
+    unsafe { emu::launch("axpy", &d, &mut axpy(&mut y)) }.unwrap();
+    assert_eq!(y, [2.0; 4]);
 }
 
 #[test]
