@@ -2,11 +2,13 @@
 //! acsleuth is developed; without one it says so and exits 0):
 //!
 //! - one generator training step (forward + L1 + backward + Adam, batch 128,
-//!   3000 genes; the network of benches/train_step.rs) on `CudaBackend`;
+//!   3000 genes; Module I's generator without its memory block, as
+//!   benches/train_step.rs) on `CudaBackend`;
 //! - the tiled pairwise MMD kernel (`mmd_pairwise`, RBF) at N = 10^4 and
 //!   3·10^4 cells × 256 features;
 //! - the linear-kernel MMD reductions (`mmd_linear`) at N = 10^5 and 10^6
-//!   cells × 3000 genes (memory-bound: reported in GB/s).
+//!   cells × 3000 genes (memory-bound: reported in GB/s);
+//! - kin pairing (`kin_argmax`) at 10^5 query × 10^4 key rows × 256.
 //!
 //! Each prints achieved GFLOP/s or GB/s beside the device's peak, taken
 //! from `ACSLEUTH_GPU_PEAK_TFLOPS` (FP32, default 67: H100 SXM) and
@@ -20,8 +22,12 @@ use acsleuth::backend::cuda::backend::KernelBackend;
 use acsleuth::backend::cuda::device::{device_count, CudaDevice};
 use acsleuth::backend::cuda::ops::{self, MmdPtrs};
 use acsleuth::backend::rng::{self, Stream};
+use acsleuth::backend::cuda::CudaBackend;
 use acsleuth::backend::Backend;
-use acsleuth::nn::mlp::AutoEncoder;
+use acsleuth::data::DenseMatrix;
+use acsleuth::model::kin::kin_pairs;
+use acsleuth::model::generator::{Generator, GeneratorConfig};
+use acsleuth::pipeline::DetectConfig;
 use acsleuth::nn::params::zero_grads;
 use acsleuth::nn::{Adam, L1Loss};
 
@@ -32,7 +38,7 @@ fn env_f64(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// GEMM FLOPs of one training step of the autoencoder: forward, then the
+/// GEMM FLOPs of one training step of the generator: forward, then the
 /// weight and input gradients (no input gradient for the first layer).
 fn step_flops() -> f64 {
     let layers = [(GENES, 512), (512, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 512), (512, GENES)];
@@ -43,7 +49,8 @@ fn step_flops() -> f64 {
 
 fn train_step(dev: CudaDevice, peak_tflops: f64) {
     let be = KernelBackend::new(dev, "cuda");
-    let mut net = AutoEncoder::new(&be, GENES, 0.1, &mut Stream::new(0));
+    let cfg = GeneratorConfig { memory: false, ..GeneratorConfig::from_detect(&DetectConfig::default(), GENES) };
+    let mut net = Generator::new(&be, &cfg, &mut Stream::new(0));
     let mut opt = Adam::new(1e-4, 0.5, 0.999);
     let mut l1 = L1Loss::new(&be);
     let mut u = vec![0.0; BATCH * GENES];
@@ -128,6 +135,29 @@ fn mmd(dev: &CudaDevice, peak_tflops: f64, peak_gbs: f64) {
     }
 }
 
+/// Kin pairing (`kin_argmax`, kernels/argmax.cu) at 10⁵ query × 10⁴ key
+/// rows × 256 features, uploads included.
+fn kin(peak_tflops: f64) {
+    let be = CudaBackend::open(0).expect("a CUDA device is present but cannot be opened");
+    let mut s = 5u64;
+    let mut random = |rows: usize, cols: usize| {
+        let mut v = vec![0.0; rows * cols];
+        rng::fill_uniform(s, 0, -1.0, 1.0, &mut v);
+        s += 1;
+        DenseMatrix { rows, cols, data: v }
+    };
+    let (q, k) = (random(100_000, 256), random(10_000, 256));
+    let _ = kin_pairs(&be, &q, &k).unwrap();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let got = kin_pairs(&be, &q, &k).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(got.kin.len(), q.rows);
+        let gf = 2.0 * 1e5 * 1e4 * 256.0 / secs / 1e9;
+        println!("kin pairing 1e5 x 1e4 x 256: {:.3} s, {gf:.0} GFLOP/s = {:.1} % of {peak_tflops} TFLOP/s", secs, 100.0 * gf / (peak_tflops * 1e3));
+    }
+}
+
 fn main() {
     match device_count() {
         Ok(n) if n > 0 => {}
@@ -139,4 +169,5 @@ fn main() {
     println!("device: {}", dev.name());
     mmd(&dev, tf, gbs);
     train_step(dev, tf);
+    kin(tf);
 }

@@ -1,5 +1,5 @@
 //! One generator training step of ACsleuth's Module I without the memory
-//! block (DESIGN §1): forward + L1 loss (weight 30) + backward + Adam, batch
+//! block (the production `Generator`, ARCHITECTURE §3): forward + L1 loss (weight 30) + backward + Adam, batch
 //! 128, 3000 genes, 2 threads. Compare with scripts/bench_torch_step.py run
 //! right after it. Also the whole training iteration (generator step + 2
 //! critic steps with gradient penalty) in both phases, the PyTorch twin of
@@ -14,14 +14,21 @@ use criterion::{criterion_group, Criterion};
 
 use acsleuth::backend::rng::{self, Stream};
 use acsleuth::backend::{Backend, CpuBackend};
+use acsleuth::model::generator::{Generator, GeneratorConfig, Route};
 use acsleuth::model::train::Trainer;
-use acsleuth::nn::mlp::AutoEncoder;
 use acsleuth::pipeline::DetectConfig;
 use acsleuth::nn::params::zero_grads;
 use acsleuth::nn::{Adam, L1Loss};
 
 pub const BATCH: usize = 128;
 pub const GENES: usize = 3000;
+
+/// Module I's generator at the defaults, without its memory block (the
+/// prepare phase).
+fn generator(be: &CpuBackend) -> Generator<CpuBackend> {
+    let cfg = GeneratorConfig { memory: false, ..GeneratorConfig::from_detect(&DetectConfig::default(), GENES) };
+    Generator::new(be, &cfg, &mut Stream::new(0))
+}
 
 /// Synthetic log1p-normalized counts, ~80 % zeros.
 fn input(be: &CpuBackend) -> <CpuBackend as Backend>::Buf {
@@ -35,7 +42,7 @@ fn input(be: &CpuBackend) -> <CpuBackend as Backend>::Buf {
 fn bench(c: &mut Criterion) {
     acsleuth::backend::cpu_pool::init_global(Some(2));
     let be = CpuBackend::new();
-    let mut net = AutoEncoder::new(&be, GENES, 0.1, &mut Stream::new(0));
+    let mut net = generator(&be);
     let mut opt = Adam::new(1e-4, 0.5, 0.999);
     let mut l1 = L1Loss::new(&be);
     let x = input(&be);
@@ -54,9 +61,8 @@ fn bench(c: &mut Criterion) {
     // GP) in both phases, on the same input; compare with
     // scripts/bench_torch_iteration.py.
     let mut tr = Trainer::new(&be, &DetectConfig::default(), GENES);
-    for (name, memory) in [("iteration_prepare_b128_g3000", false), ("iteration_memory_b128_g3000", true)] {
-        tr.generator.use_memory = memory;
-        g.bench_function(name, |b| b.iter(|| tr.iteration(&be, &x, BATCH)));
+    for (name, route) in [("iteration_prepare_b128_g3000", Route::Bypass), ("iteration_memory_b128_g3000", Route::Memory)] {
+        g.bench_function(name, |b| b.iter(|| tr.iteration(&be, &x, BATCH, route)));
     }
     g.finish();
 }
@@ -67,7 +73,7 @@ fn bench(c: &mut Criterion) {
 fn plain(steps: usize) {
     acsleuth::backend::cpu_pool::init_global(Some(2));
     let be = CpuBackend::new();
-    let mut net = AutoEncoder::new(&be, GENES, 0.1, &mut Stream::new(0));
+    let mut net = generator(&be);
     let mut opt = Adam::new(1e-4, 0.5, 0.999);
     let mut l1 = L1Loss::new(&be);
     let x = input(&be);

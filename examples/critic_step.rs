@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use acsleuth::backend::rng::{self, Stream};
 use acsleuth::backend::{Backend, CpuBackend};
-use acsleuth::model::critic::{Critic, CriticConfig};
+use acsleuth::model::critic::{Critic, CriticConfig, Grads};
 use acsleuth::nn::params::{zero_grads, Adam};
 
 fn main() {
@@ -22,7 +22,7 @@ fn main() {
 
     let be = CpuBackend::new();
     let cfg = CriticConfig::new(genes);
-    let mut critic = Critic::new(&be, &cfg, &mut Stream::new(1)).with_input_grad(false);
+    let mut critic = Critic::new(&be, &cfg, &mut Stream::new(1));
     let mut adam = Adam::new(1e-4, 0.5, 0.999);
     let mut host = vec![0.0f32; batch * genes];
     rng::fill_normal(2, 0, 0.5, 1.0, &mut host);
@@ -39,9 +39,9 @@ fn main() {
     let mut step = |t: u64| {
         zero_grads(&be, &mut critic);
         critic.forward(&be, &x_real, batch, true);
-        critic.backward(&be, &dy_real);
+        critic.backward(&be, &dy_real, Grads::PARAMS);
         critic.forward(&be, &x_fake, batch, true);
-        critic.backward(&be, &dy_fake);
+        critic.backward(&be, &dy_fake, Grads::PARAMS);
         let gp = critic.gradient_penalty(&be, &x_real, &x_fake, batch, 10.0, 99, t * batch as u64);
         adam.step(&be, &mut critic);
         gp
@@ -67,9 +67,9 @@ fn main() {
         zero_grads(&be, &mut critic);
         let s = Instant::now();
         critic.forward(&be, &x_real, batch, true);
-        critic.backward(&be, &dy_real);
+        critic.backward(&be, &dy_real, Grads::PARAMS);
         critic.forward(&be, &x_fake, batch, true);
-        critic.backward(&be, &dy_fake);
+        critic.backward(&be, &dy_fake, Grads::PARAMS);
         t_fb += s.elapsed().as_secs_f64();
         let s = Instant::now();
         critic.gradient_penalty(&be, &x_real, &x_fake, batch, 10.0, 99, (1000 + t as u64) * batch as u64);

@@ -1,7 +1,8 @@
 //! acsleuth: fast anomalous-cell detection and subtyping for single-cell
 //! RNA-seq, after the ACsleuth method (Xu, Ding et al., IJCAI 2024).
 //!
-//! Layout (one concern per module):
+//! Layout (one concern per module; ARCHITECTURE.md in the repository has
+//! the full map, the data flow of a run and the math):
 //! - [`data`]: expression matrices (memory-mapped store, h5ad, 10x),
 //!   preprocessing as scanpy does it, and the simulator.
 //! - [`metrics`]: AUROC, AP, F1, NMI, ARI.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use acsleuth::backend::rng::{self, Stream};
 use acsleuth::backend::{Backend, CpuBackend};
-use acsleuth::model::critic::{Critic, CriticConfig};
+use acsleuth::model::critic::{Critic, CriticConfig, Grads};
 use acsleuth::nn::params::{zero_grads, Module};
 
 type Tensors = BTreeMap<String, Vec<f32>>;
@@ -67,7 +67,7 @@ impl Tiny {
     fn fresh(&self, be: &CpuBackend, state: &Tensors) -> Critic<CpuBackend> {
         let mut c = Critic::new(be, &self.cfg, &mut Stream::new(TINY_SEED));
         load(be, &mut c, state);
-        c.freeze_sn = true;
+        c.hold_spectral_norm();
         c
     }
 }
@@ -130,7 +130,7 @@ fn check_backward(dropout: f32) {
     let mut c = tiny.fresh(&be, &tiny.state);
     zero_grads(&be, &mut c);
     c.forward(&be, &xb, b, true);
-    let dx = be.download(c.backward(&be, &dyb));
+    let dx = be.download(c.backward(&be, &dyb, Grads::ALL));
     let an = grads(&be, &mut c);
 
     let loss = |c: &mut Critic<CpuBackend>, xb: &<CpuBackend as Backend>::Buf| {
@@ -316,7 +316,6 @@ fn critic_loss_step_matches_pytorch() {
     let be = CpuBackend::new();
     let fx = fixture();
     let mut c = fixture_critic(&be, &fx);
-    c.need_input_grad = false;
     let b = fx["batch"].as_u64().unwrap() as usize;
     let o = fx["cfg"]["out_dim"].as_u64().unwrap() as usize;
     let full = &fx["full"];
@@ -328,11 +327,11 @@ fn critic_loss_step_matches_pytorch() {
     let d_real = be.download(c.forward(&be, &xr, b, true));
     assert!(rel_err(&d_real, &f64s(&full["d_real"])) < 1e-5, "D(x_real)");
     be.fill(&mut dy, -1.0 / (b * o) as f32);
-    assert_eq!(be.len(c.backward(&be, &dy)), 0, "no input gradient requested");
+    assert_eq!(be.len(c.backward(&be, &dy, Grads::PARAMS)), 0, "no input gradient requested");
     let d_fake = be.download(c.forward(&be, &xf, b, true));
     assert!(rel_err(&d_fake, &f64s(&full["d_fake"])) < 1e-5, "D(x_fake)");
     be.fill(&mut dy, 1.0 / (b * o) as f32);
-    c.backward(&be, &dy);
+    c.backward(&be, &dy, Grads::PARAMS);
     let lambda = full["lambda"].as_f64().unwrap() as f32;
     let gp = c.gradient_penalty_eta(&be, &xr, &xf, &eta, b, lambda);
     let want = full["gp"].as_f64().unwrap();
@@ -342,7 +341,7 @@ fn critic_loss_step_matches_pytorch() {
 }
 
 /// The generator step's use: input gradient only, parameter gradients left
-/// alone; and `need_input_grad = false` gives an empty `dx`.
+/// alone; and no input gradient requested gives an empty `dx`.
 #[test]
 fn backward_flags_skip_work_without_changing_results() {
     let be = CpuBackend::new();
@@ -352,19 +351,18 @@ fn backward_flags_skip_work_without_changing_results() {
     let mut full = tiny.fresh(&be, &tiny.state);
     zero_grads(&be, &mut full);
     full.forward(&be, &xb, b, true);
-    let dx_full = be.download(full.backward(&be, &dyb));
+    let dx_full = be.download(full.backward(&be, &dyb, Grads::ALL));
 
     let mut gstep = tiny.fresh(&be, &tiny.state);
-    gstep.need_param_grads = false;
     zero_grads(&be, &mut gstep);
     gstep.forward(&be, &xb, b, true);
-    assert_eq!(be.download(gstep.backward(&be, &dyb)), dx_full);
+    assert_eq!(be.download(gstep.backward(&be, &dyb, Grads::INPUT)), dx_full);
     assert!(grads(&be, &mut gstep).values().flatten().all(|&v| v == 0.0));
 
-    let mut own = tiny.fresh(&be, &tiny.state).with_input_grad(false);
+    let mut own = tiny.fresh(&be, &tiny.state);
     zero_grads(&be, &mut own);
     own.forward(&be, &xb, b, true);
-    assert_eq!(be.len(own.backward(&be, &dyb)), 0);
+    assert_eq!(be.len(own.backward(&be, &dyb, Grads::PARAMS)), 0);
     assert_eq!(grads(&be, &mut own), grads(&be, &mut full));
 }
 
@@ -384,7 +382,7 @@ fn power_iteration_once_per_training_forward() {
     assert_ne!(u1, u0);
     c.forward(&be, &x, 3, true);
     assert_ne!(values(&be, &mut c), u1, "each training forward iterates once");
-    c.freeze_sn = true;
+    c.hold_spectral_norm();
     let u2 = values(&be, &mut c);
     c.forward(&be, &x, 3, true);
     assert_eq!(values(&be, &mut c), u2, "frozen spectral norm must not iterate");
@@ -399,8 +397,8 @@ fn wgan_gp_step_matches_the_plain_sequence() {
     let be = CpuBackend::new();
     let cfg = CriticConfig { in_dim: 300, hidden: 64, out_dim: 16, slope: 0.2, dropout: 0.1 };
     let (b, g) = (24, cfg.in_dim);
-    let mut plain = Critic::new(&be, &cfg, &mut Stream::new(3)).with_input_grad(false);
-    let mut fast = Critic::new(&be, &cfg, &mut Stream::new(3)).with_input_grad(false);
+    let mut plain = Critic::new(&be, &cfg, &mut Stream::new(3));
+    let mut fast = Critic::new(&be, &cfg, &mut Stream::new(3));
     let n = (b * cfg.out_dim) as f32;
     let dy_real = be.upload(&vec![-1.0 / n; b * cfg.out_dim]);
     let dy_fake = be.upload(&vec![1.0 / n; b * cfg.out_dim]);
@@ -410,9 +408,9 @@ fn wgan_gp_step_matches_the_plain_sequence() {
         zero_grads(&be, &mut plain);
         zero_grads(&be, &mut fast);
         let sr = be.sum(plain.forward(&be, &real, b, true)) as f64;
-        plain.backward(&be, &dy_real);
+        plain.backward(&be, &dy_real, Grads::PARAMS);
         let sf = be.sum(plain.forward(&be, &fake, b, true)) as f64;
-        plain.backward(&be, &dy_fake);
+        plain.backward(&be, &dy_fake, Grads::PARAMS);
         let gp = plain.gradient_penalty(&be, &real, &fake, b, 10.0, 77, step * 100);
         let (fr, ff, fgp) = fast.wgan_gp_step(&be, &real, &fake, b, &dy_real, &dy_fake, 10.0, 77, step * 100);
         assert!((sr - fr).abs() < 1e-5 * sr.abs().max(1.0) && (sf - ff).abs() < 1e-5 * sf.abs().max(1.0), "sums {sr} {fr} / {sf} {ff}");

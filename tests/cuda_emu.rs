@@ -18,20 +18,10 @@ use acsleuth::backend::cuda::ops::{self, BnBwdPtrs, BnFwdPtrs, MmdPtrs};
 use acsleuth::backend::{Act, AdamStep, Backend, BnBwd, BnFwd, CpuBackend, CpuBuf, DropoutMask, Fused};
 use acsleuth::model::mmd::{self, Counts, Deviations, Kernel, PairwiseOptions};
 
+mod common;
+use common::{close, close64, Lcg};
+
 const EMU: Emu = Emu;
-
-struct Lcg(u64);
-
-impl Lcg {
-    /// Uniform in [lo, hi).
-    fn f(&mut self, lo: f32, hi: f32) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f(lo, hi)).collect()
-    }
-}
 
 fn ro<T>(v: &[T]) -> DevPtr {
     DevPtr::host(v)
@@ -45,25 +35,6 @@ fn exact(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{what}[{i}]: {g} vs {w}");
-    }
-}
-
-/// |got − want| ≤ rtol·|want| + atol·max|want| elementwise.
-#[track_caller]
-fn close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let tol = rtol * w.abs() + atol * scale;
-        assert!((g - w).abs() <= tol, "{what}[{i}]: {g} vs {w} (tolerance {tol})");
-    }
-}
-
-#[track_caller]
-fn close64(what: &str, got: &[f64], want: &[f64], rtol: f64) {
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= rtol * scale, "{what}[{i}]: {g} vs {w} (scale {scale})");
     }
 }
 
@@ -555,17 +526,27 @@ fn mmd_pairwise_matches_cpu_twin() {
 // ---- the emulator itself ----
 
 #[test]
-fn emulator_reports_barrier_mismatch_and_exited_lanes() {
+fn emulator_reports_barrier_mismatch_exited_lanes_and_wrong_arguments() {
     let mut out = vec![0.0f32; 64];
     let d = Dims { grid: [1, 1, 1], block: [64, 1, 1], shared: 0 };
     let err = unsafe { emu::launch("emu_divergent_barrier", &d, &mut Args::new().ptr(rw(&mut out))) }.unwrap_err();
     assert!(err.message.contains("barrier mismatch"), "{err}");
     let err = unsafe { emu::launch("emu_exited_lane", &d, &mut Args::new().ptr(rw(&mut out))) }.unwrap_err();
     assert!(err.message.contains("exited"), "{err}");
+    let (x, mut y) = (vec![1.0f32; 4], vec![0.0f32; 4]);
+    let axpy = |y: &mut [f32]| Args::new().u64(4).f32(2.0).ptr(ro(&x)).ptr(rw(y));
     let bad = Dims { grid: [1, 1, 1], block: [2048, 1, 1], shared: 0 };
-    let err = unsafe { emu::launch("axpy", &bad, &mut Args::new()) }.unwrap_err();
+    let err = unsafe { emu::launch("axpy", &bad, &mut axpy(&mut y)) }.unwrap_err();
     assert!(err.message.contains("block dimensions"), "{err}");
     assert!(unsafe { emu::launch("no_such_kernel", &d, &mut Args::new()) }.is_err());
+    // Arguments are checked against the kernel's signature before the
+    // emulated kernel unpacks them: a missing or mistyped one is an error.
+    let err = unsafe { emu::launch("axpy", &d, &mut Args::new().u64(4).f32(2.0).ptr(ro(&x))) }.unwrap_err();
+    assert!(err.message.contains("3 arguments for 4 parameters"), "{err}");
+    let err = unsafe { emu::launch("axpy", &d, &mut Args::new().u32(4).f32(2.0).ptr(ro(&x)).ptr(rw(&mut y))) }.unwrap_err();
+    assert!(err.message.contains("argument 0 is U32"), "{err}");
+    unsafe { emu::launch("axpy", &d, &mut axpy(&mut y)) }.unwrap();
+    assert_eq!(y, [2.0; 4]);
 }
 
 #[test]

@@ -19,27 +19,10 @@ use acsleuth::backend::cuda::launch::DevPtr;
 use acsleuth::backend::cuda::ops_argmax;
 use acsleuth::backend::{Backend, CpuBackend};
 
+mod common;
+use common::Lcg;
+
 const EMU: Emu = Emu;
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    /// Uniform in [lo, hi).
-    fn f(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 7) as f32 / (1u64 << 24) as f32)
-    }
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f(lo, hi)).collect()
-    }
-    /// Integers in [-m, m] as f32.
-    fn ints(&mut self, n: usize, m: u64) -> Vec<f32> {
-        (0..n).map(|_| (self.next() % (2 * m + 1)) as f32 - m as f32).collect()
-    }
-}
 
 /// Best (value, index bits) per row after the tiles, each `(key_base, keys)`.
 type Best = (Vec<f32>, Vec<u32>);

@@ -1,38 +1,23 @@
 //! GPU twin tests: the kernels on a real CUDA device (through
 //! `backend::cuda::ops`, as in tests/cuda_emu.rs) against the CPU backend.
 //! They return at once where no CUDA driver or device is found (this
-//! project's CI has none); the emulation tests cover the same code there.
+//! project's CI has none; `ACSLEUTH_REQUIRE_GPU=1` makes that a failure);
+//! the emulation tests cover the same code there. Module I's training
+//! steps on the GPU are `module_i_steps_cuda` in tests/cuda_backend.rs.
 //!
 //! Tolerances are those of the emulation tests, widened where a GPU
 //! contracts `a·b + c` into one FMA (elementwise: 1 ulp-level, 1e-6
 //! relative). Philox uniforms and dropout masks stay bit-exact.
 
-use acsleuth::backend::cuda::device::{device_count, CudaDevice};
+use acsleuth::backend::cuda::device::CudaDevice;
 use acsleuth::backend::cuda::ops::{self, BnFwdPtrs};
 use acsleuth::backend::{Act, Backend, BnFwd, CpuBackend, CpuBuf, DropoutMask, Fused};
 
+mod common;
+use common::{close, cuda_device, lcg};
+
 fn device() -> Option<CudaDevice> {
-    match device_count() {
-        Ok(n) if n > 0 => Some(CudaDevice::new(0).expect("a CUDA device is present but cannot be opened")),
-        _ => None,
-    }
-}
-
-fn lcg(seed: &mut u64, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
-}
-
-#[track_caller]
-fn close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= rtol * w.abs() + atol * scale, "{what}[{i}]: {g} vs {w}");
-    }
+    cuda_device()
 }
 
 #[test]
@@ -52,7 +37,7 @@ fn gpu_philox_and_dropout_are_bit_identical() {
         dev.download(&x, &mut got).unwrap();
         cpu.fill_normal(&mut want, 42, offset, 0.0, 1.0);
         close("fill_normal", &got, &want.0, 1e-6, 1e-7);
-        let src = lcg(&mut 7, n);
+        let src = lcg(&mut 7, n, -2.0, 2.0);
         let xs = dev.upload(&src).unwrap();
         let mask = DropoutMask { p: 0.3, seed: 9, offset };
         unsafe { ops::dropout(&dev, n, &mask, dev.ptr(&xs), dev.ptr(&x)) }.unwrap();
@@ -68,10 +53,10 @@ fn gpu_fused_forward_matches() {
     let cpu = CpuBackend::new();
     let (rows, cols) = (1000, 70);
     let mut s = 3;
-    let z = lcg(&mut s, rows * cols);
-    let bias = lcg(&mut s, cols);
-    let gamma: Vec<f32> = lcg(&mut s, cols).iter().map(|v| 1.0 + 0.2 * v).collect();
-    let beta = lcg(&mut s, cols);
+    let z = lcg(&mut s, rows * cols, -2.0, 2.0);
+    let bias = lcg(&mut s, cols, -2.0, 2.0);
+    let gamma: Vec<f32> = lcg(&mut s, cols, -2.0, 2.0).iter().map(|v| 1.0 + 0.2 * v).collect();
+    let beta = lcg(&mut s, cols, -2.0, 2.0);
     let cfg = Fused {
         rows,
         cols,
@@ -113,57 +98,14 @@ fn gpu_fused_forward_matches() {
     close("fused y", &got, &want.0, 1e-5, 1e-5);
 }
 
-/// The whole backend on the GPU (kernels + cuBLAS): three training steps of
-/// the autoencoder against the CPU backend, as tests/cuda_backend.rs does
-/// on the emulation.
-#[test]
-fn gpu_backend_autoencoder_matches_cpu() {
-    use acsleuth::backend::cuda::CudaBackend;
-    use acsleuth::backend::rng::Stream;
-    use acsleuth::nn::mlp::AutoEncoder;
-    use acsleuth::nn::params::{zero_grads, Adam};
-
-    if device().is_none() {
-        return;
-    }
-    fn train<B: Backend>(be: &B, x: &[f32], batch: usize, genes: usize) -> (Vec<f32>, Vec<f32>) {
-        let mut ae = AutoEncoder::new(be, genes, 0.1, &mut Stream::new(7));
-        let mut opt = Adam::new(1e-3, 0.9, 0.999);
-        let xb = be.upload(x);
-        let mut grad = be.zeros(batch * genes);
-        let mut losses = Vec::new();
-        for _ in 0..3 {
-            zero_grads(be, &mut ae);
-            let y = ae.forward(be, &xb, batch, true);
-            losses.push(be.l1_loss(y, &xb, 1.0, &mut grad));
-            ae.backward(be, &grad);
-            opt.step(be, &mut ae);
-        }
-        (losses, be.download(ae.forward(be, &xb, batch, false)))
-    }
-    let (batch, genes) = (64, 300);
-    let x: Vec<f32> = lcg(&mut 3, batch * genes).iter().map(|v| v.abs()).collect();
-    let gpu = CudaBackend::open(0).expect("CUDA backend");
-    let (lg, og) = train(&gpu, &x, batch, genes);
-    let (lc, oc) = train(&CpuBackend::new(), &x, batch, genes);
-    for (a, b) in lg.iter().zip(&lc) {
-        assert!((a - b).abs() <= 1e-3 * b.abs(), "losses {lg:?} vs {lc:?}");
-    }
-    close("autoencoder output", &og, &oc, 1e-3, 1e-3);
-}
-
-/// cuBLAS in each `GemmPrecision` against an f64 product, with the bounds
-/// the emulation's operand rounding gives (tests/cuda_precision.rs), TF32 and
-/// BF16 allowed twice that (tensor cores may truncate instead of rounding);
-/// and a failed allocation on a real device is a sticky `Error::Device`.
 #[test]
 fn gpu_gemm_precisions_and_device_errors() {
     use acsleuth::backend::cuda::backend::{GemmPrecision, KernelBackend};
     use acsleuth::backend::{Gemm, Trans};
     let Some(dev) = device() else { return };
     let (m, n, k) = (64, 512, 3000);
-    let a: Vec<f32> = lcg(&mut 3, m * k).iter().map(|v| v.max(0.0)).collect();
-    let b: Vec<f32> = lcg(&mut 4, n * k).iter().map(|v| v / (k as f32).sqrt()).collect();
+    let a: Vec<f32> = lcg(&mut 3, m * k, -2.0, 2.0).iter().map(|v| v.max(0.0)).collect();
+    let b: Vec<f32> = lcg(&mut 4, n * k, -2.0, 2.0).iter().map(|v| v / (k as f32).sqrt()).collect();
     let mut want = vec![0.0f64; m * n];
     for i in 0..m {
         for j in 0..n {

@@ -7,30 +7,23 @@
 //! (which contracts the dot products into FMAs) must agree bit for bit,
 //! ties included; real-valued ones are checked up to rounding.
 //!
-//! Timing (ignored): `cargo test --release --test cuda_gpu_argmax -- --ignored --nocapture`.
+//! Timing: `cargo bench --bench gpu` (kin pairing at 10⁵ × 10⁴ × 256).
 
-use acsleuth::backend::cuda::device::device_count;
 use acsleuth::backend::cuda::CudaBackend;
 use acsleuth::backend::CpuBackend;
 use acsleuth::data::DenseMatrix;
 use acsleuth::model::kin::{kin_pairs, kin_pairs_tiled};
 
+mod common;
+use common::{cuda_backend, Lcg};
+
 fn gpu() -> Option<CudaBackend> {
-    match device_count() {
-        Ok(n) if n > 0 => Some(CudaBackend::open(0).expect("a CUDA device is present but cannot be opened")),
-        _ => None,
-    }
+    cuda_backend()
 }
 
 fn matrix(seed: u64, rows: usize, cols: usize, ints: bool) -> DenseMatrix {
-    let mut s = seed;
-    let data = (0..rows * cols)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            if ints { ((s >> 33) % 5) as f32 - 2.0 } else { ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0 }
-        })
-        .collect();
-    DenseMatrix { rows, cols, data }
+    let mut r = Lcg(seed);
+    if ints { r.int_matrix(rows, cols, 2) } else { r.dense(rows, cols) }
 }
 
 #[test]
@@ -52,20 +45,5 @@ fn gpu_kin_pairs_match_the_cpu() {
         }
         // Different keys only where two products are within rounding.
         assert!(same as f64 >= 0.99 * nq as f64, "{same} of {nq} rows agree");
-    }
-}
-
-#[test]
-#[ignore]
-fn gpu_timing_1e5_by_1e4_at_256() {
-    let Some(be) = gpu() else { return };
-    let (q, k) = (matrix(5, 100_000, 256, false), matrix(6, 10_000, 256, false));
-    let _ = kin_pairs(&be, &q, &k).unwrap();
-    for _ in 0..3 {
-        let t = std::time::Instant::now();
-        let got = kin_pairs(&be, &q, &k).unwrap();
-        let s = t.elapsed().as_secs_f64();
-        eprintln!("GPU kin_pairs 1e5 x 1e4 x 256: {s:.3} s ({:.0} GFLOP/s, uploads included)", 2.0 * 1e5 * 1e4 * 256.0 / s / 1e9);
-        assert_eq!(got.kin.len(), 100_000);
     }
 }

@@ -8,32 +8,8 @@ use acsleuth::pipeline::detect::detect;
 use acsleuth::pipeline::{DetectConfig, PreprocessMode, ScoreMethod};
 
 mod common;
-use common::{simulate, Rng};
+use common::{pbmc_split, simulate, small_config};
 
-
-/// Reduced widths and epochs for speed. The scorer runs 100 steps at 1e-3
-/// instead of the authors' 20 at 1e-4: from a random initialisation, 20
-/// steps at 1e-4 barely move p, and the ranking stays close to the random
-/// initial one (AUROC ≈ 0.6 here although ‖δ‖ alone gives ≈ 0.98; see
-/// `diagnose_tiny`).
-fn small_config() -> DetectConfig {
-    DetectConfig {
-        score: ScoreMethod::Paper,
-        scorer_steps: 100,
-        scorer_lr: 1e-3,
-        seed: 1,
-        batch_size: 32,
-        prepare_epochs: 8,
-        train_epochs: 4,
-        hidden_dim: 64,
-        latent_dim: 32,
-        mem_size: 64,
-        critic_hidden: 32,
-        preprocess: PreprocessMode::Never,
-        n_hvg: 0,
-        ..DetectConfig::default()
-    }
-}
 
 #[test]
 fn tiny_simulation_separates_anomalies() {
@@ -54,102 +30,6 @@ fn tiny_simulation_separates_anomalies() {
     assert_eq!(res.cells, target.cell_names);
     assert_eq!(res.report.module_i.as_ref().unwrap().training.prepare.len(), cfg.prepare_epochs);
     assert_eq!(res.report.module_i.as_ref().unwrap().training.train.len(), cfg.train_epochs);
-}
-
-#[test]
-#[ignore]
-fn diagnose_tiny() {
-    use acsleuth::backend::CpuBackend;
-    use acsleuth::model::{scorer, train};
-    let (reference, target, truth) = simulate(300, 300, 50, 0.2, 42);
-    for (pe, te) in [(8, 4), (30, 10)] {
-        let cfg = DetectConfig { prepare_epochs: pe, train_epochs: te, ..small_config() };
-        let be = CpuBackend::new();
-        let rx = reference.x.to_csr();
-        let tx = target.x.to_csr();
-        let (mut tr, log) = train::train(&be, &rx, &cfg).unwrap();
-        let last = log.train.last().or(log.prepare.last()).unwrap();
-        let mut dev = scorer::compute_deviations(&be, &mut tr.generator, &tx, 1024, 1 << 30, &std::env::temp_dir()).unwrap();
-        let norms = dev.norms();
-        let auc_norm = metrics::auroc(&truth, &norms).unwrap();
-        for steps in [20, 100, 400] {
-            for lr in [1e-4f32, 1e-3] {
-                let mut sc = scorer::ScorerConfig::from_detect(&cfg, std::env::temp_dir());
-                sc.steps = steps;
-                sc.lr = lr;
-                let (_, out) = scorer::train_scorer(&be, &mut dev, &sc).unwrap();
-                let s: Vec<f64> = out.p.iter().map(|&v| v as f64).collect();
-                let auc = metrics::auroc(&truth, &s).unwrap();
-                let called = out.p.iter().filter(|&&v| v > 0.5).count();
-                eprintln!("pe {pe} te {te} rec {:.3} d {:.3}: AUROC(‖δ‖) {auc_norm:.3}; scorer steps {steps} lr {lr}: AUROC {auc:.3} called {called} n {:.1}", last.rec, last.d_loss, out.steps.last().unwrap().n);
-            }
-        }
-    }
-}
-
-const PBMC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pbmc68k_reduced/10x_pbmc68k_reduced.h5ad");
-const PBMC_SPLIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pbmc68k_reduced/split_b_nk.tsv");
-
-/// The rows `rows` of `ds` (obs columns dropped).
-fn subset(ds: &Dataset, rows: &[usize]) -> Dataset {
-    let x = ds.x.to_csr();
-    let mut m = CsrMatrix::empty(x.cols);
-    for &r in rows {
-        let (i, v) = x.row(r);
-        m.push_row(i, v);
-    }
-    Dataset {
-        x: Matrix::Csr(m),
-        cell_names: rows.iter().map(|&r| ds.cell_names[r].clone()).collect(),
-        gene_names: ds.gene_names.clone(),
-        obs: vec![],
-    }
-}
-
-/// Reference, target and truth of the fixed pbmc68k B/NK split; None when
-/// the shared data is absent.
-fn pbmc_split() -> Option<(Dataset, Dataset, Vec<bool>)> {
-    use acsleuth::data::io::{read_dataset, ReadOptions};
-    if !std::path::Path::new(PBMC).exists() {
-        eprintln!("skipping: {PBMC} not found");
-        return None;
-    }
-    let ds = read_dataset(PBMC.as_ref(), &ReadOptions { use_raw: true }).unwrap();
-    let pos: std::collections::HashMap<&str, usize> = ds.cell_names.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
-    let (mut rr, mut tr, mut truth) = (Vec::new(), Vec::new(), Vec::new());
-    for line in std::fs::read_to_string(PBMC_SPLIT).unwrap().lines().skip(1) {
-        let f: Vec<&str> = line.split('\t').collect();
-        let i = pos[f[0]];
-        if f[1] == "reference" {
-            rr.push(i);
-        } else {
-            tr.push(i);
-            truth.push(f[2] == "1");
-        }
-    }
-    Some((subset(&ds, &rr), subset(&ds, &tr), truth))
-}
-
-#[test]
-#[ignore]
-fn diagnose_pbmc() {
-    let Some((reference, target, truth)) = pbmc_split() else { return };
-    for (steps, lr) in [(20, 1e-4f32), (100, 1e-3), (400, 1e-4)] {
-        for seed in [0u64, 1] {
-            let cfg = DetectConfig { seed, scorer_steps: steps, scorer_lr: lr, preprocess: PreprocessMode::Never, score: ScoreMethod::Paper, ..DetectConfig::default() };
-            let t = std::time::Instant::now();
-            let res = detect(&reference, &target, &cfg).unwrap();
-            let s: Vec<f64> = res.scores.iter().map(|&v| v as f64).collect();
-            eprintln!(
-                "pbmc defaults, scorer {steps}@{lr}, seed {seed}: AUROC {:.3} AP {:.3} called {} in {:.1} s (train {:.1} s)",
-                metrics::auroc(&truth, &s).unwrap(),
-                metrics::average_precision(&truth, &s).unwrap(),
-                res.report.n_called,
-                t.elapsed().as_secs_f64(),
-                res.report.seconds.prepare + res.report.seconds.train
-            );
-        }
-    }
 }
 
 /// The fixed pbmc68k B/NK split (`.raw` values as they are, no HVG step)
@@ -212,58 +92,6 @@ fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
     assert!(e.to_string().contains("nonexistent"), "{e}");
     assert!(Cli::try_parse_from(["acsleuth", "detect", "--reference", "a", "--target", "b", "--out", "c", "--kernel", "cubic"]).is_err());
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// Seconds per training iteration (one G step + 2 critic steps with GP) at
-/// the authors' shapes: batch 128, 3000 genes, in the prepare and memory
-/// phases; median and best of `ITERATIONS` (default 30) after `WARMUP`
-/// (default 3) warm-up iterations, as scripts/bench_torch_iteration.py
-/// prints them. The input has a fraction `DENSITY` (default 0.1) of
-/// non-zeros, U(1, 3); `THREADS` (default 2) threads, this one among them
-/// as in the command line (`backend::cpu_pool`); `ONLY=prepare` or
-/// `ONLY=memory` times one phase.
-/// Run with `cargo test --release --test detect iteration_time -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn iteration_time() {
-    use acsleuth::backend::{Backend, CpuBackend};
-    use acsleuth::model::train::Trainer;
-    let env = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (steps, density, warmup) = (env("ITERATIONS", 30.0) as usize, env("DENSITY", 0.1), env("WARMUP", 3.0) as usize);
-    // As the command line runs: this thread is worker 0 of the pool.
-    acsleuth::backend::cpu_pool::adopt_current_thread(env("THREADS", 2.0) as usize).unwrap();
-    let be = CpuBackend::new();
-    let (g, b) = (3000, 128);
-    let cfg = DetectConfig::default();
-    let mut tr = Trainer::new(&be, &cfg, g);
-    let mut r = Rng(5);
-    let host: Vec<f32> = (0..b * g).map(|_| if r.next() < density { (1.0 + 2.0 * r.next()) as f32 } else { 0.0 }).collect();
-    let x = be.upload(&host);
-    let only = std::env::var("ONLY").ok();
-    for phase in [false, true] {
-        if only.as_deref().is_some_and(|o| (o == "memory") != phase) {
-            continue;
-        }
-        tr.generator.use_memory = phase;
-        for _ in 0..warmup {
-            tr.iteration(&be, &x, b);
-        }
-        let mut times: Vec<f64> = (0..steps)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                tr.iteration(&be, &x, b);
-                t.elapsed().as_secs_f64()
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        eprintln!(
-            "acsleuth {} phase: median {:.3} s, best {:.3} s per iteration over {steps} ({} threads, density {density})",
-            if phase { "memory" } else { "prepare" },
-            times[steps / 2],
-            times[0],
-            rayon::current_num_threads()
-        );
-    }
 }
 
 /// Two stores of log-normalized values over the same genes are streamed

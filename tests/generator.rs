@@ -4,30 +4,12 @@
 
 use acsleuth::backend::rng::Stream;
 use acsleuth::backend::{Backend, CpuBackend};
-use acsleuth::model::generator::{Generator, GeneratorConfig};
+use acsleuth::model::generator::{Generator, GeneratorConfig, Route};
 use acsleuth::nn::params::{self, Module};
 
-/// A tiny generator. The memory block's hard shrinkage is switched off
-/// (λ = 0) here: at w = λ the shrunk weight jumps from 0 to λ, so a finite
-/// difference that crosses the threshold measures the jump, not the
-/// gradient. The fused attention kernel's own test covers λ > 0 away from
-/// the threshold, and `model::memory`'s test runs the block with λ = 0.01.
-/// A moderate temperature keeps the attention smooth; the step h = 5e-4 is
-/// small enough for the curvature of BatchNorm over 8 rows (at h = 2e-3 the
-/// truncation error alone is a few per cent).
-fn tiny() -> GeneratorConfig {
-    GeneratorConfig {
-        genes: 7,
-        hidden: 10,
-        latent: 6,
-        n_resblocks: 1,
-        slope: 0.2,
-        dropout: 0.0,
-        mem_size: 8,
-        mem_temperature: 1.0,
-        mem_shrink: 0.0,
-    }
-}
+mod common;
+use common::tiny_generator;
+
 
 /// `Σ x̂ ⊙ g` in train mode (batch statistics; no dropout, so repeated
 /// forwards are the same function).
@@ -38,10 +20,10 @@ fn loss(be: &CpuBackend, g: &mut Generator<CpuBackend>, x: &<CpuBackend as Backe
 
 fn check_phase(use_memory: bool) {
     let be = CpuBackend::new();
-    let cfg = tiny();
+    let cfg = tiny_generator(7);
     let batch = 8;
+    let cfg = GeneratorConfig { memory: use_memory, ..cfg };
     let mut g = Generator::new(&be, &cfg, &mut Stream::new(3));
-    g.use_memory = use_memory;
     let mut x = be.zeros(batch * cfg.genes);
     be.fill_uniform(&mut x, 17, 0, 0.0, 2.0);
     // Fill the queue with real codes so the attention is not uniform.
@@ -49,11 +31,9 @@ fn check_phase(use_memory: bool) {
         for _ in 0..cfg.mem_size / batch {
             let mut xr = be.zeros(batch * cfg.genes);
             be.fill_uniform(&mut xr, 23, 0, 0.0, 2.0);
-            g.use_memory = false;
-            g.forward(&be, &xr, batch, true);
+            g.forward_via(&be, &xr, batch, true, Route::Bypass, false);
             g.update_memory(&be, batch);
         }
-        g.use_memory = true;
     }
     let w: Vec<f32> = (0..batch * cfg.genes).map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0).collect();
     let wb = be.upload(&w);
@@ -113,7 +93,7 @@ fn generator_backward_matches_finite_differences_memory_phase() {
 #[test]
 fn checkpoint_round_trip_keeps_names_and_values() {
     let be = CpuBackend::new();
-    let cfg = GeneratorConfig { dropout: 0.1, ..tiny() };
+    let cfg = GeneratorConfig { dropout: 0.1, ..tiny_generator(7) };
     let mut a = Generator::new(&be, &cfg, &mut Stream::new(1));
     let mut b = Generator::new(&be, &cfg, &mut Stream::new(2));
     let dir = std::env::temp_dir().join(format!("acsleuth-gen-{}", std::process::id()));
@@ -131,4 +111,34 @@ fn checkpoint_round_trip_keeps_names_and_values() {
         assert!(names.contains(&want), "missing {want} in {names:?}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Defect: after a checkpoint load (`ModuleI::load` loads through
+/// `params::load`), the memory block kept a host copy of the queue pointer
+/// at 0, so the next push overwrote the newest rows instead of the oldest.
+#[test]
+fn memory_queue_pointer_survives_a_checkpoint_load() {
+    let be = CpuBackend::new();
+    let cfg = tiny_generator(7); // mem_size 8, latent 6
+    let d = cfg.latent;
+    let mut a = Generator::new(&be, &cfg, &mut Stream::new(1));
+    for v in [1.0f32, 2.0] {
+        a.memory.push(&be, &be.upload(&vec![v; 2 * d]), 2);
+    }
+    assert_eq!(be.download(&a.memory.ptr.value), [4.0]);
+    let dir = std::env::temp_dir().join(format!("acsleuth-gen-ptr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("g.safetensors");
+    params::save(&be, &mut a, &path, None).unwrap();
+    let mut b = Generator::new(&be, &cfg, &mut Stream::new(2));
+    params::load(&be, &mut b, &path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(b.memory.next_row(&be), 4);
+    b.memory.push(&be, &be.upload(&vec![3.0; 2 * d]), 2);
+    let q = be.download(&b.memory.queue.value);
+    // Rows 0–3 keep the two pushed batches; rows 4–5 take the new one.
+    assert_eq!(&q[..2 * d], &vec![1.0; 2 * d][..]);
+    assert_eq!(&q[2 * d..4 * d], &vec![2.0; 2 * d][..]);
+    assert_eq!(&q[4 * d..6 * d], &vec![3.0; 2 * d][..]);
+    assert_eq!(be.download(&b.memory.ptr.value), [6.0]);
 }

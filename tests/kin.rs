@@ -15,24 +15,8 @@ use acsleuth::data::DenseMatrix;
 use acsleuth::model::generator::{Generator, GeneratorConfig};
 use acsleuth::model::kin::{embed, kin_pairs, kin_pairs_by, kin_pairs_tiled, normalize_rows, KinPairs, KinSimilarity};
 
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn f(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 7) as f32 / (1u64 << 24) as f32)
-    }
-    fn dense(&mut self, rows: usize, cols: usize) -> DenseMatrix {
-        DenseMatrix { rows, cols, data: (0..rows * cols).map(|_| self.f(-1.0, 1.0)).collect() }
-    }
-    /// Entries in {-1, 0, 1}: every product exact in f32, ties everywhere.
-    fn ints(&mut self, rows: usize, cols: usize) -> DenseMatrix {
-        DenseMatrix { rows, cols, data: (0..rows * cols).map(|_| (self.next() % 3) as f32 - 1.0).collect() }
-    }
-}
+mod common;
+use common::Lcg;
 
 /// Products of query row `i` with every key, in f64.
 fn products(q: &DenseMatrix, k: &DenseMatrix, i: usize) -> Vec<f64> {
@@ -84,7 +68,7 @@ fn matches_brute_force_across_block_boundaries() {
     for (nq, nk, d) in [(1, 1, 1), (63, 65, 3), (255, 511, 17), (256, 512, 8), (257, 513, 33), (300, 1100, 5)] {
         let (q, k) = (r.dense(nq, d), r.dense(nk, d));
         check_real(&q, &k, &kin_pairs(&be, &q, &k).unwrap());
-        let (q, k) = (r.ints(nq, d), r.ints(nk, d));
+        let (q, k) = (r.int_matrix(nq, d, 1), r.int_matrix(nk, d, 1));
         check_exact(&q, &k, &kin_pairs(&be, &q, &k).unwrap());
     }
 }
@@ -93,7 +77,7 @@ fn matches_brute_force_across_block_boundaries() {
 fn result_does_not_depend_on_the_tiles() {
     let be = CpuBackend::new();
     let mut r = Lcg(2);
-    let (q, k) = (r.ints(150, 6), r.ints(300, 6));
+    let (q, k) = (r.int_matrix(150, 6, 1), r.int_matrix(300, 6, 1));
     let whole = kin_pairs(&be, &q, &k).unwrap();
     check_exact(&q, &k, &whole);
     for (qt, kt) in [(1, 1), (7, 13), (64, 64), (149, 299), (1000, 1000)] {
@@ -119,7 +103,7 @@ fn exact_ties_go_to_the_lowest_index() {
 #[test]
 fn emulated_cuda_backend_agrees() {
     let mut r = Lcg(3);
-    let (q, k) = (r.ints(70, 40), r.ints(200, 40));
+    let (q, k) = (r.int_matrix(70, 40, 1), r.int_matrix(200, 40, 1));
     let want = kin_pairs(&CpuBackend::new(), &q, &k).unwrap();
     assert_eq!(kin_pairs_tiled(&emu::emu_backend(), &q, &k, 65, 130).unwrap(), want);
     let (q, k) = (r.dense(66, 35), r.dense(100, 35));
@@ -255,6 +239,7 @@ fn small_generator(be: &CpuBackend) -> Generator<CpuBackend> {
         mem_size: 8,
         mem_temperature: 0.05,
         mem_shrink: 0.01,
+        memory: false,
     };
     let mut g = Generator::new(be, &cfg, &mut Stream::new(7));
     // Move the BN running statistics away from (0, 1) with training-mode
@@ -306,25 +291,4 @@ fn embed_rejects_bad_input() {
     assert!(msg(embed(&be, &mut g, &DenseMatrix::zeros(0, 12), None, 8)).contains("no cells"));
     assert!(msg(embed(&be, &mut g, &src, Some(&[]), 8)).contains("no cells"));
     assert!(msg(embed(&be, &mut g, &src, Some(&[1, 4]), 8)).contains("row 4 out of range"));
-}
-
-/// 10^5 query × 10^4 key rows at d = 256 on the CPU backend.
-#[test]
-#[ignore]
-fn timing_1e5_by_1e4_at_256() {
-    let be = CpuBackend::new();
-    let mut r = Lcg(6);
-    let (q, k) = (r.dense(100_000, 256), r.dense(10_000, 256));
-    let _ = kin_pairs(&be, &r.dense(1000, 256), &k).unwrap(); // warm-up
-    for _ in 0..3 {
-        let t = std::time::Instant::now();
-        let got = kin_pairs(&be, &q, &k).unwrap();
-        let s = t.elapsed().as_secs_f64();
-        let gflops = 2.0 * 1e5 * 1e4 * 256.0 / s / 1e9;
-        eprintln!("kin_pairs 1e5 x 1e4 x 256 on {} threads: {s:.2} s ({gflops:.0} GFLOP/s)", rayon::current_num_threads());
-        assert_eq!(got.kin.len(), 100_000);
-    }
-    // Spot-check 50 rows against brute force.
-    let sub = DenseMatrix { rows: 50, cols: 256, data: q.data[..50 * 256].to_vec() };
-    check_real(&sub, &k, &kin_pairs(&be, &sub, &k).unwrap());
 }

@@ -68,11 +68,8 @@ fn listing(dir: &Path) -> Vec<String> {
 
 /// A deterministic pseudo-random stream in [0, 1).
 fn uniform(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed;
-    move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 40) as f32) / (1u64 << 24) as f32
-    }
+    let mut r = Lcg(seed);
+    move || r.f(0.0, 1.0)
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -255,6 +252,9 @@ fn roc_pr_of_a_million_cells_is_fast() {
 
 use acsleuth::data::h5ad::{describe_h5ad, read_h5ad, read_h5ad_matrix, write_h5ad_with, H5adOptions};
 use acsleuth::data::{CsrMatrix, Dataset, Matrix, ObsColumn};
+
+mod common;
+use common::Lcg;
 
 /// A run's output: a CSR input with a cell-type column, then the columns a
 /// run adds (score, anomaly call, subtype missing for normal cells), two

@@ -7,23 +7,19 @@ use acsleuth::data::store::{is_store, write_dataset, Layout, RowView, Store, Sto
 use acsleuth::data::{CsrMatrix, Dataset, DenseMatrix, Matrix, ObsColumn, RowSink};
 use acsleuth::Error;
 
-/// A small deterministic generator (tests must not depend on rand's streams).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() % 1_000_000) as f32 / 1_000_000.0
-    }
+mod common;
+use common::Lcg;
+
+/// Uniform in [0, 1) on a grid of 10⁻⁶.
+fn unit(r: &mut Lcg) -> f32 {
+    (r.next() % 1_000_000) as f32 / 1_000_000.0
 }
 
 fn sample(n_cells: usize, n_genes: usize, density: f32, seed: u64) -> Dataset {
     let mut r = Lcg(seed);
     let mut d = DenseMatrix::zeros(n_cells, n_genes);
     for v in d.data.iter_mut() {
-        if r.unit() < density {
+        if unit(&mut r) < density {
             *v = 1.0 + (r.next() % 50) as f32 * 0.25 - if r.next().is_multiple_of(7) { 30.0 } else { 0.0 };
         }
     }

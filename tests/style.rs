@@ -11,19 +11,9 @@ use acsleuth::model::style::{correct, train_style, StyleConfig, StyleGenerator};
 use acsleuth::nn::params::{self, Module};
 use acsleuth::Error;
 
-fn tiny(genes: usize) -> GeneratorConfig {
-    GeneratorConfig {
-        genes,
-        hidden: 10,
-        latent: 6,
-        n_resblocks: 1,
-        slope: 0.2,
-        dropout: 0.0,
-        mem_size: 8,
-        mem_temperature: 1.0,
-        mem_shrink: 0.0,
-    }
-}
+mod common;
+use common::tiny_generator;
+
 
 /// `Σ x̂ ⊙ w` in train mode (batch statistics; no dropout, so repeated
 /// forwards are the same function of the parameters).
@@ -38,7 +28,7 @@ fn loss(be: &CpuBackend, g: &mut StyleGenerator<CpuBackend>, x: &CpuBuf, w: &[f3
 #[test]
 fn style_gradient_matches_finite_differences() {
     let be = CpuBackend::new();
-    let cfg = tiny(7);
+    let cfg = tiny_generator(7);
     let (batch, nb) = (9, 3);
     let mut g = StyleGenerator::new(&be, &cfg, nb, &mut Stream::new(5));
     let mut s = vec![0.0f32; nb * cfg.latent];
@@ -104,7 +94,7 @@ fn style_gradient_matches_finite_differences() {
 #[test]
 fn tensor_names_follow_pytorch() {
     let be = CpuBackend::new();
-    let mut g = StyleGenerator::new(&be, &tiny(7), 3, &mut Stream::new(1));
+    let mut g = StyleGenerator::new(&be, &tiny_generator(7), 3, &mut Stream::new(1));
     let mut names = Vec::new();
     g.visit("", &mut |n, p| names.push((n.to_string(), p.shape.clone())));
     for want in ["encoder.0.weight", "encoder.1.running_var", "encoder.6.fc.0.weight", "encoder.6.fc.4.bias", "decoder.0.fc.4.bias", "decoder.2.running_mean", "decoder.4.weight"] {
@@ -213,7 +203,7 @@ fn style_transfer_removes_a_toy_batch_effect() {
 #[test]
 fn init_from_module_i_copies_encoder_decoder_and_statistics() {
     let be = CpuBackend::new();
-    let cfg = GeneratorConfig { dropout: 0.1, ..tiny(7) };
+    let cfg = GeneratorConfig { dropout: 0.1, ..tiny_generator(7) };
     let mut m1 = Generator::new(&be, &cfg, &mut Stream::new(9));
     // Move the BN running statistics away from their initial values.
     for k in 0..3 {
@@ -301,7 +291,7 @@ fn bad_inputs_are_typed_errors() {
     let narrow = DenseMatrix::zeros(640, 23);
     let e = train_style(&be, None, &reference, &narrow, &rows, &pair_ref, &batch, 2, &cfg).map(|_| ()).unwrap_err();
     assert!(msg(e).contains("23 genes"));
-    let mut m1 = Generator::new(&be, &tiny(20), &mut Stream::new(1));
+    let mut m1 = Generator::new(&be, &tiny_generator(20), &mut Stream::new(1));
     let e = train_style(&be, Some(&mut m1), &reference, &target, &rows, &pair_ref, &batch, 2, &cfg).map(|_| ()).unwrap_err();
     assert!(msg(e).contains("20 genes"));
 

@@ -13,6 +13,9 @@ use acsleuth::metrics::{ari, nmi};
 use acsleuth::model::subtype::{infer_k, kmeans, subtype, Fusion, SubtypeConfig};
 use acsleuth::nn::Module;
 
+mod common;
+use common::rel_err;
+
 fn rnd(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
     let mut v = vec![0.0; n];
     rng::fill_uniform(seed, 0, lo, hi, &mut v);
@@ -36,12 +39,6 @@ fn desc_loss(rows: usize, k: usize, dim: usize, nu: f32, z: &[f32], mu: &[f32], 
     cpu_desc::desc_soft_assign(rows, k, dim, nu, z, mu, &mut dist, &mut q);
     let (mut g, mut dz) = (vec![0.0; rows * k], vec![0.0; rows * dim]);
     cpu_desc::desc_kl_grad(rows, k, dim, nu, 1.0 / rows as f32, z, mu, p, &dist, &mut g, &mut dz)
-}
-
-fn rel_err(num: &[f64], ana: &[f64]) -> f64 {
-    let d: f64 = num.iter().zip(ana).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
-    let n: f64 = num.iter().map(|a| a * a).sum::<f64>().sqrt();
-    d / n.max(1e-12)
 }
 
 /// Central differences of `f` at `x` for the coordinates `idx`.
@@ -72,15 +69,15 @@ fn desc_loss_backward_matches_finite_differences() {
 
         let all_z: Vec<usize> = (0..z.len()).collect();
         let num = numeric(&z, &all_z, 1e-2, &|zz| desc_loss(rows, k, dim, nu, zz, &mu, &p));
-        let e = rel_err(&num, &dz.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        let e = rel_err(&num, &dz.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-12);
         assert!(e < 1e-3, "ν={nu}: ∂L/∂z* relative error {e}");
         let all_mu: Vec<usize> = (0..mu.len()).collect();
         let num = numeric(&mu, &all_mu, 1e-2, &|mm| desc_loss(rows, k, dim, nu, &z, mm, &p));
-        let e = rel_err(&num, &dmu.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        let e = rel_err(&num, &dmu.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-12);
         assert!(e < 1e-3, "ν={nu}: ∂L/∂μ relative error {e}");
         // And a gradient off by 5 % would fail the check.
         let wrong: Vec<f64> = dmu.iter().map(|&v| 1.05 * v as f64).collect();
-        assert!(rel_err(&num, &wrong) > 1e-2);
+        assert!(rel_err(&num, &wrong, 1e-12) > 1e-2);
     }
 }
 
@@ -139,7 +136,7 @@ fn fusion_backward_through_both_tokens() {
         let num = numeric(&tokens, &idx, h, &|t| loss(t, None));
         let ana: Vec<f64> = idx.iter().map(|&i| dtok[i] as f64).collect();
         assert!(num.iter().any(|v| v.abs() > 1e-6), "{name} token: zero gradient");
-        let e = rel_err(&num, &ana);
+        let e = rel_err(&num, &ana, 1e-12);
         assert!(e < 2e-2, "{name} token: relative error {e}");
     }
     let params = ["layers.0.self_attn.in_proj_weight", "layers.0.linear1.weight", "layers.1.linear2.weight", "layers.1.norm2.weight"];
@@ -151,7 +148,7 @@ fn fusion_backward_through_both_tokens() {
             .map(|&i| (loss(&tokens, Some((name, i, h))) - loss(&tokens, Some((name, i, -h)))) / (2.0 * h as f64))
             .collect();
         let ana: Vec<f64> = idx.iter().map(|&i| grad[i] as f64).collect();
-        let e = rel_err(&num, &ana);
+        let e = rel_err(&num, &ana, 1e-12);
         assert!(e < 2e-2, "{name}: relative error {e}");
     }
 }

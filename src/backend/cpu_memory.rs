@@ -1,4 +1,4 @@
-//! Memory attention of Module I's memory block (DESIGN §1), the CPU twin
+//! Memory attention of Module I's memory block (ARCHITECTURE §3), the CPU twin
 //! of the fused kernel: per row of logits `l = z Qᵀ`,
 //!
 //! ```text

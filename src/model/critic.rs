@@ -109,6 +109,26 @@ impl CriticConfig {
     }
 }
 
+/// What [`Critic::backward`] computes besides `∂/∂z` of each layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grads {
+    /// The input gradient `∂L/∂x` (the generator step needs it; the
+    /// critic's own steps do not).
+    pub input: bool,
+    /// The parameter gradients (the generator step does not need them: it
+    /// saves the `[hidden, G]` weight-gradient GEMM).
+    pub params: bool,
+}
+
+impl Grads {
+    /// Input and parameter gradients.
+    pub const ALL: Grads = Grads { input: true, params: true };
+    /// `∂D/∂x` only (the generator step).
+    pub const INPUT: Grads = Grads { input: true, params: false };
+    /// Parameter gradients only (the critic's own step).
+    pub const PARAMS: Grads = Grads { input: false, params: true };
+}
+
 /// The critic `D: [batch, in_dim] → [batch, out_dim]`.
 ///
 /// Like every layer of `crate::nn`, run `forward → backward` before the
@@ -117,18 +137,10 @@ impl CriticConfig {
 /// overwrites those caches.
 pub struct Critic<B: Backend> {
     pub cfg: CriticConfig,
-    /// When false, [`Critic::backward`] skips the input gradient (the
-    /// critic's own steps need none; the generator step needs it). Default
-    /// true.
-    pub need_input_grad: bool,
-    /// When false, [`Critic::backward`] leaves the parameter gradients
-    /// alone (the generator step only needs `∂D/∂x̂`, which saves the
-    /// `[hidden, G]` weight-gradient GEMM). Default true. The gradient
-    /// penalty always accumulates.
-    pub need_param_grads: bool,
-    /// When true, training forwards skip the power iteration (u, v held):
-    /// makes D a fixed function of its weights, for gradient checks.
-    pub freeze_sn: bool,
+    /// Training forwards skip the power iteration (u, v held): D is then a
+    /// fixed function of its weights, for gradient checks. Set once, by
+    /// [`Critic::hold_spectral_norm`].
+    hold_sn: bool,
     /// `0`, `3`, `6.fc.0`, `6.fc.3`.
     l1: SnLayer<B>,
     l2: SnLayer<B>,
@@ -165,9 +177,7 @@ impl<B: Backend> Critic<B> {
         let l4 = SnLayer::new(be, o, o, s, 0.0, rng);
         Critic {
             cfg: *cfg,
-            need_input_grad: true,
-            need_param_grads: true,
-            freeze_sn: false,
+            hold_sn: false,
             l1,
             l2,
             l3,
@@ -186,15 +196,17 @@ impl<B: Backend> Critic<B> {
         }
     }
 
-    /// Builder form of [`Critic::need_input_grad`].
-    pub fn with_input_grad(mut self, need: bool) -> Self {
-        self.need_input_grad = need;
-        self
+    /// From now on, training forwards keep every layer's u and v (σ is
+    /// still recomputed from the weights), so that finite differences see
+    /// one function (as `nn::Dense::hold_spectral_norm`). One way: a critic
+    /// that trains never holds.
+    pub fn hold_spectral_norm(&mut self) {
+        self.hold_sn = true;
     }
 
     /// `D(x)`: `[batch, out_dim]`; caches for [`Critic::backward`].
     pub fn forward(&mut self, be: &B, x: &B::Buf, batch: usize, train: bool) -> &B::Buf {
-        let fz = self.freeze_sn;
+        let fz = self.hold_sn;
         self.l1.forward(be, x, None, batch, train, fz);
         self.l2.forward(be, &self.l1.y, None, batch, train, fz);
         self.l3.forward(be, &self.l2.y, None, batch, train, fz);
@@ -207,22 +219,21 @@ impl<B: Backend> Critic<B> {
         &self.l4.y
     }
 
-    /// Accumulates the parameter gradients of the last forward given
-    /// `dy: [batch, out_dim]` (unless `need_param_grads` is false); returns
-    /// `dx: [batch, in_dim]` (an empty buffer when `need_input_grad` is
-    /// false). Gradients accumulate as in PyTorch: zero them (e.g.
-    /// `nn::params::zero_grads`) before the critic's own step.
-    pub fn backward(&mut self, be: &B, dy: &B::Buf) -> &B::Buf {
-        let pg = self.need_param_grads;
+    /// Backward of the last forward given `dy: [batch, out_dim]`: accumulates
+    /// the parameter gradients when `grads.params` and returns `dx: [batch,
+    /// in_dim]` (an empty buffer unless `grads.input`). Gradients accumulate
+    /// as in PyTorch: zero them (e.g. `nn::params::zero_grads`) before the
+    /// critic's own step.
+    pub fn backward(&mut self, be: &B, dy: &B::Buf, grads: Grads) -> &B::Buf {
+        let pg = grads.params;
         self.l4.backward(be, dy, true, pg);
         self.l3.backward(be, &self.l4.dx, true, pg);
         // ∂/∂a2 = through f (l3) + the residual's identity path (l4's dz).
         ensure(be, &mut self.e2, be.len(&self.l4.dz));
         be.add(&self.l3.dx, &self.l4.dz, &mut self.e2);
         self.l2.backward(be, &self.e2, true, pg);
-        let need = self.need_input_grad;
-        self.l1.backward(be, &self.l2.dx, need, pg);
-        if !need {
+        self.l1.backward(be, &self.l2.dx, grads.input, pg);
+        if !grads.input {
             self.l1.dx = be.zeros(0);
         }
         &self.l1.dx
@@ -321,10 +332,10 @@ impl<B: Backend> Critic<B> {
         let sigma_r = self.l1.sigma();
         ensure(be, &mut self.z_real, n);
         be.copy(self.l1.z(), 0, &mut self.z_real, 0, n);
-        self.backward(be, dy_real);
+        self.backward(be, dy_real, Grads::PARAMS);
         let sum_fake = be.sum(self.forward(be, fake, batch, true)) as f64;
         let sigma_f = self.l1.sigma();
-        self.backward(be, dy_fake);
+        self.backward(be, dy_fake, Grads::PARAMS);
 
         let mut eta = std::mem::replace(&mut self.eta, be.zeros(0));
         ensure(be, &mut eta, batch);
@@ -334,8 +345,8 @@ impl<B: Backend> Critic<B> {
             ensure(be, b, n);
         }
         // The fake forward's product is still in l1.z: z̃ = c_f z_f + η ⊙ (c_r z_r − c_f z_f).
-        let Critic { l1, z_real, z_diff: diff, z_rowf: rowf, ones, freeze_sn, .. } = self;
-        let fz = *freeze_sn;
+        let Critic { l1, z_real, z_diff: diff, z_rowf: rowf, ones, hold_sn, .. } = self;
+        let fz = *hold_sn;
         l1.forward_product(be, batch, true, fz, |be, sigma_gp, z| {
             let (c_r, c_f) = (sigma_r / sigma_gp, sigma_f / sigma_gp);
             be.copy(z_real, 0, diff, 0, n);

@@ -1,4 +1,4 @@
-//! Module I's generator (DESIGN §1): encoder → memory block → decoder.
+//! Module I's generator (ARCHITECTURE §3): encoder → memory block → decoder.
 //!
 //! ```text
 //! encoder: Linear(G,h)→BN→LReLU(0.2)→Dropout → Linear(h,d)→BN→LReLU→Dropout → n × ResBlock(d)
@@ -32,6 +32,20 @@ pub struct GeneratorConfig {
     pub mem_size: usize,
     pub mem_temperature: f32,
     pub mem_shrink: f32,
+    /// The trained model routes its codes through the memory block (Module
+    /// I trained a memory phase, `train_epochs > 0`): the route of
+    /// [`Generator::forward`]. Training passes its phase's route explicitly
+    /// ([`Generator::forward_via`]).
+    pub memory: bool,
+}
+
+/// Where the latent codes go between encoder and decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `x̂ = Dec(Enc(x))` (the prepare phase).
+    Bypass,
+    /// `x̂ = Dec(Mem(Enc(x)))` (the train phase).
+    Memory,
 }
 
 impl GeneratorConfig {
@@ -47,7 +61,13 @@ impl GeneratorConfig {
             mem_size: cfg.mem_size,
             mem_temperature: cfg.mem_temperature,
             mem_shrink: cfg.mem_shrink,
+            memory: cfg.train_epochs > 0,
         }
+    }
+
+    /// The route of the trained model.
+    pub fn route(&self) -> Route {
+        if self.memory { Route::Memory } else { Route::Bypass }
     }
 }
 
@@ -96,11 +116,8 @@ pub struct Generator<B: Backend> {
     pub encoder: Sequential<B>,
     pub memory: MemoryBlock<B>,
     pub decoder: Sequential<B>,
-    /// Route the latent codes through the memory block (train phase); when
-    /// false, `x̂ = Dec(Enc(x))` (prepare phase).
-    pub use_memory: bool,
-    /// Whether the last forward went through the memory block.
-    last_used_memory: bool,
+    /// The route of the last forward (its backward follows it).
+    last_route: Route,
 }
 
 impl<B: Backend> Generator<B> {
@@ -108,14 +125,27 @@ impl<B: Backend> Generator<B> {
         let encoder = build_encoder(be, cfg, rng);
         let memory = MemoryBlock::new(be, cfg.mem_size, cfg.latent, cfg.mem_temperature, cfg.mem_shrink, rng);
         let decoder = build_decoder(be, cfg, rng);
-        Generator { cfg: cfg.clone(), encoder, memory, decoder, use_memory: false, last_used_memory: false }
+        Generator { cfg: cfg.clone(), encoder, memory, decoder, last_route: Route::Bypass }
     }
 
-    /// `x̂` for `x: [batch, genes]`; returns `[batch, genes]`.
+    /// `x̂` for `x: [batch, genes]` through the trained model's route
+    /// ([`GeneratorConfig::memory`]); returns `[batch, genes]`.
     pub fn forward<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
-        let z = self.encoder.forward(be, x, batch, train);
-        self.last_used_memory = self.use_memory;
-        let zt = if self.use_memory { self.memory.forward(be, z, batch) } else { z };
+        let route = self.cfg.route();
+        self.forward_via(be, x, batch, train, route, false)
+    }
+
+    /// `x̂` through `route`. With `same_input`, the caller promises that `x`
+    /// and the weights are those of the last forward (the critic steps of
+    /// an adversarial iteration rerun the unchanged generator on its batch):
+    /// the input layer reuses its product (see [`Sequential::forward_with`]).
+    pub fn forward_via<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool, route: Route, same_input: bool) -> &'a B::Buf {
+        let z = self.encoder.forward_with(be, x, batch, train, same_input);
+        self.last_route = route;
+        let zt = match route {
+            Route::Memory => self.memory.forward(be, z, batch),
+            Route::Bypass => z,
+        };
         self.decoder.forward(be, zt, batch, train)
     }
 
@@ -133,7 +163,10 @@ impl<B: Backend> Generator<B> {
     /// parameter gradient (the input gradient is not computed).
     pub fn backward(&mut self, be: &B, dy: &B::Buf) {
         let dzt = self.decoder.backward(be, dy);
-        let dz = if self.last_used_memory { self.memory.backward(be, dzt) } else { dzt };
+        let dz = match self.last_route {
+            Route::Memory => self.memory.backward(be, dzt),
+            Route::Bypass => dzt,
+        };
         self.encoder.backward(be, dz);
     }
 

@@ -1,4 +1,4 @@
-//! Module II — kin pairing (DESIGN §1): each target cell called normal is
+//! Module II — kin pairing (ARCHITECTURE §2): each target cell called normal is
 //! paired with its "kin", the reference cell whose embedding (Module I's
 //! trained encoder, eval mode) is most similar to its own: by default the
 //! largest **cosine** similarity ([`KinSimilarity::Cosine`]), optionally

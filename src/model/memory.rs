@@ -1,4 +1,4 @@
-//! The memory block of Module I's generator (DESIGN §1).
+//! The memory block of Module I's generator (ARCHITECTURE §3).
 //!
 //! A queue `Q: [mem_size, dim]` of past encoder outputs. For a batch of
 //! latent codes `z: [batch, dim]`:
@@ -29,9 +29,9 @@ pub struct MemoryBlock<B: Backend> {
     /// The queue `[mem_size, dim]` (state-dict name `mem`).
     pub queue: Param<B>,
     /// Next row of the queue to overwrite, kept as a one-element f32 buffer
-    /// (`mem_ptr`) so that checkpoints carry it.
+    /// (`mem_ptr`) so that checkpoints carry it. It is the only copy: a
+    /// host-side mirror went stale when a checkpoint was loaded.
     pub ptr: Param<B>,
-    ptr_host: usize,
     batch: usize,
     /// `[batch, mem_size]`: logits, saved softmax, attention weights and
     /// their gradients.
@@ -56,7 +56,6 @@ impl<B: Backend> MemoryBlock<B> {
             lambda,
             queue,
             ptr: Param::buffer(be, &[1], 0.0),
-            ptr_host: 0,
             batch: 0,
             logits: be.zeros(0),
             w: be.zeros(0),
@@ -112,16 +111,18 @@ impl<B: Backend> MemoryBlock<B> {
             "memory queue of {} rows cannot take batches of {batch}",
             self.mem_size
         );
-        let p = self.ptr_host;
+        let p = self.next_row(be);
+        let p = if p + batch <= self.mem_size { p } else { 0 };
         be.copy(z, 0, &mut self.queue.value, p * self.dim, batch * self.dim);
-        self.ptr_host = (p + batch) % self.mem_size;
-        be.fill(&mut self.ptr.value, self.ptr_host as f32);
+        be.fill(&mut self.ptr.value, ((p + batch) % self.mem_size) as f32);
     }
 
-    /// Re-reads the queue pointer from its buffer (after loading a checkpoint).
-    pub fn sync_ptr(&mut self, be: &B) {
+    /// The queue pointer, read from its buffer (one value per generator
+    /// step: the step already reads its losses back). A value that is not a
+    /// row index (a hand-edited checkpoint) restarts the queue at row 0.
+    pub fn next_row(&self, be: &B) -> usize {
         let p = be.download(&self.ptr.value)[0];
-        self.ptr_host = if p.is_finite() && p >= 0.0 { (p as usize) % self.mem_size.max(1) } else { 0 };
+        if p.is_finite() && p >= 0.0 { (p as usize) % self.mem_size.max(1) } else { 0 }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Module III: style-transfer batch correction (DESIGN §1).
+//! Module III: style-transfer batch correction (ARCHITECTURE §2).
 //!
 //! A generator with Module I's encoder and decoder (no memory block) and a
 //! style matrix `S: [n_batches, latent]`:
@@ -153,6 +153,7 @@ impl StyleConfig {
             mem_size: 512,
             mem_temperature: 0.05,
             mem_shrink: 0.01,
+            memory: false,
         }
     }
 }
@@ -259,10 +260,17 @@ impl<B: Backend> StyleGenerator<B> {
     /// `x̂: [batch, genes]` for `x: [batch, genes]` whose rows' batches were
     /// given to [`StyleGenerator::set_batches`].
     pub fn forward<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
+        self.forward_with(be, x, batch, train, false)
+    }
+
+    /// [`StyleGenerator::forward`]; with `same_input` the encoder's input
+    /// layer reuses the product of the last forward (same `x`, same
+    /// weights: the caller's promise).
+    pub fn forward_with<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool, same_input: bool) -> &'a B::Buf {
         assert_eq!(self.rows, batch, "set_batches was called for {} rows, forward got {batch}", self.rows);
         let d = self.cfg.latent;
         let StyleGenerator { encoder, decoder, style, onehot, zhat, n_batches, .. } = self;
-        let z = encoder.forward(be, x, batch, train);
+        let z = encoder.forward_with(be, x, batch, train, same_input);
         ensure(be, zhat, batch * d);
         be.copy(z, 0, zhat, 0, batch * d);
         // ẑ = z − B·S: [batch, n_batches]·[n_batches, latent].
@@ -288,14 +296,11 @@ impl<B: Backend> StyleGenerator<B> {
 }
 
 impl<B: Backend> GanGenerator<B> for StyleGenerator<B> {
-    fn forward_batch<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
-        self.forward(be, x, batch, train)
+    fn forward_batch<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, same_input: bool) -> &'a B::Buf {
+        self.forward_with(be, x, batch, true, same_input)
     }
     fn backward_batch(&mut self, be: &B, dy: &B::Buf) {
         self.backward(be, dy)
-    }
-    fn reuse_input_product_once(&mut self) {
-        self.encoder.reuse_first_product_once();
     }
 }
 

@@ -1,4 +1,4 @@
-//! Module I's adversarial training (DESIGN §1).
+//! Module I's adversarial training (ARCHITECTURE §3).
 //!
 //! Per minibatch of `batch_size` reference cells (shuffled each epoch with
 //! a seeded permutation, the last partial batch dropped):
@@ -28,8 +28,8 @@ use serde::Serialize;
 use crate::backend::rng::{self, Stream};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::model::critic::{Critic, CriticConfig};
-use crate::model::generator::{Generator, GeneratorConfig};
+use crate::model::critic::{Critic, CriticConfig, Grads};
+use crate::model::generator::{Generator, GeneratorConfig, Route};
 use crate::model::source::RowSource;
 use crate::nn::{cosine_lr, join, params, Adam, L1Loss, Module, Param};
 use crate::pipeline::DetectConfig;
@@ -76,25 +76,35 @@ pub struct IterLosses {
 /// Module I's [`Generator`] and Module III's style generator both train
 /// through [`AdversarialStep::iteration`].
 pub trait GanGenerator<B: Backend>: Module<B> {
-    /// `x̂: [batch, genes]` for the input batch `x`.
-    fn forward_batch<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf;
+    /// `x̂: [batch, genes]` for the input batch `x`. With `same_input`, the
+    /// caller promises that `x` and the weights are those of the last
+    /// forward: the input layer may reuse its product.
+    fn forward_batch<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, same_input: bool) -> &'a B::Buf;
     /// Backward of the last forward from `dy = ∂L/∂x̂` (parameter gradients
     /// accumulate; no input gradient).
     fn backward_batch(&mut self, be: &B, dy: &B::Buf);
-    /// Promise that the next forward sees the same input batch and weights
-    /// as the last: the input layer may reuse its product.
-    fn reuse_input_product_once(&mut self);
 }
 
-impl<B: Backend> GanGenerator<B> for Generator<B> {
-    fn forward_batch<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
-        self.forward(be, x, batch, train)
+/// Module I's generator in one training phase: the memory block is
+/// bypassed in the prepare phase and used in the train phase, whose steps
+/// also push each batch's codes into the queue.
+pub struct Phase<'g, B: Backend> {
+    pub generator: &'g mut Generator<B>,
+    pub route: Route,
+}
+
+impl<B: Backend> Module<B> for Phase<'_, B> {
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
+        self.generator.visit(prefix, f);
+    }
+}
+
+impl<B: Backend> GanGenerator<B> for Phase<'_, B> {
+    fn forward_batch<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, same_input: bool) -> &'a B::Buf {
+        self.generator.forward_via(be, x, batch, true, self.route, same_input)
     }
     fn backward_batch(&mut self, be: &B, dy: &B::Buf) {
-        self.backward(be, dy)
-    }
-    fn reuse_input_product_once(&mut self) {
-        self.encoder.reuse_first_product_once();
+        self.generator.backward(be, dy)
     }
 }
 
@@ -185,30 +195,23 @@ impl<B: Backend> AdversarialStep<B> {
 
         // Generator step.
         params::zero_grads(be, generator);
-        let xhat = generator.forward_batch(be, x, batch, true);
+        let xhat = generator.forward_batch(be, x, batch, false);
         let rec = self.l1.forward_backward(be, xhat, target, w.rec) as f64;
         let adv = -mean_of(be, critic.forward(be, xhat, batch, true));
         // Only ∂D/∂x̂ is needed: the critic's own gradients are zeroed
         // before its step anyway, so skip its weight-gradient GEMMs.
-        critic.need_input_grad = true;
-        critic.need_param_grads = false;
-        let dx_adv = critic.backward(be, &self.dy_adv);
+        let dx_adv = critic.backward(be, &self.dy_adv, Grads::INPUT);
         be.add(self.l1.grad(), dx_adv, &mut self.grad);
-        critic.need_param_grads = true;
         generator.backward_batch(be, &self.grad);
         opt_g.step(be, generator);
         after_g(be, generator);
 
-        // Critic steps (their backward needs no input gradient).
-        critic.need_input_grad = false;
+        // Critic steps.
         let (mut d_loss, mut gp_sum) = (0.0, 0.0);
         for step in 0..w.n_critic {
             // The generator and x are unchanged between critic steps, so
             // its input layer's product is computed once.
-            if step > 0 {
-                generator.reuse_input_product_once();
-            }
-            let xhat = generator.forward_batch(be, x, batch, true);
+            let xhat = generator.forward_batch(be, x, batch, step > 0);
             be.copy(xhat, 0, &mut self.fake, 0, batch * g);
             params::zero_grads(be, critic);
             let offset = self.gp_rng.take(batch);
@@ -277,15 +280,16 @@ impl<B: Backend> Trainer<B> {
         self.opt_d.lr = lr;
     }
 
-    /// One iteration on the batch `x: [batch, genes]`: a generator step,
-    /// the memory update (when the memory block is on), `n_critic` critic
-    /// steps.
-    pub fn iteration(&mut self, be: &B, x: &B::Buf, batch: usize) -> IterLosses {
+    /// One iteration on the batch `x: [batch, genes]` through `route`: a
+    /// generator step, the memory update (on [`Route::Memory`]), `n_critic`
+    /// critic steps.
+    pub fn iteration(&mut self, be: &B, x: &B::Buf, batch: usize, route: Route) -> IterLosses {
         let w = LossWeights { rec: self.lambda_rec, adv: self.lambda_adv, gp: self.lambda_gp, n_critic: self.n_critic };
         let Trainer { generator, critic, opt_g, opt_d, step, .. } = self;
-        step.iteration(be, w, generator, opt_g, critic, opt_d, x, x, batch, |be, g| {
-            if g.use_memory {
-                g.update_memory(be, batch);
+        let mut phase = Phase { generator, route };
+        step.iteration(be, w, &mut phase, opt_g, critic, opt_d, x, x, batch, |be, p| {
+            if p.route == Route::Memory {
+                p.generator.update_memory(be, batch);
             }
         })
     }
@@ -331,7 +335,7 @@ pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &DetectConfig) -> Res
             continue;
         }
         let start = Instant::now();
-        tr.generator.use_memory = phase;
+        let route = if phase { Route::Memory } else { Route::Bypass };
         let pb = crate::progress::bar((epochs * batches) as u64, if phase { "train" } else { "prepare" });
         for e in 0..epochs {
             let t0 = Instant::now();
@@ -343,7 +347,7 @@ pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &DetectConfig) -> Res
             for b in 0..batches {
                 src.gather_dense(&order[b * bs..(b + 1) * bs], &mut host)?;
                 be.write(&mut x, 0, &host);
-                let l = tr.iteration(be, &x, bs);
+                let l = tr.iteration(be, &x, bs, route);
                 acc.rec += l.rec;
                 acc.adv += l.adv;
                 acc.d_loss += l.d_loss;
@@ -377,8 +381,8 @@ pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &DetectConfig) -> Res
         let secs = start.elapsed().as_secs_f64();
         if phase { log.seconds_train = secs } else { log.seconds_prepare = secs }
     }
-    // Scoring runs through the memory block whenever it was trained.
-    tr.generator.use_memory = cfg.train_epochs > 0;
+    // Scoring runs through the memory block whenever it was trained
+    // (`GeneratorConfig::memory`).
     Ok((tr, log))
 }
 

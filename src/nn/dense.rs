@@ -7,18 +7,17 @@
 //! `dW += dzᵀ·x` and `dx = dz·W` (two GEMMs; the second skipped for a first
 //! layer, whose input needs no gradient).
 //!
-//! Spectral norm follows `torch.nn.utils.spectral_norm` exactly: persistent
-//! `u: [out]`, `v: [in]`; in training one power iteration per forward
-//! (`v = normalize(Wᵀu)`, `u = normalize(Wv)`, normalize = x / max(‖x‖, eps),
-//! eps 1e-12), `σ = uᵀWv`, `W_sn = W/σ`; in eval no iteration. The backward
-//! treats u and v as constants: `dW = (G − ⟨G, W_sn⟩·u vᵀ)/σ` with `G` the
-//! gradient w.r.t. `W_sn`.
+//! Spectral norm is [`SpectralNorm`] (shared with the critic's layers):
+//! `W_sn = W/σ` is stored, and the backward forms `G = ∂/∂W_sn` and applies
+//! the chain rule `dW = (G − ⟨G, W_sn⟩·u vᵀ)/σ`.
 
 use crate::backend::rng::Stream;
-use crate::backend::{ensure, Act, Backend, BnBwd, BnFwd, DropoutMask, Fused, Gemm, Trans};
+use crate::backend::{ensure, Act, Backend, DropoutMask, Fused, Gemm, Trans};
 
 use super::init::{self, Init};
+use super::norm::BnParams;
 use super::params::{Module, Param};
+use super::spectral::{dot, SpectralNorm};
 use super::join;
 
 /// What a [`Dense`] layer contains besides its Linear.
@@ -83,31 +82,17 @@ impl DenseConfig {
 }
 
 struct Bn<B: Backend> {
-    gamma: Param<B>,
-    beta: Param<B>,
-    running_mean: Param<B>,
-    running_var: Param<B>,
-    /// Training forwards seen (PyTorch's int64 counter, stored as f32; shape []).
-    num_batches_tracked: Param<B>,
-    /// `[1.0]`, to count on the device without a sync.
-    one: B::Buf,
+    params: BnParams<B>,
     save_mean: B::Buf,
     save_invstd: B::Buf,
 }
 
 struct Sn<B: Backend> {
-    u: Param<B>,
-    v: Param<B>,
+    norm: SpectralNorm<B>,
     /// `W/σ`, `[out, in]`.
     w_sn: B::Buf,
     /// Gradient w.r.t. `W_sn`, `[out, in]`.
     g_sn: B::Buf,
-    /// Scratch `[out]` for `W v`.
-    t_out: B::Buf,
-    /// Scratch `[in]` for `Wᵀ u`.
-    t_in: B::Buf,
-    sigma: f32,
-    eps: f32,
 }
 
 /// Linear (+ optional spectral norm) → optional BN → activation → dropout.
@@ -123,12 +108,9 @@ pub struct Dense<B: Backend> {
     sn: Option<Sn<B>>,
     /// When false, `backward` skips `dx` (first layer of a network).
     pub need_input_grad: bool,
-    /// Spectral norm only: run the power iteration in training forwards
-    /// (true, as PyTorch). Turned off to hold u, v fixed, e.g. for the second
-    /// pass of a gradient penalty or a finite-difference check.
-    pub power_iteration: bool,
-    /// One-shot: the next forward reuses the last product `x·Wᵀ`.
-    reuse_product: bool,
+    /// Spectral norm only: training forwards keep u, v (see
+    /// [`Dense::hold_spectral_norm`]); false (iterate, as PyTorch) until then.
+    hold_sn: bool,
     /// State-dict names of the Linear and of the BN inside the parent
     /// (e.g. `"0"` and `"1"` in an `nn.Sequential`).
     pub linear_name: String,
@@ -165,40 +147,15 @@ impl<B: Backend> Dense<B> {
             init::bias_default(be, &mut b.value, in_features, rng);
             b
         });
-        let bn = cfg.batch_norm.then(|| {
-            let mut gamma = Param::new(be, &[out_features]);
-            be.fill(&mut gamma.value, 1.0);
-            Bn {
-                gamma,
-                beta: Param::new(be, &[out_features]),
-                running_mean: Param::buffer(be, &[out_features], 0.0),
-                running_var: Param::buffer(be, &[out_features], 1.0),
-                num_batches_tracked: Param::buffer(be, &[], 0.0),
-                one: be.upload(&[1.0]),
-                save_mean: be.zeros(out_features),
-                save_invstd: be.zeros(out_features),
-            }
+        let bn = cfg.batch_norm.then(|| Bn {
+            params: BnParams::new(be, out_features),
+            save_mean: be.zeros(out_features),
+            save_invstd: be.zeros(out_features),
         });
-        let sn = cfg.spectral_norm.then(|| {
-            // As torch: u, v ~ normalize(N(0, 1)).
-            let mut u = Param::buffer(be, &[out_features], 0.0);
-            let mut v = Param::buffer(be, &[in_features], 0.0);
-            let off = rng.take(out_features);
-            be.fill_normal(&mut u.value, rng.seed, off, 0.0, 1.0);
-            let off = rng.take(in_features);
-            be.fill_normal(&mut v.value, rng.seed, off, 0.0, 1.0);
-            normalize(be, &mut u.value, 1e-12);
-            normalize(be, &mut v.value, 1e-12);
-            Sn {
-                u,
-                v,
-                w_sn: be.zeros(out_features * in_features),
-                g_sn: be.zeros(out_features * in_features),
-                t_out: be.zeros(out_features),
-                t_in: be.zeros(in_features),
-                sigma: 1.0,
-                eps: 1e-12,
-            }
+        let sn = cfg.spectral_norm.then(|| Sn {
+            norm: SpectralNorm::new(be, in_features, out_features, rng),
+            w_sn: be.zeros(out_features * in_features),
+            g_sn: be.zeros(out_features * in_features),
         });
         let tag = rng.take(1);
         Dense {
@@ -210,8 +167,7 @@ impl<B: Backend> Dense<B> {
             bn,
             sn,
             need_input_grad: true,
-            power_iteration: true,
-            reuse_product: false,
+            hold_sn: false,
             linear_name: String::new(),
             bn_name: String::new(),
             rng: rng.fork(tag),
@@ -224,6 +180,14 @@ impl<B: Backend> Dense<B> {
             y: be.zeros(0),
             dx: be.zeros(0),
         }
+    }
+
+    /// From now on, training forwards keep the spectral norm's u and v (σ is
+    /// still recomputed from the weights): the layer becomes one fixed
+    /// function of its weights, as a finite-difference check needs. One
+    /// way: a layer that trains never holds.
+    pub fn hold_spectral_norm(&mut self) {
+        self.hold_sn = true;
     }
 
     /// Set the state-dict names (Linear, BN) inside the parent module.
@@ -244,7 +208,7 @@ impl<B: Backend> Dense<B> {
 
     /// σ of the last forward (1 without spectral norm).
     pub fn sigma(&self) -> f32 {
-        self.sn.as_ref().map_or(1.0, |s| s.sigma)
+        self.sn.as_ref().map_or(1.0, |s| s.norm.sigma())
     }
 
     pub fn output(&self) -> &B::Buf {
@@ -272,13 +236,14 @@ impl<B: Backend> Dense<B> {
         self.forward_res(be, x, None, batch, train)
     }
 
-    /// Promise that the next forward has the same input and weights as the
-    /// last one (the critic steps of an adversarial iteration run the
-    /// unchanged generator on the same batch): it then skips the input copy
-    /// and the GEMM and applies bias, BN, activation and a fresh dropout
-    /// draw to the kept product. One-shot; the caller keeps the promise.
-    pub fn reuse_product_once(&mut self) {
-        self.reuse_product = true;
+    /// The forward of the last input again, for a caller that knows the input
+    /// and weights are unchanged (the critic steps of an adversarial
+    /// iteration rerun the unchanged generator on the same batch): skips the
+    /// input copy and the GEMM and applies bias, BN, activation and a fresh
+    /// dropout draw to the kept product.
+    pub fn forward_kept_product(&mut self, be: &B, batch: usize, train: bool) -> &B::Buf {
+        assert!(batch == self.batch && self.sn.is_none(), "Dense: product reuse needs the last forward's shape and no spectral norm");
+        self.activate(be, batch, train)
     }
 
     /// Forward with `residual: [batch, out]` added to the product before
@@ -287,26 +252,29 @@ impl<B: Backend> Dense<B> {
     pub fn forward_res(&mut self, be: &B, x: &B::Buf, residual: Option<&B::Buf>, batch: usize, train: bool) -> &B::Buf {
         let (nin, nout) = (self.in_features, self.out_features);
         assert!(be.len(x) >= batch * nin, "Dense forward: input shorter than batch·in");
-        let reuse = std::mem::take(&mut self.reuse_product);
-        if reuse {
-            assert!(batch == self.batch && residual.is_none() && self.sn.is_none(), "Dense: product reuse needs the last forward's shape, no residual, no spectral norm");
-        } else {
-            if let Some(sn) = &mut self.sn {
-                spectral_weight(be, &self.weight.value, sn, nout, nin, train && self.power_iteration);
-            }
-            ensure(be, &mut self.x, batch * nin);
-            be.copy(x, 0, &mut self.x, 0, batch * nin);
-            ensure(be, &mut self.z, batch * nout);
-            // x·Wᵀ with W stored [out, in], or x·(Wᵀ stored [in, out]).
-            let tb = if self.cfg.sparse_input { Trans::N } else { Trans::T };
-            let mut g = Gemm::new(Trans::N, tb, batch, nout, nin);
-            if let Some(r) = residual {
-                be.copy(r, 0, &mut self.z, 0, batch * nout);
-                g = g.beta(1.0);
-            }
-            let w = self.sn.as_ref().map_or(&self.weight.value, |s| &s.w_sn);
-            be.gemm(&g, &self.x, w, &mut self.z);
+        if let Some(sn) = &mut self.sn {
+            let sigma = sn.norm.update(be, &self.weight.value, false, train && !self.hold_sn);
+            be.copy(&self.weight.value, 0, &mut sn.w_sn, 0, nout * nin);
+            be.scale(1.0 / sigma, &mut sn.w_sn);
         }
+        ensure(be, &mut self.x, batch * nin);
+        be.copy(x, 0, &mut self.x, 0, batch * nin);
+        ensure(be, &mut self.z, batch * nout);
+        // x·Wᵀ with W stored [out, in], or x·(Wᵀ stored [in, out]).
+        let tb = if self.cfg.sparse_input { Trans::N } else { Trans::T };
+        let mut g = Gemm::new(Trans::N, tb, batch, nout, nin);
+        if let Some(r) = residual {
+            be.copy(r, 0, &mut self.z, 0, batch * nout);
+            g = g.beta(1.0);
+        }
+        let w = self.sn.as_ref().map_or(&self.weight.value, |s| &s.w_sn);
+        be.gemm(&g, &self.x, w, &mut self.z);
+        self.activate(be, batch, train)
+    }
+
+    /// `y = drop(act(BN(z + b)))` on the product `z` of this forward.
+    fn activate(&mut self, be: &B, batch: usize, train: bool) -> &B::Buf {
+        let nout = self.out_features;
         self.batch = batch;
         self.train = train;
         ensure(be, &mut self.y, batch * nout);
@@ -316,16 +284,9 @@ impl<B: Backend> Dense<B> {
         });
         let cfg = self.fused_cfg();
         if let (Some(bn), true) = (&mut self.bn, train) {
-            be.axpy(1.0, &bn.one, &mut bn.num_batches_tracked.value);
+            bn.params.count_batch(be);
         }
-        let bn = self.bn.as_mut().map(|bn| BnFwd {
-            gamma: &bn.gamma.value,
-            beta: &bn.beta.value,
-            running_mean: &mut bn.running_mean.value,
-            running_var: &mut bn.running_var.value,
-            save_mean: &mut bn.save_mean,
-            save_invstd: &mut bn.save_invstd,
-        });
+        let bn = self.bn.as_mut().map(|bn| bn.params.fwd(&mut bn.save_mean, &mut bn.save_invstd));
         be.fused_forward(&cfg, &self.z, self.bias.as_ref().map(|b| &b.value), bn, &mut self.y);
         &self.y
     }
@@ -349,14 +310,7 @@ impl<B: Backend> Dense<B> {
         let (nin, nout, batch) = (self.in_features, self.out_features, self.batch);
         ensure(be, &mut self.dz, batch * nout);
         let cfg = self.fused_cfg();
-        let bn = self.bn.as_mut().map(|bn| BnBwd {
-            gamma: &bn.gamma.value,
-            beta: &bn.beta.value,
-            save_mean: &bn.save_mean,
-            save_invstd: &bn.save_invstd,
-            dgamma: &mut bn.gamma.grad,
-            dbeta: &mut bn.beta.grad,
-        });
+        let bn = self.bn.as_mut().map(|bn| bn.params.bwd(&bn.save_mean, &bn.save_invstd));
         let (bias, dbias) = match &mut self.bias {
             Some(b) => (Some(&b.value), Some(&mut b.grad)),
             None => (None, None),
@@ -373,10 +327,9 @@ impl<B: Backend> Dense<B> {
             Some(sn) => {
                 be.gemm(&gw, &self.dz, &self.x, &mut sn.g_sn);
                 // dW += (G − ⟨G, W_sn⟩ u vᵀ)/σ.
-                let c = dot(be, &sn.g_sn, &sn.w_sn);
-                be.axpy(1.0 / sn.sigma, &sn.g_sn, &mut self.weight.grad);
-                let r1 = Gemm::new(Trans::N, Trans::N, nout, nin, 1).alpha(-c / sn.sigma).beta(1.0);
-                be.gemm(&r1, &sn.u.value, &sn.v.value, &mut self.weight.grad);
+                let (c, sigma) = (dot(be, &sn.g_sn, &sn.w_sn), sn.norm.sigma());
+                be.axpy(1.0 / sigma, &sn.g_sn, &mut self.weight.grad);
+                sn.norm.rank_one(be, -c / sigma, &mut self.weight.grad, false);
             }
         }
         if self.need_input_grad {
@@ -397,40 +350,6 @@ impl<B: Backend> Dense<B> {
     }
 }
 
-/// `⟨a, b⟩` via a 1×1 GEMM (one launch, one scalar read back).
-fn dot<B: Backend>(be: &B, a: &B::Buf, b: &B::Buf) -> f32 {
-    let n = be.len(a);
-    let mut out = be.zeros(1);
-    be.gemm(&Gemm::new(Trans::N, Trans::T, 1, 1, n), a, b, &mut out);
-    be.download(&out)[0]
-}
-
-/// `x /= max(‖x‖, eps)` (torch.nn.functional.normalize).
-fn normalize<B: Backend>(be: &B, x: &mut B::Buf, eps: f32) -> f32 {
-    let norm = be.sumsq(x).sqrt();
-    be.scale(1.0 / norm.max(eps), x);
-    norm
-}
-
-/// Power iteration (training only) and `W_sn = W/σ`.
-fn spectral_weight<B: Backend>(be: &B, w: &B::Buf, sn: &mut Sn<B>, nout: usize, nin: usize, iterate: bool) {
-    if iterate {
-        // v = normalize(Wᵀ u): [1, out]·[out, in].
-        be.gemm(&Gemm::new(Trans::N, Trans::N, 1, nin, nout), &sn.u.value, w, &mut sn.t_in);
-        normalize(be, &mut sn.t_in, sn.eps);
-        be.copy(&sn.t_in, 0, &mut sn.v.value, 0, nin);
-        // u = normalize(W v): [1, in]·[out, in]ᵀ.
-        be.gemm(&Gemm::new(Trans::N, Trans::T, 1, nout, nin), &sn.v.value, w, &mut sn.t_out);
-        normalize(be, &mut sn.t_out, sn.eps);
-        be.copy(&sn.t_out, 0, &mut sn.u.value, 0, nout);
-    }
-    // σ = uᵀ (W v).
-    be.gemm(&Gemm::new(Trans::N, Trans::T, 1, nout, nin), &sn.v.value, w, &mut sn.t_out);
-    sn.sigma = dot(be, &sn.u.value, &sn.t_out);
-    be.copy(w, 0, &mut sn.w_sn, 0, nout * nin);
-    be.scale(1.0 / sn.sigma, &mut sn.w_sn);
-}
-
 impl<B: Backend> Module<B> for Dense<B> {
     fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
         let lp = join(prefix, &self.linear_name);
@@ -443,16 +362,10 @@ impl<B: Backend> Module<B> for Dense<B> {
             f(&join(&lp, "bias"), b);
         }
         if let Some(sn) = &mut self.sn {
-            f(&join(&lp, "weight_u"), &mut sn.u);
-            f(&join(&lp, "weight_v"), &mut sn.v);
+            sn.norm.visit(&lp, f);
         }
         if let Some(bn) = &mut self.bn {
-            let bp = join(prefix, &self.bn_name);
-            f(&join(&bp, "weight"), &mut bn.gamma);
-            f(&join(&bp, "bias"), &mut bn.beta);
-            f(&join(&bp, "running_mean"), &mut bn.running_mean);
-            f(&join(&bp, "running_var"), &mut bn.running_var);
-            f(&join(&bp, "num_batches_tracked"), &mut bn.num_batches_tracked);
+            bn.params.visit(&join(prefix, &self.bn_name), f);
         }
     }
 }

@@ -1,12 +1,11 @@
 //! A sequential stack of dense layers and residual blocks, named as the
 //! equivalent `nn.Sequential` would be. It is the shape of ACsleuth's
-//! encoder, decoder and scorer, and what the training-step benchmark runs.
+//! encoder and decoder (`model::generator`).
 
 use crate::backend::rng::Stream;
 use crate::backend::{Act, Backend};
 
 use super::dense::{Dense, DenseConfig};
-use super::init::Init;
 use super::params::{Module, Param};
 use super::resblock::ResBlock;
 use super::join;
@@ -68,20 +67,24 @@ impl<B: Backend> Sequential<B> {
         }
     }
 
-    /// Promise that the next forward has the same input and the same
-    /// first-layer weights as the last one: a first dense layer then reuses
-    /// its product (see [`Dense::reuse_product_once`]).
-    pub fn reuse_first_product_once(&mut self) {
-        if let Some(Stage::Dense(d)) = self.stages.first_mut() {
-            d.reuse_product_once();
-        }
+    pub fn forward<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
+        self.forward_with(be, x, batch, train, false)
     }
 
-    pub fn forward<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
+    /// Forward; with `same_input`, the caller promises that `x` and the
+    /// first layer's weights are those of the last forward, and a first
+    /// dense layer reuses its product ([`Dense::forward_kept_product`]).
+    pub fn forward_with<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool, same_input: bool) -> &'a B::Buf {
         let mut cur = x;
-        for s in self.stages.iter_mut() {
+        for (i, s) in self.stages.iter_mut().enumerate() {
             cur = match s {
-                Stage::Dense(d) => d.forward(be, cur, batch, train),
+                Stage::Dense(d) => {
+                    if i == 0 && same_input {
+                        d.forward_kept_product(be, batch, train)
+                    } else {
+                        d.forward(be, cur, batch, train)
+                    }
+                }
                 Stage::Res(r) => r.forward(be, cur, batch, train),
             };
         }
@@ -114,65 +117,24 @@ impl<B: Backend> Module<B> for Sequential<B> {
     }
 }
 
-/// The generator of ACsleuth's Module I without the memory block
-/// (DESIGN §1): encoder `Linear(G,512)→BN→LReLU→Dropout→Linear(512,256)→BN→
-/// LReLU→Dropout→2×ResBlock(256)`, decoder `2×ResBlock(256)→Linear(256,512)→
-/// BN→LReLU→Dropout→Linear(512,G)→ReLU`. Used by the training-step benchmark.
-pub struct AutoEncoder<B: Backend> {
-    pub encoder: Sequential<B>,
-    pub decoder: Sequential<B>,
-}
-
-impl<B: Backend> AutoEncoder<B> {
-    pub fn new(be: &B, genes: usize, dropout: f32, rng: &mut Stream) -> Self {
-        let lr = Act::LeakyRelu(0.2);
-        let block = DenseConfig::linear().init(Init::XavierNormal).bn().act(lr).dropout(dropout);
-        let res = |rng: &mut Stream| ResBlock::new(be, 256, 0.2, dropout, Init::XavierNormal, rng);
-        let encoder = Sequential::new()
-            .dense(be, genes, 512, block, rng)
-            .dense(be, 512, 256, block, rng)
-            .res(res(rng))
-            .res(res(rng));
-        let mut decoder = Sequential::new()
-            .res(res(rng))
-            .res(res(rng))
-            .dense(be, 256, 512, block, rng)
-            .dense(be, 512, genes, DenseConfig::linear().init(Init::XavierNormal).act(Act::Relu), rng);
-        decoder.set_input_grad(true);
-        AutoEncoder { encoder, decoder }
-    }
-
-    /// `x̂ = Dec(Enc(x))`, `x: [batch, genes]`.
-    pub fn forward<'a>(&'a mut self, be: &B, x: &'a B::Buf, batch: usize, train: bool) -> &'a B::Buf {
-        let z = self.encoder.forward(be, x, batch, train);
-        self.decoder.forward(be, z, batch, train)
-    }
-
-    pub fn backward(&mut self, be: &B, dy: &B::Buf) {
-        let dz = self.decoder.backward(be, dy);
-        self.encoder.backward(be, dz);
-    }
-}
-
-impl<B: Backend> Module<B> for AutoEncoder<B> {
-    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
-        self.encoder.visit(&join(prefix, "encoder"), f);
-        self.decoder.visit(&join(prefix, "decoder"), f);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::CpuBackend;
 
-    /// State-dict names follow `nn.Sequential` indexing.
+    /// State-dict names follow `nn.Sequential` indexing: a dense stage with
+    /// BN and dropout spans four indices, a residual block one.
     #[test]
-    fn autoencoder_names() {
+    fn sequential_names() {
         let be = CpuBackend::new();
-        let mut ae = AutoEncoder::new(&be, 20, 0.1, &mut Stream::new(1));
+        let rng = &mut Stream::new(1);
+        let block = DenseConfig::linear().bn().act(Act::LeakyRelu(0.2)).dropout(0.1);
+        let res = |rng: &mut Stream| ResBlock::new(&be, 8, 0.2, 0.1, crate::nn::init::Init::XavierNormal, rng);
+        let mut enc = Sequential::new().dense(&be, 20, 16, block, rng).dense(&be, 16, 8, block, rng).res(res(rng)).res(res(rng));
+        let mut dec = Sequential::new().res(res(rng)).res(res(rng)).dense(&be, 8, 16, block, rng).dense(&be, 16, 20, DenseConfig::linear().act(Act::Relu), rng);
         let mut names = Vec::new();
-        ae.visit("", &mut |n, p| names.push((n.to_string(), p.shape.clone())));
+        enc.visit("encoder", &mut |n, p| names.push((n.to_string(), p.shape.clone())));
+        dec.visit("decoder", &mut |n, p| names.push((n.to_string(), p.shape.clone())));
         let has = |n: &str| names.iter().any(|(m, _)| m == n);
         for n in [
             "encoder.0.weight",
@@ -194,6 +156,6 @@ mod tests {
             assert!(has(n), "missing {n}: {names:?}");
         }
         let w0 = names.iter().find(|(n, _)| n == "encoder.0.weight").unwrap();
-        assert_eq!(w0.1, vec![512, 20]);
+        assert_eq!(w0.1, vec![16, 20]);
     }
 }

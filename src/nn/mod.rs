@@ -24,6 +24,7 @@ pub mod mlp;
 pub mod norm;
 pub mod params;
 pub mod resblock;
+pub mod spectral;
 
 pub use act::{Activation, Dropout};
 pub use attention::{MultiheadAttention, TransformerEncoderLayer};

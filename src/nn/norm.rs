@@ -1,9 +1,81 @@
-//! BatchNorm1d (stand-alone; inside dense blocks it is fused) and LayerNorm.
+//! BatchNorm1d (stand-alone; inside dense blocks it is fused) and LayerNorm,
+//! and [`BnParams`], the BatchNorm state every BN of the crate keeps (the
+//! stand-alone layer, the fused dense block, the scorer's full-batch BN).
 
 use crate::backend::{ensure, Act, Backend, BnBwd, BnFwd, Fused};
 
 use super::params::{Module, Param};
 use super::join;
+
+/// The tensors of one `torch.nn.BatchNorm1d(features)`, with its state-dict
+/// names: `weight` (γ), `bias` (β), `running_mean`, `running_var`,
+/// `num_batches_tracked` (PyTorch's int64 counter of training forwards,
+/// stored as f32 with shape []; checkpoints written without it still load,
+/// see `params::load`).
+pub struct BnParams<B: Backend> {
+    pub gamma: Param<B>,
+    pub beta: Param<B>,
+    pub running_mean: Param<B>,
+    pub running_var: Param<B>,
+    pub num_batches_tracked: Param<B>,
+    /// `[1.0]`, to count on the device without a sync.
+    one: B::Buf,
+}
+
+impl<B: Backend> BnParams<B> {
+    /// γ = 1, β = 0, running mean 0 and variance 1, as PyTorch.
+    pub fn new(be: &B, features: usize) -> Self {
+        let mut gamma = Param::new(be, &[features]);
+        be.fill(&mut gamma.value, 1.0);
+        BnParams {
+            gamma,
+            beta: Param::new(be, &[features]),
+            running_mean: Param::buffer(be, &[features], 0.0),
+            running_var: Param::buffer(be, &[features], 1.0),
+            num_batches_tracked: Param::buffer(be, &[], 0.0),
+            one: be.upload(&[1.0]),
+        }
+    }
+
+    /// Counts one training forward.
+    pub fn count_batch(&mut self, be: &B) {
+        be.axpy(1.0, &self.one, &mut self.num_batches_tracked.value);
+    }
+
+    /// The fused forward's BN arguments with the running statistics.
+    pub fn fwd<'a>(&'a mut self, save_mean: &'a mut B::Buf, save_invstd: &'a mut B::Buf) -> BnFwd<'a, B::Buf> {
+        BnFwd {
+            gamma: &self.gamma.value,
+            beta: &self.beta.value,
+            running_mean: &mut self.running_mean.value,
+            running_var: &mut self.running_var.value,
+            save_mean,
+            save_invstd,
+        }
+    }
+
+    /// The fused backward's BN arguments, accumulating into γ's and β's
+    /// gradients.
+    pub fn bwd<'a>(&'a mut self, save_mean: &'a B::Buf, save_invstd: &'a B::Buf) -> BnBwd<'a, B::Buf> {
+        BnBwd {
+            gamma: &self.gamma.value,
+            beta: &self.beta.value,
+            save_mean,
+            save_invstd,
+            dgamma: &mut self.gamma.grad,
+            dbeta: &mut self.beta.grad,
+        }
+    }
+
+    /// Hand every tensor to `f` under `prefix`.
+    pub fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
+        f(&join(prefix, "weight"), &mut self.gamma);
+        f(&join(prefix, "bias"), &mut self.beta);
+        f(&join(prefix, "running_mean"), &mut self.running_mean);
+        f(&join(prefix, "running_var"), &mut self.running_var);
+        f(&join(prefix, "num_batches_tracked"), &mut self.num_batches_tracked);
+    }
+}
 
 /// `torch.nn.BatchNorm1d(features)` on `[batch, features]`: batch statistics
 /// with the biased variance in training, running statistics updated with
@@ -12,13 +84,7 @@ pub struct BatchNorm1d<B: Backend> {
     pub features: usize,
     pub eps: f32,
     pub momentum: f32,
-    pub gamma: Param<B>,
-    pub beta: Param<B>,
-    pub running_mean: Param<B>,
-    pub running_var: Param<B>,
-    /// Training forwards seen (PyTorch's int64 counter, stored as f32; shape []).
-    pub num_batches_tracked: Param<B>,
-    one: B::Buf,
+    pub params: BnParams<B>,
     save_mean: B::Buf,
     save_invstd: B::Buf,
     batch: usize,
@@ -30,18 +96,11 @@ pub struct BatchNorm1d<B: Backend> {
 
 impl<B: Backend> BatchNorm1d<B> {
     pub fn new(be: &B, features: usize) -> Self {
-        let mut gamma = Param::new(be, &[features]);
-        be.fill(&mut gamma.value, 1.0);
         BatchNorm1d {
             features,
             eps: 1e-5,
             momentum: 0.1,
-            gamma,
-            beta: Param::new(be, &[features]),
-            running_mean: Param::buffer(be, &[features], 0.0),
-            running_var: Param::buffer(be, &[features], 1.0),
-            num_batches_tracked: Param::buffer(be, &[], 0.0),
-            one: be.upload(&[1.0]),
+            params: BnParams::new(be, features),
             save_mean: be.zeros(features),
             save_invstd: be.zeros(features),
             batch: 0,
@@ -70,31 +129,17 @@ impl<B: Backend> BatchNorm1d<B> {
         ensure(be, &mut self.y, n);
         be.copy(x, 0, &mut self.x, 0, n);
         if train {
-            be.axpy(1.0, &self.one, &mut self.num_batches_tracked.value);
+            self.params.count_batch(be);
         }
         let cfg = self.cfg();
-        let bn = BnFwd {
-            gamma: &self.gamma.value,
-            beta: &self.beta.value,
-            running_mean: &mut self.running_mean.value,
-            running_var: &mut self.running_var.value,
-            save_mean: &mut self.save_mean,
-            save_invstd: &mut self.save_invstd,
-        };
+        let bn = self.params.fwd(&mut self.save_mean, &mut self.save_invstd);
         be.fused_forward(&cfg, &self.x, None, Some(bn), &mut self.y);
         &self.y
     }
     pub fn backward(&mut self, be: &B, dy: &B::Buf) -> &B::Buf {
         ensure(be, &mut self.dx, self.batch * self.features);
         let cfg = self.cfg();
-        let bn = BnBwd {
-            gamma: &self.gamma.value,
-            beta: &self.beta.value,
-            save_mean: &self.save_mean,
-            save_invstd: &self.save_invstd,
-            dgamma: &mut self.gamma.grad,
-            dbeta: &mut self.beta.grad,
-        };
+        let bn = self.params.bwd(&self.save_mean, &self.save_invstd);
         be.fused_backward(&cfg, &self.x, None, Some(bn), dy, &mut self.dx, None);
         &self.dx
     }
@@ -102,11 +147,7 @@ impl<B: Backend> BatchNorm1d<B> {
 
 impl<B: Backend> Module<B> for BatchNorm1d<B> {
     fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
-        f(&join(prefix, "weight"), &mut self.gamma);
-        f(&join(prefix, "bias"), &mut self.beta);
-        f(&join(prefix, "running_mean"), &mut self.running_mean);
-        f(&join(prefix, "running_var"), &mut self.running_var);
-        f(&join(prefix, "num_batches_tracked"), &mut self.num_batches_tracked);
+        self.params.visit(prefix, f);
     }
 }
 

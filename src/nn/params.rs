@@ -206,7 +206,11 @@ pub fn save<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path, meta: Option
 
 /// Load every tensor of `m` from a safetensors file written by [`save`] (or
 /// by PyTorch with the same names). Every tensor must be present with the
-/// same shape and dtype F32; extra tensors in the file are ignored.
+/// same shape and dtype F32; extra tensors in the file are ignored. The one
+/// exception is a BatchNorm's `num_batches_tracked`, which older
+/// checkpoints (the scorer's, before its BN shared `nn::norm::BnParams`)
+/// lack: it then keeps its value, as PyTorch loads a state dict written
+/// before the counter existed.
 pub fn load<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -214,6 +218,9 @@ pub fn load<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path) -> Result<()
     let mut err: Option<Error> = None;
     m.visit("", &mut |name, p| {
         if err.is_some() {
+            return;
+        }
+        if name.ends_with("num_batches_tracked") && st.tensor(name).is_err() {
             return;
         }
         match read_tensor(&st, name, &p.shape) {
@@ -239,6 +246,36 @@ pub fn read_tensor(st: &safetensors::SafeTensors<'_>, name: &str, shape: &[usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A BatchNorm checkpoint written before `num_batches_tracked` was kept
+    /// (the scorer's, until its BN became `BnParams`) still loads; any other
+    /// missing tensor is an error.
+    #[test]
+    fn checkpoints_without_num_batches_tracked_load() {
+        use crate::backend::CpuBackend;
+        use crate::nn::BatchNorm1d;
+        let be = CpuBackend::new();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &Path, names: &[&str]| {
+            let data: Vec<Vec<u8>> = names.iter().map(|_| to_bytes(&[2.0, 3.0])).collect();
+            let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = names
+                .iter()
+                .zip(&data)
+                .map(|(n, d)| (n.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], d).unwrap()))
+                .collect();
+            safetensors::serialize_to_file(views, None, path).unwrap();
+        };
+        let old = dir.path().join("old.safetensors");
+        write(&old, &["weight", "bias", "running_mean", "running_var"]);
+        let mut bn = BatchNorm1d::new(&be, 2);
+        load(&be, &mut bn, &old).unwrap();
+        assert_eq!(be.download(&bn.params.running_var.value), [2.0, 3.0]);
+        assert_eq!(be.download(&bn.params.num_batches_tracked.value), [0.0]);
+        let broken = dir.path().join("broken.safetensors");
+        write(&broken, &["weight", "bias", "running_mean"]);
+        let e = load(&be, &mut BatchNorm1d::new(&be, 2), &broken).unwrap_err().to_string();
+        assert!(e.contains("running_var missing"), "{e}");
+    }
 
     /// Values of torch's CosineAnnealingLR(T_max = 4) from lr 1.
     #[test]

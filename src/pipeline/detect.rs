@@ -345,7 +345,6 @@ impl<B: Backend> ModuleI<B> {
             scorer: &mut mlp,
         };
         params::load(be, &mut all, path)?;
-        trainer.generator.use_memory = cfg.train_epochs > 0;
         Ok(ModuleI { trainer, scorer: mlp })
     }
 }

@@ -34,6 +34,8 @@ pub unsafe fn launch(name: &str, dims: &Dims, args: &mut Args) -> Result<(), Lau
     let Some((_, f)) = ffi::KERNELS.iter().find(|(n, _)| *n == name) else {
         return Err(LaunchError { kernel: name.to_string(), message: "no such emulated kernel".into() });
     };
+    // The emulated kernel unpacks as many arguments as it declares.
+    super::launch::check_args(name, args)?;
     // SAFETY: the entry reads 3 + 3 u32 and `args.ptrs.len()` pointers, each
     // to a live boxed value; the kernel's own accesses are the caller's duty.
     let rc = unsafe { f(dims.grid.as_ptr(), dims.block.as_ptr(), dims.shared, args.as_mut_ptr()) };

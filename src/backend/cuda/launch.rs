@@ -60,14 +60,56 @@ pub struct Args {
     #[allow(clippy::vec_box)]
     vals: Vec<Box<u64>>,
     ptrs: Vec<*mut c_void>,
+    /// What each argument is, checked against the kernel's signature at
+    /// launch ([`check_args`]).
+    kinds: Vec<ArgKind>,
+}
+
+/// How a kernel parameter is passed: a device address or a scalar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    Ptr,
+    I32,
+    U32,
+    U64,
+    F32,
+    F64,
+}
+
+mod signatures {
+    use super::ArgKind;
+    include!(concat!(env!("OUT_DIR"), "/kernel_signatures.rs"));
+}
+
+/// The parameters of `kernel` as its `__global__` signature declares them
+/// (read by build.rs with `signature::kernel_params`).
+pub fn signature(kernel: &str) -> Option<&'static [ArgKind]> {
+    signatures::SIGNATURES.iter().find(|(n, _)| *n == kernel).map(|(_, k)| *k)
+}
+
+/// `args` against `kernel`'s signature: the same number of arguments, each
+/// of the declared kind. Every launcher calls it before launching, so a
+/// launch site whose arguments drifted from its kernel fails with a typed
+/// error (under emulation in every test run) instead of reading garbage.
+pub fn check_args(kernel: &str, args: &Args) -> Result<(), LaunchError> {
+    let err = |message: String| Err(LaunchError { kernel: kernel.to_string(), message });
+    let Some(want) = signature(kernel) else { return err("no such kernel in kernels/*.cu".into()) };
+    if want.len() != args.kinds.len() {
+        return err(format!("{} arguments for {} parameters", args.kinds.len(), want.len()));
+    }
+    match want.iter().zip(&args.kinds).position(|(w, g)| w != g) {
+        Some(i) => err(format!("argument {i} is {:?}, the kernel takes {:?}", args.kinds[i], want[i])),
+        None => Ok(()),
+    }
 }
 
 impl Args {
     pub fn new() -> Self {
         Self::default()
     }
-    fn push<T: Copy>(mut self, v: T) -> Self {
+    fn push<T: Copy>(mut self, kind: ArgKind, v: T) -> Self {
         assert!(std::mem::size_of::<T>() <= 8 && std::mem::align_of::<T>() <= 8);
+        self.kinds.push(kind);
         let mut b = Box::new(0u64);
         let p = (&mut *b as *mut u64).cast::<T>();
         // SAFETY: the box holds 8 bytes aligned to 8, enough for T (asserted).
@@ -77,32 +119,33 @@ impl Args {
         self
     }
     pub fn i32(self, v: i32) -> Self {
-        self.push(v)
+        self.push(ArgKind::I32, v)
     }
     pub fn u32(self, v: u32) -> Self {
-        self.push(v)
+        self.push(ArgKind::U32, v)
     }
     pub fn u64(self, v: u64) -> Self {
-        self.push(v)
+        self.push(ArgKind::U64, v)
     }
     pub fn f32(self, v: f32) -> Self {
-        self.push(v)
+        self.push(ArgKind::F32, v)
     }
     pub fn f64(self, v: f64) -> Self {
-        self.push(v)
+        self.push(ArgKind::F64, v)
     }
     /// A device address (a host address under emulation).
     pub fn ptr(self, p: DevPtr) -> Self {
-        self.push(p.0)
+        self.push(ArgKind::Ptr, p.0)
     }
     /// An optional buffer: null when absent.
     pub fn opt(self, p: Option<DevPtr>) -> Self {
-        self.push(p.map_or(0u64, |p| p.0))
+        self.push(ArgKind::Ptr, p.map_or(0u64, |p| p.0))
     }
     /// Append `other`'s arguments after these.
     pub fn append(&mut self, other: Args) {
         self.vals.extend(other.vals);
         self.ptrs.extend(other.ptrs);
+        self.kinds.extend(other.kinds);
     }
     /// The `void**` array for `cuLaunchKernel`.
     pub fn as_mut_ptr(&mut self) -> *mut *mut c_void {
@@ -211,6 +254,25 @@ pub fn adam_consts(s: &AdamStep) -> (f32, f32, f32, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_are_checked_against_the_kernel_signature() {
+        // `fill_value(u64 n, float value, float* x)` in elementwise.cu.
+        assert_eq!(signature("fill_value"), Some(&[ArgKind::U64, ArgKind::F32, ArgKind::Ptr][..]));
+        let ok = Args::new().u64(3).f32(1.0).ptr(DevPtr(0));
+        check_args("fill_value", &ok).unwrap();
+        let short = Args::new().u64(3).f32(1.0);
+        assert!(check_args("fill_value", &short).unwrap_err().message.contains("2 arguments for 3"));
+        let swapped = Args::new().u32(3).f32(1.0).ptr(DevPtr(0));
+        assert!(check_args("fill_value", &swapped).unwrap_err().message.contains("argument 0 is U32"));
+        assert!(check_args("no_such_kernel", &ok).is_err());
+        // Every kernel of every family has a signature.
+        for (file, src) in super::super::kernels::sources() {
+            for k in super::super::signature::global_kernels(src) {
+                assert!(signature(k).is_some(), "{k} of {file}");
+            }
+        }
+    }
 
     #[test]
     fn geometry_covers_the_work() {

@@ -14,6 +14,7 @@ pub mod ops;
 pub mod ops_desc;
 pub mod ops_argmax;
 pub mod precision;
+pub mod signature;
 
 /// The CUDA backend: kernels + cuBLAS on a [`device::CudaDevice`].
 pub type CudaBackend = backend::KernelBackend<device::CudaDevice>;

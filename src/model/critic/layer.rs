@@ -2,10 +2,10 @@
 //! with the extra passes the gradient penalty needs (see the derivation in
 //! the parent module).
 //!
-//! This is the spectral-norm `Dense` of `crate::nn` specialised for the
-//! critic and with its internals open to the double backward: the
-//! pre-activations, the dropout draw, `u`, `v` and `σ` of the last forward
-//! are all needed by [`SnLayer::mask`] and the SN chain rule, and a
+//! The spectral norm itself is `nn::spectral::SpectralNorm`, as in
+//! `nn::Dense`; this layer differs from `Dense` in what the double backward
+//! needs open: the pre-activations, the dropout draw and `σ` of the last
+//! forward are all needed by [`SnLayer::mask`] and the SN chain rule, and a
 //! `frozen` power iteration is needed by the gradient checks.
 //!
 //! `W_sn = W/σ` is never stored: every product with it is a GEMM on `W` with
@@ -19,9 +19,7 @@ use crate::backend::{ensure, Act, Backend, DropoutMask, Fused, Gemm, Trans};
 use crate::nn::init;
 use crate::nn::join;
 use crate::nn::params::Param;
-
-/// `torch.nn.utils.spectral_norm`'s eps.
-const SN_EPS: f32 = 1e-12;
+use crate::nn::spectral::{dot, SpectralNorm};
 
 pub(super) struct SnLayer<B: Backend> {
     pub nin: usize,
@@ -30,18 +28,15 @@ pub(super) struct SnLayer<B: Backend> {
     pub weight: Param<B>,
     /// `[out]`.
     pub bias: Param<B>,
-    /// Power-iteration vectors (`weight_u: [out]`, `weight_v: [in]`).
-    pub u: Param<B>,
-    pub v: Param<B>,
+    /// Power-iteration vectors (`weight_u: [out]`, `weight_v: [in]`) and σ.
+    pub sn: SpectralNorm<B>,
     slope: f32,
     dropout: f32,
     /// `W` stored transposed, `[in, out]` (the input layer: see
     /// [`SnLayer::sparse_input`]).
     transposed: bool,
     rng: Stream,
-    /// Scratch `[out]`, `[in]` for the power iteration.
-    t_out: B::Buf,
-    t_in: B::Buf,
+    /// σ of the last forward.
     sigma: f32,
     mask: Option<DropoutMask>,
     train: bool,
@@ -74,28 +69,18 @@ impl<B: Backend> SnLayer<B> {
         init::xavier_normal(be, &mut weight.value, nin, nout, rng);
         let mut bias = Param::new(be, &[nout]);
         init::bias_default(be, &mut bias.value, nin, rng);
-        let mut u = Param::buffer(be, &[nout], 0.0);
-        let mut v = Param::buffer(be, &[nin], 0.0);
-        let off = rng.take(nout);
-        be.fill_normal(&mut u.value, rng.seed, off, 0.0, 1.0);
-        let off = rng.take(nin);
-        be.fill_normal(&mut v.value, rng.seed, off, 0.0, 1.0);
-        normalize(be, &mut u.value);
-        normalize(be, &mut v.value);
+        let sn = SpectralNorm::new(be, nin, nout, rng);
         let tag = rng.take(1);
         SnLayer {
             nin,
             nout,
             weight,
             bias,
-            u,
-            v,
+            sn,
             slope,
             dropout,
             transposed: false,
             rng: rng.fork(tag),
-            t_out: be.zeros(nout),
-            t_in: be.zeros(nin),
             sigma: 1.0,
             mask: None,
             train: false,
@@ -280,37 +265,17 @@ impl<B: Backend> SnLayer<B> {
         };
         let grad = &mut self.weight.grad;
         if self.transposed {
-            // Gᵀ = xᵀ·a and (u vᵀ)ᵀ = v uᵀ, `[in, out]`.
+            // Gᵀ = xᵀ·a, `[in, out]`.
             be.gemm(&Gemm::new(Trans::T, Trans::N, self.nin, self.nout, self.batch).alpha(s).beta(1.0), x, a, grad);
-            let r1 = Gemm::new(Trans::N, Trans::N, self.nin, self.nout, 1).alpha(-s * c).beta(1.0);
-            be.gemm(&r1, &self.v.value, &self.u.value, grad);
         } else {
             be.gemm(&Gemm::new(Trans::T, Trans::N, self.nout, self.nin, self.batch).alpha(s).beta(1.0), a, x, grad);
-            let r1 = Gemm::new(Trans::N, Trans::N, self.nout, self.nin, 1).alpha(-s * c).beta(1.0);
-            be.gemm(&r1, &self.u.value, &self.v.value, grad);
         }
+        self.sn.rank_one(be, -s * c, grad, self.transposed);
     }
 
-    /// Power iteration (when `iterate`) and `σ = uᵀWv`, as
-    /// `torch.nn.utils.spectral_norm`.
+    /// Power iteration (when `iterate`) and `σ = uᵀWv`.
     fn spectral_weight(&mut self, be: &B, iterate: bool) {
-        let (nin, nout) = (self.nin, self.nout);
-        let (wn, wt) = (self.wt(Trans::N), self.wt(Trans::T));
-        let w = &self.weight.value;
-        if iterate {
-            // v = normalize(Wᵀu): [1, out]·[out, in].
-            be.gemm(&Gemm::new(Trans::N, wn, 1, nin, nout), &self.u.value, w, &mut self.t_in);
-            normalize(be, &mut self.t_in);
-            be.copy(&self.t_in, 0, &mut self.v.value, 0, nin);
-        }
-        // W v: [1, in]·[out, in]ᵀ; then u = normalize(W v) when iterating,
-        // and σ = uᵀ(W v) (PyTorch recomputes the same W v for σ).
-        be.gemm(&Gemm::new(Trans::N, wt, 1, nout, nin), &self.v.value, w, &mut self.t_out);
-        if iterate {
-            be.copy(&self.t_out, 0, &mut self.u.value, 0, nout);
-            normalize(be, &mut self.u.value);
-        }
-        self.sigma = dot(be, &self.u.value, &self.t_out);
+        self.sigma = self.sn.update(be, &self.weight.value, self.transposed, iterate);
     }
 
     /// Hand every tensor to `f` under `prefix` with PyTorch's spectral-norm
@@ -318,21 +283,6 @@ impl<B: Backend> SnLayer<B> {
     pub fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<B>)) {
         f(&join(prefix, "weight_orig"), &mut self.weight);
         f(&join(prefix, "bias"), &mut self.bias);
-        f(&join(prefix, "weight_u"), &mut self.u);
-        f(&join(prefix, "weight_v"), &mut self.v);
+        self.sn.visit(prefix, f);
     }
-}
-
-/// `⟨a, b⟩` via a 1×1 GEMM (one launch, one scalar read back).
-fn dot<B: Backend>(be: &B, a: &B::Buf, b: &B::Buf) -> f32 {
-    let n = be.len(a);
-    let mut out = be.zeros(1);
-    be.gemm(&Gemm::new(Trans::N, Trans::T, 1, 1, n), a, b, &mut out);
-    be.download(&out)[0]
-}
-
-/// `x /= max(‖x‖, eps)` (`torch.nn.functional.normalize`).
-fn normalize<B: Backend>(be: &B, x: &mut B::Buf) {
-    let norm = be.sumsq(x).sqrt();
-    be.scale(1.0 / norm.max(SN_EPS), x);
 }

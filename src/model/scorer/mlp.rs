@@ -21,37 +21,16 @@
 //!   (`tests/detect.rs` compares both at small N).
 //!
 //! Tensors are named as the PyTorch `nn.Sequential` (`0.weight`, `1.running_mean`,
-//! `4.weight`, …, `8.bias`).
+//! `1.num_batches_tracked`, `4.weight`, …, `8.bias`); the BN tensors are
+//! `nn::norm::BnParams`, as in every BN of the crate.
 
 use crate::backend::rng::Stream;
 use crate::backend::{Act, Backend, BnBwd, BnFwd, DropoutMask, Fused, Gemm, Trans};
+use crate::nn::norm::BnParams;
 use crate::nn::{init, join, Module, Param};
 
 pub const BN_EPS: f32 = 1e-5;
 pub const BN_MOMENTUM: f32 = 0.1;
-
-/// BatchNorm1d tensors.
-pub struct Bn<B: Backend> {
-    pub gamma: Param<B>,
-    pub beta: Param<B>,
-    pub running_mean: Param<B>,
-    pub running_var: Param<B>,
-}
-
-impl<B: Backend> Bn<B> {
-    fn new(be: &B, n: usize) -> Self {
-        Bn {
-            gamma: {
-                let mut g = Param::new(be, &[n]);
-                be.fill(&mut g.value, 1.0);
-                g
-            },
-            beta: Param::new(be, &[n]),
-            running_mean: Param::buffer(be, &[n], 0.0),
-            running_var: Param::buffer(be, &[n], 1.0),
-        }
-    }
-}
 
 pub struct ScorerMlp<B: Backend> {
     pub genes: usize,
@@ -62,11 +41,11 @@ pub struct ScorerMlp<B: Backend> {
     /// `[h1, G]`, `[h1]`.
     pub w1: Param<B>,
     pub b1: Param<B>,
-    pub bn1: Bn<B>,
+    pub bn1: BnParams<B>,
     /// `[h2, h1]`, `[h2]`.
     pub w2: Param<B>,
     pub b2: Param<B>,
-    pub bn2: Bn<B>,
+    pub bn2: BnParams<B>,
     /// `[1, h2]`, `[1]`.
     pub w3: Param<B>,
     pub b3: Param<B>,
@@ -85,7 +64,7 @@ impl<B: Backend> ScorerMlp<B> {
         let (w1, b1) = linear(genes, h1, rng);
         let (w2, b2) = linear(h1, h2, rng);
         let (w3, b3) = linear(h2, 1, rng);
-        ScorerMlp { genes, h1, h2, slope, dropout, w1, b1, bn1: Bn::new(be, h1), w2, b2, bn2: Bn::new(be, h2), w3, b3 }
+        ScorerMlp { genes, h1, h2, slope, dropout, w1, b1, bn1: BnParams::new(be, h1), w2, b2, bn2: BnParams::new(be, h2), w3, b3 }
     }
 
     fn act(&self) -> Act {
@@ -100,16 +79,10 @@ impl<B: Backend> Module<B> for ScorerMlp<B> {
             f(&join(prefix, &format!("{i}.bias")), b);
         };
         lin("0", &mut self.w1, &mut self.b1);
-        let bn_visit = |i: &str, bn: &mut Bn<B>, f: &mut dyn FnMut(&str, &mut Param<B>)| {
-            f(&join(prefix, &format!("{i}.weight")), &mut bn.gamma);
-            f(&join(prefix, &format!("{i}.bias")), &mut bn.beta);
-            f(&join(prefix, &format!("{i}.running_mean")), &mut bn.running_mean);
-            f(&join(prefix, &format!("{i}.running_var")), &mut bn.running_var);
-        };
-        bn_visit("1", &mut self.bn1, f);
+        self.bn1.visit(&join(prefix, "1"), f);
         f(&join(prefix, "4.weight"), &mut self.w2);
         f(&join(prefix, "4.bias"), &mut self.b2);
-        bn_visit("5", &mut self.bn2, f);
+        self.bn2.visit(&join(prefix, "5"), f);
         f(&join(prefix, "8.weight"), &mut self.w3);
         f(&join(prefix, "8.bias"), &mut self.b3);
     }

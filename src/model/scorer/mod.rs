@@ -1,4 +1,4 @@
-//! Module I's scorer (DESIGN §1): reconstruction deviations of the target
+//! Module I's scorer (ARCHITECTURE §3): reconstruction deviations of the target
 //! cells, the MLP f_p trained on the γ_c MMD objective, orientation and
 //! calls.
 //!

@@ -6,6 +6,7 @@ use super::mlp::{self, bn_correct, BnStats, ColStats, Masks, Work};
 use super::{chunks, DeviationSet, RowCache, ScorerMlp};
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::nn::norm::BnParams;
 
 /// Streams chunks of δ and of the per-step caches through the MLP.
 ///
@@ -209,8 +210,9 @@ impl<'a, B: Backend> Runner<'a, B> {
 }
 
 /// PyTorch's running-statistics update from one full-batch forward
-/// (momentum 0.1, unbiased variance).
-fn update_running_stats<B: Backend>(be: &B, bn: &mut mlp::Bn<B>, st: &ColStats) {
+/// (momentum 0.1, unbiased variance), counted in `num_batches_tracked`.
+fn update_running_stats<B: Backend>(be: &B, bn: &mut BnParams<B>, st: &ColStats) {
+    bn.count_batch(be);
     let m = mlp::BN_MOMENTUM as f64;
     let rm: Vec<f32> = be.download(&bn.running_mean.value).iter().zip(&st.mean).map(|(&r, &x)| ((1.0 - m) * r as f64 + m * x) as f32).collect();
     let rv: Vec<f32> =

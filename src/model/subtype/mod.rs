@@ -1,5 +1,5 @@
 //! Module IV — fine-grained subtyping of the called anomalies
-//! (DESIGN.md §1): a transformer fusion block over each cell's two tokens
+//! (ARCHITECTURE §2): a transformer fusion block over each cell's two tokens
 //! `[z, ζ]` (Module I's encoder on the corrected expression and on its
 //! residual) gives `z*`; DESC clusters `z*` into subtypes, training the
 //! fusion weights and the centroids together.
