@@ -40,7 +40,8 @@ print(f"read {t1 - t0:.2f} s, detect {t2 - t1:.2f} s", file=sys.stderr)
 
 
 def measure(cmd, env=None):
-    """Wall seconds and peak RSS (MiB) of one child process."""
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one
+    child process; CPU time is the steadier figure on a shared machine."""
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, ru = os.wait4(p.pid, 0)
@@ -49,7 +50,7 @@ def measure(cmd, env=None):
     p.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{cmd[0]} failed:\n{err}")
-    return wall, ru.ru_maxrss / 1024, err.strip().splitlines()[-1:] if err.strip() else []
+    return wall, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime, err.strip().splitlines()[-1:] if err.strip() else []
 
 
 def main():
@@ -71,22 +72,22 @@ def main():
             cmd = [a.bin, "detect", "--reference", a.reference, "--target", a.target, "--out", out, "--device", "cpu"]
             if a.threads:
                 cmd += ["--threads", str(a.threads)]
-            w, rss, _ = measure(cmd, env)
-            rows["cli"].append((w, rss))
-            print(f"cli     run {i}: {w:7.2f} s  {rss:8.1f} MiB", flush=True)
+            w, rss, cpu, _ = measure(cmd, env)
+            rows["cli"].append((w, rss, cpu))
+            print(f"cli     run {i}: {w:7.2f} s wall {cpu:7.2f} s CPU {rss:8.1f} MiB", flush=True)
             npy = os.path.join(d, f"py{i}.npy")
-            w, rss, note = measure([sys.executable, "-c", PY, a.reference, a.target, npy, str(a.threads)], env)
-            rows["python"].append((w, rss))
-            print(f"python  run {i}: {w:7.2f} s  {rss:8.1f} MiB  ({' '.join(note)})", flush=True)
+            w, rss, cpu, note = measure([sys.executable, "-c", PY, a.reference, a.target, npy, str(a.threads)], env)
+            rows["python"].append((w, rss, cpu))
+            print(f"python  run {i}: {w:7.2f} s wall {cpu:7.2f} s CPU {rss:8.1f} MiB  ({' '.join(note)})", flush=True)
             tsv = pd.read_csv(os.path.join(out, "scores.tsv"), sep="\t", index_col=0)
             same = np.array_equal(tsv["score"].to_numpy(np.float32), np.load(npy)) and np.array_equal(
                 tsv["anomaly"].to_numpy(bool), np.load(npy + ".calls.npy")
             )
             print(f"        identical scores and calls: {same}", flush=True)
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v)) for k, v in rows.items()}
-    (cw, cr), (pw, pr) = med["cli"], med["python"]
-    print(f"median  cli {cw:.2f} s {cr:.1f} MiB | python {pw:.2f} s {pr:.1f} MiB | "
-          f"python/cli: wall {100 * (pw / cw - 1):+.1f} %, peak RSS {100 * (pr / cr - 1):+.1f} %")
+    med = {k: [statistics.median(x[j] for x in v) for j in range(3)] for k, v in rows.items()}
+    (cw, cr, cc), (pw, pr, pc) = med["cli"], med["python"]
+    print(f"median  cli {cw:.2f} s wall {cc:.2f} s CPU {cr:.1f} MiB | python {pw:.2f} s wall {pc:.2f} s CPU {pr:.1f} MiB | "
+          f"python/cli: wall {100 * (pw / cw - 1):+.1f} %, CPU {100 * (pc / cc - 1):+.1f} %, peak RSS {100 * (pr / cr - 1):+.1f} %")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 //! used to score many targets.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use acsleuth::backend::Backend;
 use acsleuth::cli::common::Job;
@@ -20,7 +21,7 @@ use crate::{errors, input, output, settings};
 /// A fitted reference (novelty score).
 #[pyclass(name = "FittedReference", module = "acsleuth._acsleuth", frozen)]
 pub struct PyDetector {
-    inner: Detector,
+    inner: Arc<Detector>,
 }
 
 struct Fit {
@@ -35,14 +36,14 @@ impl Job for Fit {
     }
 }
 
-struct Score<'a> {
-    det: &'a Detector,
+struct Score {
+    det: Arc<Detector>,
     target: Dataset,
     cfg: DetectConfig,
     opts: DetectOptions,
 }
 
-impl Job for Score<'_> {
+impl Job for Score {
     type Output = DetectResult;
     fn run<B: Backend>(&self, be: &B) -> Result<DetectResult> {
         self.det.score_with(be, &self.target, &self.cfg, &self.opts)
@@ -58,8 +59,8 @@ impl PyDetector {
     fn fit(py: Python<'_>, reference: &Bound<'_, PyDict>, settings_json: &str, threads: Option<usize>) -> PyResult<Self> {
         let cfg: DetectConfig = settings(settings_json)?;
         let job = Fit { reference: input::dataset(reference)?, cfg };
-        let inner = compute::run(py, &Machine { device: "cpu".into(), threads }, &job)?;
-        Ok(PyDetector { inner })
+        let inner = compute::run(py, &Machine { device: "cpu".into(), threads }, job)?;
+        Ok(PyDetector { inner: Arc::new(inner) })
     }
 
     /// Scores a target as `detect` would with this reference; the settings
@@ -75,8 +76,8 @@ impl PyDetector {
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let cfg: DetectConfig = settings(settings_json)?;
-        let job = Score { det: &self.inner, target: input::dataset(target)?, cfg, opts: DetectOptions { batch_key, ..DetectOptions::default() } };
-        let res = compute::run(py, &Machine { device, threads }, &job)?;
+        let job = Score { det: Arc::clone(&self.inner), target: input::dataset(target)?, cfg, opts: DetectOptions { batch_key, ..DetectOptions::default() } };
+        let res = compute::run(py, &Machine { device, threads }, job)?;
         output::detect(py, res)
     }
 
@@ -89,7 +90,7 @@ impl PyDetector {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = py.detach(|| Detector::load(&path)).map_err(errors::to_py)?;
-        Ok(PyDetector { inner })
+        Ok(PyDetector { inner: Arc::new(inner) })
     }
 
     /// The settings (JSON).

@@ -64,7 +64,7 @@ fn detect<'py>(
         cfg,
         opts: DetectOptions { batch_key, ..DetectOptions::default() },
     };
-    let res = compute::run(py, &Machine { device, threads }, &job)?;
+    let res = compute::run(py, &Machine { device, threads }, job)?;
     output::detect(py, res)
 }
 
@@ -109,7 +109,7 @@ fn run<'py>(
         cfg,
         opts: RunOptions { keep_corrected, ..RunOptions::default() },
     };
-    let res = compute::run(py, &Machine { device, threads }, &job)?;
+    let res = compute::run(py, &Machine { device, threads }, job)?;
     output::run(py, res)
 }
 
