@@ -269,15 +269,18 @@ def _annotate_run(adata, res: dict, cfg: dict, report: dict, copy: bool):
     adata.obsm[f"X_{PREFIX}_fused"] = _nan_spread(rows, res["z_star"], n)
     adata.obsm[f"{PREFIX}_soft_assignment"] = _nan_spread(rows, res["soft_assignment"], n)
     genes = list(res["genes"])
-    used = adata.var_names.isin(genes)
-    adata.var[f"{PREFIX}_used"] = used
+    col = adata.var_names.get_indexer(genes)
+    if (col >= 0).all():
+        adata.var[f"{PREFIX}_used"] = adata.var_names.isin(genes)
     if res["corrected"] is not None:
-        import scipy.sparse as sp
+        if (col >= 0).all():
+            import scipy.sparse as sp
 
-        col = adata.var_names.get_indexer(genes)
-        c = sp.csr_matrix(res["corrected"])
-        c = sp.csr_matrix((c.data, col[c.indices], c.indptr), shape=(n, adata.n_vars))
-        c.sort_indices()
-        adata.layers[f"{PREFIX}_corrected"] = c
+            c = sp.csr_matrix(res["corrected"])
+            c = sp.csr_matrix((c.data, col[c.indices], c.indptr), shape=(n, adata.n_vars))
+            c.sort_indices()
+            adata.layers[f"{PREFIX}_corrected"] = c
+        else:  # genes of .raw that X lacks: kept beside, over the genes used
+            adata.obsm[f"{PREFIX}_corrected"] = res["corrected"]
     adata.uns[PREFIX] = _uns(cfg, report, n_subtypes=len(sub.remove_unused_categories().categories))
     return adata if copy else None
