@@ -63,7 +63,13 @@ where
     if m.threads == Some(0) {
         return Err(crate::errors::to_py(Error::Config("threads must be at least 1".into())));
     }
-    let dev = device(&m.device).map_err(crate::errors::to_py)?;
+    // A malformed device name is a ValueError; a well-formed one that finds
+    // no usable device (no driver, no GPU) a RuntimeError.
+    let dev = device(&m.device).map_err(|e| {
+        let valid = m.device.trim().eq_ignore_ascii_case("emu")
+            || m.device.parse::<acsleuth::backend::cuda::device::DeviceSpec>().is_ok();
+        if valid { pyo3::exceptions::PyRuntimeError::new_err(crate::errors::message(&e)) } else { crate::errors::to_py(e) }
+    })?;
     let pool = match m.threads {
         Some(n) => Some(
             rayon::ThreadPoolBuilder::new()

@@ -129,6 +129,14 @@ def test_bad_inputs_raise(ref, tgt):
         acsleuth.detect(ref, [[1, 2]], **KW)
 
 
+def test_device_errors(ref, tgt):
+    _raises(ValueError, "--device", ref, tgt, device="tpu")
+    try:
+        acsleuth.detect(ref, tgt, **{**KW, "device": "cuda:7"})
+    except RuntimeError as e:  # no such GPU here (or anywhere near)
+        assert "--device cuda:7" in str(e)
+
+
 def test_missing_checkpoint_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         acsleuth.Detector.load(tmp_path / "nope.safetensors")
