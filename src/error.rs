@@ -32,6 +32,10 @@ pub enum Error {
     /// launch or copy. The message names the device and suggests a way out.
     #[error("{0}")]
     Device(String),
+    /// The run was stopped on request ([`crate::progress::cancel`], e.g.
+    /// Ctrl-C in Python) before it finished; nothing was written.
+    #[error("interrupted")]
+    Cancelled,
     #[error("{0}")]
     Other(String),
 }

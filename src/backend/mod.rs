@@ -229,9 +229,10 @@ pub trait Backend: Send + Sync {
     /// The first device error since the backend was made, if any. Device
     /// errors are sticky (see `cuda::backend`): the operations after one
     /// are no-ops, so callers check at natural boundaries (after an epoch,
-    /// a pass, before writing results). The CPU backend has none.
+    /// a pass, before writing results). The CPU backend has none. Both
+    /// also report a cancellation request ([`crate::progress::cancel`]).
     fn check(&self) -> crate::Result<()> {
-        Ok(())
+        crate::progress::check_cancelled()
     }
 
     // ---- memory ----

@@ -16,8 +16,9 @@ use crate::pipeline::{DetectConfig, PreprocessMode};
 #[derive(clap::Args, Debug)]
 pub struct IoArgs {
     /// Reference (normal) cells: .h5ad, 10x folder or acsleuth store.
+    /// Required, except by `detect --model`.
     #[arg(long, value_name = "PATH")]
-    pub reference: PathBuf,
+    pub reference: Option<PathBuf>,
     /// Target cells: .h5ad, 10x folder or acsleuth store.
     #[arg(long, value_name = "PATH")]
     pub target: PathBuf,
@@ -128,6 +129,24 @@ pub trait Job {
     fn run<B: Backend>(&self, be: &B) -> Result<Self::Output>;
 }
 
+/// Runs `job` on the backend of `dev` (the CLI's and the Python binding's
+/// one way onto a device).
+pub fn dispatch<J: Job>(dev: Device, precision: GemmPrecision, job: &J) -> Result<J::Output> {
+    match dev {
+        Device::Cpu => job.run(&crate::backend::CpuBackend::new()),
+        Device::Emu => {
+            // Developers test failure handling with injected device faults.
+            use crate::backend::cuda::emu::{emu_backend_with_faults, EmuFaults};
+            let faults = EmuFaults::from_env().map_err(Error::Config)?;
+            job.run(&emu_backend_with_faults(faults).with_gemm_precision(precision))
+        }
+        Device::Cuda(d) => {
+            let be = crate::backend::cuda::backend::KernelBackend::new(d, "cuda").with_gemm_precision(precision);
+            job.run(&be)
+        }
+    }
+}
+
 impl IoArgs {
     /// Thread pool, device (and GEMM precision) and output folder, checked
     /// before any input is read.
@@ -152,24 +171,17 @@ impl IoArgs {
 
     /// Runs `job` on the backend of `dev`.
     pub fn dispatch<J: Job>(&self, dev: Device, job: &J) -> Result<J::Output> {
-        match dev {
-            Device::Cpu => job.run(&crate::backend::CpuBackend::new()),
-            Device::Emu => {
-                // Developers test failure handling with injected device faults.
-                use crate::backend::cuda::emu::{emu_backend_with_faults, EmuFaults};
-                let faults = EmuFaults::from_env().map_err(Error::Config)?;
-                job.run(&emu_backend_with_faults(faults).with_gemm_precision(self.gemm_precision))
-            }
-            Device::Cuda(d) => {
-                let be = crate::backend::cuda::backend::KernelBackend::new(d, "cuda").with_gemm_precision(self.gemm_precision);
-                job.run(&be)
-            }
-        }
+        dispatch(dev, self.gemm_precision, job)
+    }
+
+    /// `--reference`, which every command but `detect --model` needs.
+    pub fn reference(&self) -> Result<&Path> {
+        self.reference.as_deref().ok_or_else(|| Error::Config("--reference PATH is required".into()))
     }
 
     /// Reads both inputs into memory.
     pub fn read(&self) -> Result<(Dataset, Dataset)> {
         let opts = ReadOptions { use_raw: self.raw };
-        Ok((io::read_dataset(&self.reference, &opts)?, io::read_dataset(&self.target, &opts)?))
+        Ok((io::read_dataset(self.reference()?, &opts)?, io::read_dataset(&self.target, &opts)?))
     }
 }

@@ -50,6 +50,7 @@ impl Job for Correct<'_> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    a.common.io.reference()?;
     let dev = a.common.io.setup()?;
     let (reference, target) = a.common.io.read()?;
     let res = a.common.io.dispatch(dev, &Correct { a: &a, reference: &reference, target: &target })?;

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use crate::backend::Backend;
 use crate::data::io::{self, ReadOptions};
 use crate::data::store::Store;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pipeline::detect::{detect_stores, detect_with, DetectOptions, DetectResult};
+use crate::pipeline::detector::Detector;
 use crate::pipeline::output::{write_deviations, write_json, write_scores_with};
 use crate::pipeline::{DetectConfig, Kernel, ScoreMethod};
 
@@ -31,7 +32,12 @@ use super::common::{IoArgs, Job, ScheduleArgs};
 /// target order; the last two with the novelty score) and DIR/report.json
 /// (settings, genes, timings, call rule, number called, estimated anomaly
 /// fraction). With `--score paper` also DIR/deviations.tsv
-/// (`cell<TAB>deviation`: ‖x − x̂‖) and DIR/model.safetensors.
+/// (`cell<TAB>deviation`: ‖x − x̂‖) and DIR/model.safetensors (Module I).
+///
+/// A reference prepared once scores many targets: `--save-model` writes
+/// DIR/model.safetensors (the prepared reference, its genes and the
+/// settings), and `--model FILE --target T` scores T with it instead of
+/// `--reference`, with the same scores and calls.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -63,14 +69,29 @@ pub struct Args {
     /// Kernel of the MMD scorer [default: linear].
     #[arg(long, value_enum)]
     pub kernel: Option<Kernel>,
+    /// Score the target against a saved reference (a model.safetensors that
+    /// `--save-model` or Python's `Detector.save` wrote) instead of
+    /// --reference. Its genes and preprocessing are fixed; --fdr,
+    /// --anomaly-ratio, --seed, --correction and --batch-key still apply.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "score", "kernel"])]
+    pub model: Option<PathBuf>,
+    /// Also write DIR/model.safetensors: the prepared reference, for
+    /// `--model` (novelty score).
+    #[arg(long, conflicts_with = "model")]
+    pub save_model: bool,
 }
 
 /// Defaults ← config file ← flags.
 pub fn settings(a: &Args) -> Result<DetectConfig> {
-    let mut c = match &a.config {
+    let c = match &a.config {
         Some(p) => DetectConfig::from_toml_file(p)?,
         None => DetectConfig::default(),
     };
+    with_flags(a, c)
+}
+
+/// `base` ← flags.
+fn with_flags(a: &Args, mut c: DetectConfig) -> Result<DetectConfig> {
     if let Some(r) = a.anomaly_ratio {
         c.anomaly_ratio = Some(r);
     }
@@ -100,37 +121,68 @@ struct Detect<'a> {
     formats: (io::Format, io::Format),
     cfg: DetectConfig,
     opts: DetectOptions,
+    /// The saved reference of `--model`.
+    model: Option<Detector>,
 }
 
 impl Job for Detect<'_> {
-    type Output = DetectResult;
-    fn run<B: Backend>(&self, be: &B) -> Result<DetectResult> {
+    type Output = (DetectResult, Option<Detector>);
+    fn run<B: Backend>(&self, be: &B) -> Result<Self::Output> {
         let io = &self.a.io;
+        let opts = ReadOptions { use_raw: io.raw };
+        if let Some(det) = &self.model {
+            let target = io::read_dataset(&io.target, &opts)?;
+            return Ok((det.score_with(be, &target, &self.cfg, &self.opts)?, None));
+        }
+        if self.a.save_model {
+            let det = Detector::fit(&io::read_dataset(io.reference()?, &opts)?, &self.cfg)?;
+            let target = io::read_dataset(&io.target, &opts)?;
+            let res = det.score(be, &target, &self.opts)?;
+            return Ok((res, Some(det)));
+        }
         // Two stores of log-normalized values over the same genes are streamed
         // from their memory maps; everything else is loaded (and preprocessed).
         if let (io::Format::Store, io::Format::Store) = self.formats
             && !io.raw
         {
-            let (r, t) = (Store::open(&io.reference)?, Store::open(&io.target)?);
+            let (r, t) = (Store::open(io.reference()?)?, Store::open(&io.target)?);
             if let Some(res) = detect_stores(be, &r, &t, &self.cfg, &self.opts)? {
-                return Ok(res);
+                return Ok((res, None));
             }
         }
-        let opts = ReadOptions { use_raw: io.raw };
-        let reference = io::read_dataset(&io.reference, &opts)?;
+        let reference = io::read_dataset(io.reference()?, &opts)?;
         let target = io::read_dataset(&io.target, &opts)?;
-        detect_with(be, &reference, &target, &self.cfg, &self.opts)
+        Ok((detect_with(be, &reference, &target, &self.cfg, &self.opts)?, None))
     }
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let cfg = settings(&a)?;
-    let formats = (io::detect(&a.io.reference)?, io::detect(&a.io.target)?);
+    let (cfg, model, ref_format) = match &a.model {
+        Some(path) => {
+            if a.io.reference.is_some() {
+                return Err(Error::Config("give --reference or --model, not both".into()));
+            }
+            let det = Detector::load(path)?;
+            // The format of the (absent) reference is never looked at.
+            (with_flags(&a, det.settings.clone())?, Some(det), io::Format::Store)
+        }
+        None => {
+            let cfg = settings(&a)?;
+            if a.save_model && cfg.score != ScoreMethod::Novelty {
+                return Err(Error::Config("--save-model saves the novelty score's reference; --score paper writes its Module I checkpoint (DIR/model.safetensors) anyway".into()));
+            }
+            (cfg, None, io::detect(a.io.reference()?)?)
+        }
+    };
+    let formats = (ref_format, io::detect(&a.io.target)?);
     let dev = a.io.setup()?;
     let out = a.io.out.clone();
     let model_path = (cfg.score == ScoreMethod::Paper).then(|| out.join("model.safetensors"));
     let opts = DetectOptions { model_path, spill_dir: Some(out.clone()), mem_budget: None, batch_key: a.batch_key.clone() };
-    let res = a.io.dispatch(dev, &Detect { a: &a, formats, cfg, opts })?;
+    let (res, fitted) = a.io.dispatch(dev, &Detect { a: &a, formats, cfg, opts, model })?;
+    if let Some(det) = fitted {
+        det.save(&out.join("model.safetensors"))?;
+    }
     let pq = res.p_values.as_deref().zip(res.q_values.as_deref());
     write_scores_with(&out.join("scores.tsv"), &res.cells, &res.scores, &res.calls, pq)?;
     if let Some(d) = &res.deviation {

@@ -212,6 +212,7 @@ pub fn print_summary(res: &RunResult, files: &[PathBuf]) {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    a.common.io.reference()?;
     let dev = a.common.io.setup()?;
     let p = plan(&a)?;
     let mut res = a.common.io.dispatch(dev, &p)?;

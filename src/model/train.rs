@@ -353,6 +353,9 @@ pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &DetectConfig) -> Res
                 acc.d_loss += l.d_loss;
                 acc.gp += l.gp;
                 pb.inc(1);
+                // An epoch of a large reference takes seconds: a request to
+                // stop is honoured within one iteration.
+                crate::progress::check_cancelled()?;
             }
             // A device error makes the rest of the run no-ops: stop here.
             be.check()?;

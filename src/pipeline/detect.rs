@@ -19,9 +19,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{Backend, CpuBackend};
-use crate::data::preprocess::{self, HvgFlavor, Preprocess, PreprocessReport, ValueKind};
+use crate::data::preprocess::{self, PreprocessReport, ValueKind};
 use crate::data::store::Store;
-use crate::data::{CsrMatrix, Dataset, DenseMatrix};
+use crate::data::{Dataset, DenseMatrix};
 use crate::error::{Error, Result};
 use crate::model::scorer::{self, ScorerConfig, StepLog};
 use crate::model::source::RowSource;
@@ -29,6 +29,7 @@ use crate::model::train::{self, TrainLog};
 use crate::nn::{params, Module, Param};
 use crate::model::novelty::NoveltyReport;
 pub use crate::pipeline::novelty::{apply_novelty, detect_novelty};
+pub use crate::pipeline::prepare::{prepare, prepare_reference, prepare_target, Prepared, PreparedReference};
 use crate::pipeline::{DetectConfig, PreprocessMode, ScoreMethod};
 
 /// Options of a run that are not model settings.
@@ -139,70 +140,6 @@ pub struct DetectResult {
     pub report: DetectReport,
 }
 
-/// Reference and target over the same genes, ready for training.
-pub struct Prepared {
-    pub reference: CsrMatrix,
-    pub target: CsrMatrix,
-    pub genes: Vec<String>,
-    pub report: GeneReport,
-}
-
-/// Applies `cfg.preprocess`: the scanpy chain (normalize_total + log1p on
-/// raw counts, HVGs on the reference, target aligned) for raw counts under
-/// `auto` or always under `always`; otherwise the values are used as they
-/// are and the target is aligned to the reference's genes by name.
-pub fn prepare(reference: &Dataset, target: &Dataset, cfg: &DetectConfig) -> Result<Prepared> {
-    reference.validate()?;
-    target.validate()?;
-    let ref_kind = preprocess::detect_value_kind(reference)?;
-    let run_chain = match cfg.preprocess {
-        PreprocessMode::Always => true,
-        PreprocessMode::Never => false,
-        PreprocessMode::Auto => ref_kind == ValueKind::RawCounts,
-    };
-    let n_top = (cfg.n_hvg > 0).then_some(cfg.n_hvg);
-    if run_chain {
-        let pp = Preprocess {
-            // seurat_v3 needs counts; log values always use the dispersion flavour.
-            hvg_flavor: if ref_kind == ValueKind::RawCounts { cfg.hvg_flavor } else { HvgFlavor::Seurat },
-            n_top_genes: n_top,
-            ..Preprocess::default()
-        };
-        let out = preprocess::preprocess_pair(reference, target, &pp)?;
-        let a = &out.report.alignment;
-        let report = GeneReport {
-            mode: "scanpy chain: gene filter, normalize_total + log1p (raw counts), highly variable genes on the reference".into(),
-            reference_value_kind: Some(out.report.reference_kind),
-            target_value_kind: Some(out.report.target_kind),
-            genes_used: out.genes.len(),
-            target_genes_shared: a.n_shared,
-            target_genes_missing: a.n_missing,
-            missing_examples: a.missing_examples.clone(),
-            preprocess: Some(out.report.clone()),
-        };
-        return Ok(Prepared { reference: out.reference, target: out.target, genes: out.genes, report });
-    }
-    let tgt_kind = preprocess::detect_value_kind(target)?;
-    if ref_kind != tgt_kind {
-        return Err(Error::invalid(format!(
-            "the reference holds {ref_kind:?} values but the target {tgt_kind:?}; give both in the same form (or let acsleuth preprocess raw counts)"
-        )));
-    }
-    let rx = reference.x.to_csr();
-    let (tx, al) = preprocess::align_genes(&target.x.to_csr(), &target.gene_names, &reference.gene_names, 0.5)?;
-    let report = GeneReport {
-        mode: "values used as they are; target aligned to the reference's genes by name".into(),
-        reference_value_kind: Some(ref_kind),
-        target_value_kind: Some(tgt_kind),
-        genes_used: reference.n_genes(),
-        target_genes_shared: al.n_shared,
-        target_genes_missing: al.n_missing,
-        missing_examples: al.missing_examples,
-        preprocess: None,
-    };
-    Ok(Prepared { reference: rx, target: tx, genes: reference.gene_names.clone(), report })
-}
-
 /// Module I on two in-memory datasets with the CPU backend.
 pub fn detect(reference: &Dataset, target: &Dataset, cfg: &DetectConfig) -> Result<DetectResult> {
     detect_with(&CpuBackend::new(), reference, target, cfg, &DetectOptions::default())
@@ -218,12 +155,33 @@ pub fn detect_with<B: Backend>(
 ) -> Result<DetectResult> {
     cfg.validate()?;
     let t0 = Instant::now();
-    let prep = prepare(reference, target, cfg)?;
+    crate::progress::stage("preprocess");
+    target.validate()?;
+    let r = prepare_reference(reference, cfg)?;
+    detect_prepared(be, r, target, cfg, opts, t0)
+}
+
+/// Detection once the reference is prepared (by [`detect_with`], or kept by
+/// a fitted detector): the target is prepared against it and scored.
+/// `t0` is when the call started (for the report's timings).
+pub fn detect_prepared<B: Backend>(
+    be: &B,
+    reference: PreparedReference,
+    target: &Dataset,
+    cfg: &DetectConfig,
+    opts: &DetectOptions,
+    t0: Instant,
+) -> Result<DetectResult> {
+    cfg.validate()?;
+    crate::progress::stage("preprocess");
+    let prep = prepare_target(reference, target, cfg)?;
+    crate::progress::check_cancelled()?;
     let secs_pp = t0.elapsed().as_secs_f64();
     let mut res = match cfg.score {
         ScoreMethod::Novelty => {
             let batches = crate::pipeline::run::Batches::from_obs(target, opts.batch_key.as_deref())?;
             let tb = (batches.names.len() > 1).then_some(&batches.of[..]);
+            crate::progress::stage("novelty score");
             detect_novelty(be, &prep, target.cell_names.clone(), tb, cfg)?
         }
         ScoreMethod::Paper => detect_sources(be, &prep.reference, &prep.target, target.cell_names.clone(), prep.report, cfg, opts)?,

@@ -4,6 +4,8 @@ pub mod config;
 pub mod detect;
 pub mod novelty;
 pub mod output;
+pub mod prepare;
+pub mod detector;
 pub mod run;
 
 pub use config::{DetectConfig, Kernel, PreprocessMode, ScoreMethod};

@@ -44,7 +44,7 @@ impl<D: DeviceApi> Backend for KernelBackend<D> {
             self.record(self.dev.synchronize());
         }
         match self.error() {
-            None => Ok(()),
+            None => crate::progress::check_cancelled(),
             Some(msg) => Err(crate::Error::Device(format!("{} device error: {msg}; {}", self.name, hint(&msg)))),
         }
     }

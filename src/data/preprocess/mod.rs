@@ -30,7 +30,7 @@ pub fn is_dropped_gene_name(name: &str) -> bool {
 }
 
 /// Which genes a filter kept and why the others went.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct GeneFilter {
     /// Kept column indices, increasing.
     pub kept: Vec<usize>,
@@ -158,7 +158,7 @@ pub fn log1p(x: &mut CsrMatrix) {
 }
 
 /// What a matrix holds, for deciding whether to normalize.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueKind {
     /// Non-negative integers (UMI or read counts).
@@ -340,11 +340,40 @@ fn to_lognorm(mut x: CsrMatrix, kind: ValueKind, target_sum: Option<f64>) -> Res
 pub fn preprocess_pair(reference: &Dataset, target: &Dataset, cfg: &Preprocess) -> Result<Preprocessed> {
     reference.validate()?;
     target.validate()?;
+    let r = preprocess_reference(reference, cfg)?;
+    preprocess_target(r, target, cfg)
+}
+
+/// The reference's half of [`preprocess_pair`] (steps 1–3 for the
+/// reference, 4 for its genes): it does not depend on the target, so a
+/// fitted detector keeps it and aligns each new target to its genes.
+#[derive(Clone, Debug)]
+pub struct PreprocessedReference {
+    /// Log-normalized, over `genes`.
+    pub reference: CsrMatrix,
+    pub genes: Vec<String>,
+    pub meta: ReferenceMeta,
+}
+
+/// How the reference was preprocessed (kept with a fitted detector).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct ReferenceMeta {
+    pub kind: ValueKind,
+    pub genes_in: usize,
+    pub gene_filter: GeneFilter,
+    pub target_sum: Option<f64>,
+    pub hvg_flavor: HvgFlavor,
+    pub n_top_genes: Option<usize>,
+    pub loess_singular_fits: usize,
+}
+
+/// Steps 1–3 of [`preprocess_pair`] on the reference alone.
+pub fn preprocess_reference(reference: &Dataset, cfg: &Preprocess) -> Result<PreprocessedReference> {
+    reference.validate()?;
     if !(0.0..=1.0).contains(&cfg.min_shared_fraction) {
         return Err(Error::Config(format!("min shared fraction must be in [0, 1], got {}", cfg.min_shared_fraction)));
     }
     let ref_kind = detect_value_kind(reference)?;
-    let tgt_kind = detect_value_kind(target)?;
     if cfg.hvg_flavor == HvgFlavor::SeuratV3 && ref_kind != ValueKind::RawCounts {
         return Err(Error::Config(
             "the seurat_v3 HVG flavour needs raw counts, but the reference holds log-normalized values; use the seurat flavour".into(),
@@ -374,29 +403,43 @@ pub fn preprocess_pair(reference: &Dataset, target: &Dataset, cfg: &Preprocess) 
         return Err(Error::invalid("no highly variable gene could be selected (no gene varies)"));
     }
     let genes: Vec<String> = hv.selected.iter().map(|&j| kept_names[j].clone()).collect();
-    let ref_out = select_columns(&rlog, &hv.selected);
+    let meta = ReferenceMeta {
+        kind: ref_kind,
+        genes_in: reference.n_genes(),
+        gene_filter: filter,
+        target_sum: ref_target,
+        hvg_flavor: cfg.hvg_flavor,
+        n_top_genes: cfg.n_top_genes,
+        loess_singular_fits: hv.loess_singular_fits,
+    };
+    Ok(PreprocessedReference { reference: select_columns(&rlog, &hv.selected), genes, meta })
+}
 
+/// Steps 1 (the name rule), 3 and 4 of [`preprocess_pair`] on the target,
+/// against a preprocessed reference.
+pub fn preprocess_target(r: PreprocessedReference, target: &Dataset, cfg: &Preprocess) -> Result<Preprocessed> {
+    target.validate()?;
+    let tgt_kind = detect_value_kind(target)?;
     let tx = target.x.to_csr();
     let tkeep: Vec<usize> =
         (0..tx.cols).filter(|&j| !(cfg.drop_mt_ercc && is_dropped_gene_name(&target.gene_names[j]))).collect();
     let tnames: Vec<String> = tkeep.iter().map(|&j| target.gene_names[j].clone()).collect();
     let tx = select_columns(&tx, &tkeep);
     let (tlog, tgt_target) = to_lognorm(tx, tgt_kind, cfg.target_sum)?;
-    let (tgt_out, alignment) = align_genes(&tlog, &tnames, &genes, cfg.min_shared_fraction)?;
-
+    let (tgt_out, alignment) = align_genes(&tlog, &tnames, &r.genes, cfg.min_shared_fraction)?;
+    let m = r.meta;
     let report = PreprocessReport {
-        reference_kind: ref_kind,
+        reference_kind: m.kind,
         target_kind: tgt_kind,
-        reference_genes_in: reference.n_genes(),
-        gene_filter: filter,
-        reference_target_sum: ref_target,
+        reference_genes_in: m.genes_in,
+        gene_filter: m.gene_filter,
+        reference_target_sum: m.target_sum,
         target_target_sum: tgt_target,
-        hvg_flavor: cfg.hvg_flavor,
-        n_top_genes: cfg.n_top_genes,
-        genes_out: genes.len(),
-        loess_singular_fits: hv.loess_singular_fits,
+        hvg_flavor: m.hvg_flavor,
+        n_top_genes: m.n_top_genes,
+        genes_out: r.genes.len(),
+        loess_singular_fits: m.loess_singular_fits,
         alignment,
     };
-    Ok(Preprocessed { reference: ref_out, target: tgt_out, genes, report })
+    Ok(Preprocessed { reference: r.reference, target: tgt_out, genes: r.genes, report })
 }
-

@@ -126,7 +126,9 @@ pub fn run_workflow<B: Backend>(
     }
     let t0 = Instant::now();
     let mut secs = RunTimings::default();
+    crate::progress::stage("preprocess");
     let prep = detect::prepare(reference, target, &cfg.detect)?;
+    crate::progress::check_cancelled()?;
     if cfg.detect.score == ScoreMethod::Novelty {
         // Shape checks of the novelty score before hours of training.
         cfg.detect.novelty.validate_for(prep.reference.rows, prep.target.rows)?;
@@ -173,6 +175,7 @@ pub fn run_workflow<B: Backend>(
                 // score ranks and calls, each target batch corrected as its own.
                 let tb = (batches.names.len() > 1).then_some(&batches.of[..]);
                 let tn = Instant::now();
+                crate::progress::stage("novelty score");
                 let nov = novelty::score_novelty(be, &prep.reference, &prep.target, tb, &cfg.detect.novelty, cfg.detect.seed)?;
                 detect::apply_novelty(&mut res, nov, &cfg.detect)?;
                 res.report.seconds.novelty = tn.elapsed().as_secs_f64();
@@ -212,6 +215,7 @@ pub fn run_workflow<B: Backend>(
             }
             None => {
                 invalidate(&ck, "module2")?;
+                crate::progress::stage("kin pairs");
                 let sim = cfg.kin.similarity;
                 let p = kin_pairing_by(be, generator, &prep.reference, &prep.target, &normal, cfg.chunk, sim)?;
                 be.check()?;
@@ -316,6 +320,7 @@ pub fn run_workflow<B: Backend>(
             } else if anomalies.len() < 2 {
                 empty(format!("{} anomalies called: too few to subtype", anomalies.len()))
             } else {
+                crate::progress::stage("subtypes");
                 let r = match (&m1state.embedding, cfg.subtype.features) {
                     (Some(e), SubtypeFeatures::Joint) => {
                         // DESC on the corrected joint coordinates; no fusion block.
