@@ -53,6 +53,18 @@ pub struct Args {
     /// .raw gene names instead of X.
     #[arg(long)]
     pub raw: bool,
+    /// For .h5ad output: compress the matrices with gzip (deflate level 4,
+    /// as anndata's `compression="gzip"`): smaller files, slower to write
+    /// and read.
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    pub compression: Compression,
+}
+
+/// `--compression` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
 }
 
 /// `--layout` values.
@@ -127,7 +139,9 @@ pub fn convert(args: &Args) -> Result<Summary> {
             let layout = args.layout.resolve(density);
             if to_h5ad {
                 let (n_cells, n_genes) = (ds.n_cells(), ds.n_genes());
-                let nnz = write_h5ad(&target, ds, layout)?;
+                let extras = carried_extras(args, format)?;
+                let opts = h5ad::WriteOptions { gzip: (args.compression == Compression::Gzip).then_some(4) };
+                let nnz = write_h5ad(&target, ds, layout, &extras, &opts)?;
                 Ok((n_cells, n_genes, nnz, layout))
             } else {
                 store::write_dataset(&target, &ds, layout)?;
@@ -159,14 +173,35 @@ fn store_summary(path: &Path) -> Result<(usize, usize, u64, Layout)> {
 }
 
 /// Writes `ds` with X in `layout`; returns X's stored entries.
-fn write_h5ad(path: &Path, mut ds: Dataset, layout: Layout) -> Result<u64> {
+fn write_h5ad(path: &Path, mut ds: Dataset, layout: Layout, extras: &h5ad::H5adExtras, opts: &h5ad::WriteOptions) -> Result<u64> {
     ds.x = match (layout, ds.x) {
         (Layout::Dense, x) => Matrix::Dense(x.to_dense()),
         (Layout::Csr, Matrix::Dense(d)) => Matrix::Csr(crate::data::CsrMatrix::from_dense(&d)),
         (Layout::Csr, x) => x,
     };
-    h5ad::write_h5ad(path, &ds, &[])?;
+    h5ad::write_h5ad_full(path, &ds, extras, opts)?;
     Ok(ds.x.nnz() as u64)
+}
+
+/// For .h5ad → .h5ad: the var columns, obsm, layers and .raw of IN (with
+/// --raw, X is IN's .raw, so only obsm follows); what cannot be carried is
+/// named on stderr.
+fn carried_extras(args: &Args, format: Format) -> Result<h5ad::H5adExtras> {
+    if format != Format::H5ad {
+        return Ok(h5ad::H5adExtras::default());
+    }
+    let (mut extras, mut dropped) = h5ad::read_extras(&args.input)?;
+    if args.raw {
+        dropped.extend(extras.var.drain(..).map(|(n, _)| format!("var/{n}")));
+        dropped.extend(extras.layers.drain(..).map(|(n, _)| format!("layers/{n}")));
+        if extras.raw.take().is_some() {
+            dropped.push("raw (it became X)".into());
+        }
+    }
+    if !dropped.is_empty() {
+        eprintln!("not carried over from {}: {}", args.input.display(), dropped.join(", "));
+    }
+    Ok(extras)
 }
 
 /// Whether OUT exists and may be replaced; errors when it exists without

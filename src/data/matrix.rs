@@ -152,6 +152,8 @@ pub enum ObsColumn {
     /// Categories and one code per cell (-1 = missing).
     Categorical { categories: Vec<String>, codes: Vec<i32> },
     Numeric(Vec<f64>),
+    /// Whole numbers stored as integers (kept integer when written back).
+    Integer(Vec<i64>),
     Bool(Vec<bool>),
     Text(Vec<String>),
 }
@@ -161,6 +163,7 @@ impl ObsColumn {
         match self {
             ObsColumn::Categorical { codes, .. } => codes.len(),
             ObsColumn::Numeric(v) => v.len(),
+            ObsColumn::Integer(v) => v.len(),
             ObsColumn::Bool(v) => v.len(),
             ObsColumn::Text(v) => v.len(),
         }
@@ -176,6 +179,7 @@ impl ObsColumn {
                 if c < 0 { String::new() } else { categories[c as usize].clone() }
             }
             ObsColumn::Numeric(v) => v[i].to_string(),
+            ObsColumn::Integer(v) => v[i].to_string(),
             ObsColumn::Bool(v) => v[i].to_string(),
             ObsColumn::Text(v) => v[i].clone(),
         }
@@ -233,6 +237,7 @@ impl Dataset {
                         codes: rows.iter().map(|&i| codes[i]).collect(),
                     },
                     ObsColumn::Numeric(v) => ObsColumn::Numeric(rows.iter().map(|&i| v[i]).collect()),
+                    ObsColumn::Integer(v) => ObsColumn::Integer(rows.iter().map(|&i| v[i]).collect()),
                     ObsColumn::Bool(v) => ObsColumn::Bool(rows.iter().map(|&i| v[i]).collect()),
                     ObsColumn::Text(v) => ObsColumn::Text(rows.iter().map(|&i| v[i].clone()).collect()),
                 };

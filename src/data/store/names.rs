@@ -78,6 +78,7 @@ enum ColumnKind {
     /// Categories in their order (codes index into it).
     Categorical { categories: Vec<String> },
     Numeric,
+    Integer,
     Bool,
     Text,
 }
@@ -155,6 +156,7 @@ pub fn write_obs(dir: &Path, cells_txt: &Path, obs: &[(String, ObsColumn)], n_ce
                 kind: match col {
                     ObsColumn::Categorical { categories, .. } => ColumnKind::Categorical { categories: categories.clone() },
                     ObsColumn::Numeric(_) => ColumnKind::Numeric,
+                    ObsColumn::Integer(_) => ColumnKind::Integer,
                     ObsColumn::Bool(_) => ColumnKind::Bool,
                     ObsColumn::Text(_) => ColumnKind::Text,
                 },
@@ -190,6 +192,7 @@ pub fn write_obs(dir: &Path, cells_txt: &Path, obs: &[(String, ObsColumn)], n_ce
                     }
                 }
                 ObsColumn::Numeric(v) => line.push_str(&format!("{:?}", v[i])),
+                ObsColumn::Integer(v) => line.push_str(&v[i].to_string()),
                 ObsColumn::Bool(v) => line.push_str(if v[i] { "true" } else { "false" }),
                 ObsColumn::Text(v) => escape(&v[i], &mut line),
             }
@@ -242,6 +245,7 @@ pub fn read_obs(dir: &Path, cell_names: &[String]) -> Result<Vec<(String, ObsCol
                 ObsColumn::Categorical { categories: categories.clone(), codes: Vec::with_capacity(n) }
             }
             ColumnKind::Numeric => ObsColumn::Numeric(Vec::with_capacity(n)),
+            ColumnKind::Integer => ObsColumn::Integer(Vec::with_capacity(n)),
             ColumnKind::Bool => ObsColumn::Bool(Vec::with_capacity(n)),
             ColumnKind::Text => ObsColumn::Text(Vec::with_capacity(n)),
         })
@@ -271,6 +275,7 @@ pub fn read_obs(dir: &Path, cell_names: &[String]) -> Result<Vec<(String, ObsCol
                     codes.push(code);
                 }
                 ObsColumn::Numeric(v) => v.push(f.parse().map_err(|_| bad(ln, format!("'{f}' is not a number")))?),
+                ObsColumn::Integer(v) => v.push(f.parse().map_err(|_| bad(ln, format!("'{f}' is not an integer")))?),
                 ObsColumn::Bool(v) => v.push(match f {
                     "true" => true,
                     "false" => false,
