@@ -1,6 +1,5 @@
 //! `acsleuth convert`: any supported input into a store, or into `.h5ad`.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -117,9 +116,14 @@ pub fn convert(args: &Args) -> Result<Summary> {
     let to_h5ad = args.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("h5ad"));
     let format = detect(&args.input)?;
     let replacing = check_output(&args.output, args.force, to_h5ad)?;
+    // What killed conversions left beside OUT.
+    if let Some(parent) = args.output.parent() {
+        crate::output::cleanup::remove_stale(if parent.as_os_str().is_empty() { Path::new(".") } else { parent }, false);
+    }
     // Write beside OUT under a temporary name when OUT must be replaced, so
     // the old one stays until the new one is complete.
-    let target = if replacing { sibling_tmp(&args.output, to_h5ad)? } else { args.output.clone() };
+    let reg = replacing.then(|| crate::output::cleanup::register(crate::output::cleanup::temp_sibling(&args.output)));
+    let target = reg.as_ref().map_or_else(|| args.output.clone(), |r| r.path().to_path_buf());
     let from = match format {
         Format::Store => "store",
         Format::H5ad => "h5ad",
@@ -159,8 +163,15 @@ pub fn convert(args: &Args) -> Result<Summary> {
         }
     };
     if replacing {
-        remove_existing(&args.output)?;
-        std::fs::rename(&target, &args.output).map_err(|e| Error::io(&args.output, e))?;
+        // One step: a file is renamed over the old one; a store is
+        // exchanged with the old one, which is then removed.
+        let _g = crate::output::cleanup::commit_guard();
+        if to_h5ad {
+            std::fs::rename(&target, &args.output).map_err(|e| Error::io(&args.output, e))?;
+        } else {
+            crate::output::set::exchange(&target, &args.output)?;
+            remove_existing(&target)?;
+        }
     }
     Ok(Summary { n_cells, n_genes, nnz, layout, from })
 }
@@ -220,19 +231,6 @@ fn check_output(out: &Path, force: bool, to_h5ad: bool) -> Result<bool> {
         return Err(exists("exists and is not an acsleuth store; refusing to remove it even with --force"));
     }
     Ok(true)
-}
-
-fn sibling_tmp(out: &Path, to_h5ad: bool) -> Result<PathBuf> {
-    let name = out.file_name().ok_or_else(|| Error::Config(format!("{}: not a usable output path", out.display())))?;
-    let mut tmp = OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!(".convert-{}", std::process::id()));
-    if to_h5ad {
-        tmp.push(".h5ad");
-    }
-    let p = out.with_file_name(tmp);
-    remove_any(&p);
-    Ok(p)
 }
 
 fn remove_existing(p: &Path) -> Result<()> {

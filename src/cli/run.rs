@@ -164,7 +164,7 @@ struct Plan {
     opts: RunOptions,
 }
 
-fn plan(a: &Args) -> Result<Plan> {
+fn plan(a: &Args, spill: &std::path::Path) -> Result<Plan> {
     let cfg = settings(a)?;
     if !a.anomaly_labels.is_empty() && a.truth_key.is_none() {
         return Err(Error::Config("--anomaly-labels needs --truth-key".into()));
@@ -176,7 +176,7 @@ fn plan(a: &Args) -> Result<Plan> {
     if a.no_resume && ck.exists() {
         std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
     }
-    let opts = RunOptions { checkpoint_dir: Some(ck), spill_dir: Some(a.common.io.out.clone()), keep_corrected: a.keep_corrected, skip_subtyping: false };
+    let opts = RunOptions { checkpoint_dir: Some(ck), spill_dir: Some(spill.to_path_buf()), keep_corrected: a.keep_corrected, skip_subtyping: false };
     Ok(Plan { cfg, reference, target, batches, truth, opts })
 }
 
@@ -212,13 +212,18 @@ pub fn print_summary(res: &RunResult, files: &[PathBuf]) {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let dev = a.common.io.setup()?;
-    let p = plan(&a)?;
+    settings(&a)?;
+    if !a.anomaly_labels.is_empty() && a.truth_key.is_none() {
+        return Err(Error::Config("--anomaly-labels needs --truth-key".into()));
+    }
+    let (dev, mut set) = a.common.io.setup()?;
+    let p = plan(&a, set.stage())?;
     let mut res = a.common.io.dispatch(dev, &p)?;
     if let Some(t) = &p.truth {
         res.report.evaluation = Some(crate::pipeline::run::evaluate(t, &res.scores, &res.calls, &res.subtypes)?);
     }
-    let files = outputs::write_outputs(&a.common.io.out, &p.target, &res, p.truth.as_ref())?;
+    outputs::write_outputs(&mut set, &p.target, &res, p.truth.as_ref())?;
+    let files = set.commit()?;
     print_summary(&res, &files);
     let d = &res.report.settings.detect;
     if d.score == crate::pipeline::ScoreMethod::Novelty

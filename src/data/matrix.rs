@@ -286,6 +286,12 @@ impl Dataset {
                 self.n_genes()
             )));
         }
+        for n in &self.cell_names {
+            check_name(n, "cell")?;
+        }
+        for n in &self.gene_names {
+            check_name(n, "gene")?;
+        }
         check_unique(&self.cell_names, "cell")?;
         check_unique(&self.gene_names, "gene")?;
         for (name, col) in &self.obs {
@@ -299,6 +305,21 @@ impl Dataset {
         }
         Ok(())
     }
+}
+
+/// The one rule for cell and gene names, wherever they come from: not
+/// empty, and no tab, newline or carriage return (every table acsleuth
+/// writes is tab-separated, one cell a line, and so is a store's name list).
+pub fn check_name(name: &str, what: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(format!("empty {what} name")));
+    }
+    if name.contains(['\n', '\r', '\t']) {
+        return Err(Error::invalid(format!(
+            "{what} name {name:?} contains a tab or line break, which tab-separated outputs (cells.tsv, scores.tsv) and stores cannot hold; rename it"
+        )));
+    }
+    Ok(())
 }
 
 /// Errors on the first duplicated name, naming it.

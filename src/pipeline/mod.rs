@@ -3,7 +3,6 @@
 pub mod config;
 pub mod detect;
 pub mod novelty;
-pub mod output;
 pub mod run;
 
 pub use config::{DetectConfig, Kernel, PreprocessMode, ScoreMethod};

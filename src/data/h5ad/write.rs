@@ -2,7 +2,7 @@
 //! `encoding-type` / `encoding-version`, as `anndata.write_h5ad` does with its
 //! default (uncompressed) settings.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hdf5_pure::{AttrValue, DatasetBuilder, EnumTypeBuilder, FileBuilder, GroupBuilder, make_i8_type};
 
@@ -195,7 +195,8 @@ pub(super) fn write(path: &Path, ds: &Dataset, extras: &H5adExtras, opts: &Write
         b.add_group(g.finish());
     }
 
-    let tmp = temp_path(path);
+    let reg = crate::output::cleanup::register(crate::output::cleanup::temp_sibling(path));
+    let tmp = reg.path().to_path_buf();
     if let Err(e) = b.write(&tmp) {
         let _ = std::fs::remove_file(&tmp);
         return Err(fmt_err(e));
@@ -322,14 +323,6 @@ fn string_array(g: &mut GroupBuilder, name: &str, values: &[String]) {
     tag_dataset!(d, "string-array", "0.2.0");
 }
 
-/// A hidden sibling of `path` to write before renaming into place.
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
 
 /// One dataframe column in anndata's encoding.
 fn column_into(g: &mut GroupBuilder, name: &str, col: &ObsColumn, bool_type: &hdf5_pure::Datatype) {

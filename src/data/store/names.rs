@@ -11,19 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::ObsColumn;
 use crate::error::{Error, Result};
 
-/// Rejects names that cannot be stored one per line: empty, or holding a
-/// newline, carriage return or tab.
-pub fn check_name(name: &str, what: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::invalid(format!("empty {what} name")));
-    }
-    if name.contains(['\n', '\r', '\t']) {
-        return Err(Error::invalid(format!(
-            "{what} name {name:?} contains a newline or tab, which the store's one-name-per-line files cannot hold"
-        )));
-    }
-    Ok(())
-}
+pub use crate::data::matrix::check_name;
 
 /// Writes one name a line.
 pub fn write_names(path: &Path, names: &[String]) -> Result<()> {
