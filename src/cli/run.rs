@@ -187,6 +187,22 @@ impl Job for Plan {
     }
 }
 
+/// The accuracy line of a run with truth: each F1 next to what it is of.
+pub fn evaluation_line(e: &crate::pipeline::run::Evaluation, n_target: usize) -> String {
+    format!(
+        "against {}: AUROC {:.3}, AP {:.3}; F1 of the calls {:.3} (precision {:.3}, recall {:.3}); F1 at the true anomaly fraction ({:.3}: the top {} cells) {:.3}",
+        e.truth_rule,
+        e.auroc,
+        e.average_precision,
+        e.f1,
+        e.precision,
+        e.recall,
+        e.n_true_anomalies as f64 / n_target.max(1) as f64,
+        e.n_true_anomalies,
+        e.f1_at_true_fraction
+    )
+}
+
 /// Prints a short summary of a finished run to stdout.
 pub fn print_summary(res: &RunResult, files: &[PathBuf]) {
     let r = &res.report;
@@ -201,7 +217,7 @@ pub fn print_summary(res: &RunResult, files: &[PathBuf]) {
         println!("resumed from checkpoints: {}", r.resumed.join(", "));
     }
     if let Some(e) = &r.evaluation {
-        println!("against {}: AUROC {:.3}, AP {:.3}, F1 {:.3} (at the true fraction {:.3})", e.truth_rule, e.auroc, e.average_precision, e.f1, e.f1_at_true_fraction);
+        println!("{}", evaluation_line(e, r.n_target));
         if let (Some(n), Some(x)) = (e.nmi, e.f1_x_nmi) {
             println!("subtypes: NMI {n:.3}, ARI {:.3}, F1×NMI {x:.3}", e.ari.unwrap_or(0.0));
         }

@@ -207,8 +207,29 @@ pub fn run(args: Args) -> Result<()> {
         .map_err(|e| Error::Other(format!("cannot serialise the parameters: {e}")))?;
     let params_path = tmp.path().join("params.json");
     fs::write(&params_path, params + "\n").map_err(|e| Error::io(&params_path, e))?;
+    let files = names_in(tmp.path());
+    tmp.commit(out, replace)?;
+    let c = sim.config();
+    println!(
+        "simulated {} reference and {} target cells × {} genes ({} anomaly type(s), anomaly ratio {}); results in {}:",
+        c.n_ref,
+        c.n_target,
+        c.n_genes,
+        c.n_anomaly_types,
+        c.anomaly_ratio,
+        out.display()
+    );
+    for f in files {
+        println!("  {}", out.join(f).display());
+    }
+    Ok(())
+}
 
-    tmp.commit(out, replace)
+/// The entries of `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir).map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Whether `out` exists and will be replaced; refuses without --force unless
