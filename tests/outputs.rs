@@ -146,7 +146,7 @@ fn sigint_and_sigterm_leave_no_temporaries() {
     for (sig, after_ms) in [(libc::SIGINT, 300u64), (libc::SIGTERM, 800), (libc::SIGINT, 1500)] {
         let mut args = run_args(&r, &t, out.to_str().unwrap());
         args.push("--no-resume");
-        let mut child = bin().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let child = bin().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(after_ms));
         signal(child.id(), sig);
         let o = child.wait_with_output().unwrap();

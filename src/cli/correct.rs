@@ -3,7 +3,7 @@
 //! every target cell into reference space and write the corrected values.
 
 use crate::backend::Backend;
-use crate::data::{Dataset, Matrix, ObsColumn};
+use crate::data::{Dataset, Matrix};
 use crate::error::{Error, Result};
 use crate::output::write_json;
 use crate::pipeline::run::{run_workflow, Batches, RunOptions, RunResult};
@@ -56,17 +56,7 @@ pub fn run(a: Args) -> Result<()> {
     let spill = set.stage().to_path_buf();
     let res = a.common.io.dispatch(dev, &Correct { a: &a, spill, reference: &reference, target: &target })?;
     let corrected = res.corrected.clone().ok_or_else(|| Error::Other("internal: no corrected values kept".into()))?;
-    let mut obs = target.obs.clone();
-    obs.retain(|(n, _)| !n.starts_with("acsleuth_"));
-    obs.push(("acsleuth_score".into(), ObsColumn::Numeric(res.scores.iter().map(|&s| s as f64).collect())));
-    obs.push(("acsleuth_anomaly".into(), ObsColumn::Bool(res.calls.clone())));
-    obs.push((
-        "acsleuth_batch".into(),
-        ObsColumn::Categorical {
-            categories: res.report.batches.iter().map(|(n, _)| n.clone()).collect(),
-            codes: res.batch_of.iter().map(|&b| b as i32).collect(),
-        },
-    ));
+    let obs = crate::pipeline::run::outputs::result_obs(&target, &res, false);
     let ds = Dataset { x: Matrix::Dense(corrected), cell_names: res.cells.clone(), gene_names: res.genes.clone(), obs };
     crate::data::h5ad::write_h5ad(&set.file("corrected.h5ad"), &ds, &[("X_acsleuth".to_string(), res.z.clone())])?;
     write_json(&set.file("report.json"), &res.report)?;

@@ -118,7 +118,7 @@ pub fn run(a: Args) -> Result<()> {
     let styled = run_workflow(&crate::backend::CpuBackend::new(), &reference, &target, &batches, &style_cfg, &opts)?;
     let es = evaluate(&truth, &styled.scores, &styled.calls, &styled.subtypes)?;
 
-    let files: Vec<_> = set.commit()?.into_iter().filter(|f| !f.extension().is_some_and(|e| e == "acs")).collect();
+    let files: Vec<_> = set.commit()?.into_iter().filter(|f| f.extension().is_none_or(|e| e != "acs")).collect();
     let s = &res.report.seconds;
     println!("acsleuth demo (seed {}, {:.1} s in all)", a.seed, t0.elapsed().as_secs_f64());
     println!("  Module I   detection        {:.1} s  ({} + {} epochs)", s.module_i, cfg.detect.prepare_epochs, cfg.detect.train_epochs);

@@ -33,6 +33,45 @@ pub fn write_cells(path: &Path, res: &RunResult) -> Result<()> {
     })
 }
 
+/// The target's obs columns plus acsleuth's: `acsleuth_score`,
+/// `acsleuth_anomaly`, (`acsleuth_qvalue`, `acsleuth_deviation`,
+/// `acsleuth_subtype` when `full`) and `acsleuth_batch`. Columns of an
+/// earlier acsleuth run on the same data are replaced, not repeated.
+pub fn result_obs(target: &Dataset, res: &RunResult, full: bool) -> Vec<(String, ObsColumn)> {
+    let mut obs = target.obs.clone();
+    let k = res.report.subtype.k;
+    obs.push(("acsleuth_score".into(), ObsColumn::Numeric(res.scores.iter().map(|&s| s as f64).collect())));
+    obs.push(("acsleuth_anomaly".into(), ObsColumn::Bool(res.calls.clone())));
+    if full {
+        if let Some(q) = &res.q_values {
+            obs.push(("acsleuth_qvalue".into(), ObsColumn::Numeric(q.clone())));
+        }
+        obs.push(("acsleuth_deviation".into(), ObsColumn::Numeric(res.deviation.iter().map(|&s| s as f64).collect())));
+        obs.push((
+            "acsleuth_subtype".into(),
+            ObsColumn::Categorical {
+                categories: (0..k as u32).map(subtype_name).collect(),
+                codes: res.subtypes.iter().map(|s| s.map_or(-1, |v| v as i32)).collect(),
+            },
+        ));
+    }
+    obs.push((
+        "acsleuth_batch".into(),
+        ObsColumn::Categorical {
+            categories: res.report.batches.iter().map(|(n, _)| n.clone()).collect(),
+            codes: res.batch_of.iter().map(|&b| b as i32).collect(),
+        },
+    ));
+    if !full {
+        obs.retain(|(n, _)| !n.starts_with("acsleuth_") || matches!(n.as_str(), "acsleuth_score" | "acsleuth_anomaly" | "acsleuth_batch"));
+    }
+    // Column names must be unique: a rerun on our own output replaces ours.
+    let mut seen = std::collections::HashSet::new();
+    let mut obs: Vec<_> = obs.into_iter().rev().filter(|(name, _)| seen.insert(name.clone())).collect();
+    obs.reverse();
+    obs
+}
+
 /// The anomalies' rows of `m` spread over all target cells (NaN elsewhere),
 /// so obsm arrays have one row per cell as AnnData requires.
 fn spread(m: &DenseMatrix, rows: &[usize], n: usize) -> DenseMatrix {
@@ -52,32 +91,7 @@ fn spread(m: &DenseMatrix, rows: &[usize], n: usize) -> DenseMatrix {
 /// layer `corrected` when the run kept it.
 pub fn write_target_h5ad(path: &Path, target: &Dataset, res: &RunResult) -> Result<()> {
     let n = res.cells.len();
-    let mut obs = target.obs.clone();
-    let k = res.report.subtype.k;
-    obs.push(("acsleuth_score".into(), ObsColumn::Numeric(res.scores.iter().map(|&s| s as f64).collect())));
-    obs.push(("acsleuth_anomaly".into(), ObsColumn::Bool(res.calls.clone())));
-    if let Some(q) = &res.q_values {
-        obs.push(("acsleuth_qvalue".into(), ObsColumn::Numeric(q.clone())));
-    }
-    obs.push(("acsleuth_deviation".into(), ObsColumn::Numeric(res.deviation.iter().map(|&s| s as f64).collect())));
-    obs.push((
-        "acsleuth_subtype".into(),
-        ObsColumn::Categorical {
-            categories: (0..k as u32).map(subtype_name).collect(),
-            codes: res.subtypes.iter().map(|s| s.map_or(-1, |v| v as i32)).collect(),
-        },
-    ));
-    obs.push((
-        "acsleuth_batch".into(),
-        ObsColumn::Categorical {
-            categories: res.report.batches.iter().map(|(n, _)| n.clone()).collect(),
-            codes: res.batch_of.iter().map(|&b| b as i32).collect(),
-        },
-    ));
-    // Column names must be unique: a rerun on our own output replaces ours.
-    let mut seen = std::collections::HashSet::new();
-    let mut obs: Vec<_> = obs.into_iter().rev().filter(|(name, _)| seen.insert(name.clone())).collect();
-    obs.reverse();
+    let obs = result_obs(target, res, true);
     let ds = Dataset {
         x: Matrix::Csr(res.target_values.clone()),
         cell_names: res.cells.clone(),
