@@ -105,6 +105,19 @@ fn output_set_is_all_or_nothing() {
     assert!(leftovers(dir.path()).is_empty() && leftovers(&out).is_empty(), "{:?} {:?}", leftovers(dir.path()), leftovers(&out));
 }
 
+/// `--out a/b/c` with `a/b` missing works as before (the parents are
+/// made; `--out` itself appears with the complete set).
+#[test]
+fn out_with_missing_parents_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, t) = data(dir.path(), 120);
+    let out = dir.path().join("a/b/res");
+    let o = acsleuth(&detect_args(&r, &t, out.to_str().unwrap()));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(names(&out), ["report.json", "scores.tsv"]);
+    assert!(leftovers(&dir.path().join("a/b")).is_empty());
+}
+
 #[test]
 fn stale_temporaries_of_dead_processes_are_removed() {
     let dir = tempfile::tempdir().unwrap();

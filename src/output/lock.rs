@@ -30,6 +30,10 @@ impl OutLock {
     /// Takes the lock of `out` or fails saying who holds it.
     pub fn acquire(out: &Path) -> Result<OutLock> {
         let path = lock_path(out)?;
+        // The folder that holds `out` (not `out` itself) is made if needed.
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
         // A holder may remove the file between our open and our lock: retry
         // until the locked file is the one at `path`.
         for _ in 0..10 {

@@ -51,13 +51,19 @@ impl OutputSet {
         if out.exists() && !out.is_dir() {
             return Err(Error::Config(format!("{}: exists and is not a directory", out.display())));
         }
-        let (parent, _) = split(out)?;
-        if !parent.is_dir() {
-            return Err(Error::Config(format!("{}: the folder that would hold it does not exist", out.display())));
-        }
+        let (parent, name) = split(out)?;
         let lock = OutLock::acquire(out)?;
-        // Under the lock nothing live writes in `out`: every temporary there is stale.
+        // Under the lock nothing live writes in `out` or stages beside it:
+        // every temporary there is stale, whatever its process id.
         cleanup::remove_stale(&parent, false);
+        if let Ok(rd) = std::fs::read_dir(&parent) {
+            let prefix = format!(".{name}.tmp-");
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    remove_path(&e.path());
+                }
+            }
+        }
         cleanup::remove_stale(out, true);
         cleanup::remove_stale(&out.join("checkpoints"), true);
         let stage = cleanup::temp_sibling(&split_path(out)?);
