@@ -39,11 +39,14 @@ fn python() -> Option<PathBuf> {
     None
 }
 
-fn scanpy_check(files: &[PathBuf]) {
-    let Some(py) = python() else { return };
+/// Runs scripts/check_scanpy.py on `files`; its report (one line a file),
+/// or None where scanpy is missing.
+fn scanpy_check(files: &[PathBuf]) -> Option<String> {
+    let py = python()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_scanpy.py");
     let o = Command::new(py).arg(script).args(files).env("NUMBA_CACHE_DIR", std::env::temp_dir()).output().unwrap();
     assert!(o.status.success(), "scanpy failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 fn sim(n: usize, genes: usize, seed: u64) -> (Dataset, Dataset) {
@@ -154,5 +157,8 @@ fn scanpy_uses_every_h5ad_we_write() {
         "--seed", "1", "--device", "cpu", "--anomaly-ratio", "0.15", "--n-subtypes", "3",
     ]));
     files.push(out.join("target.h5ad"));
-    scanpy_check(&files);
+    if let Some(report) = scanpy_check(&files) {
+        // run's subtypes were the groups of rank_genes_groups.
+        assert!(report.lines().any(|l| l.contains("target.h5ad") && l.ends_with("grouped by acsleuth_subtype")), "{report}");
+    }
 }
