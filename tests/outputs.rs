@@ -198,3 +198,46 @@ fn second_writer_on_one_out_fails_at_once() {
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
+
+/// SIGKILL of `run` at moments spread over the modules and the output
+/// phase: the folder never holds a partial set, and a rerun removes what
+/// the killed one left and ends with the same cells.tsv as an
+/// uninterrupted run.
+#[cfg(unix)]
+#[test]
+fn killed_run_leaves_no_partial_set_and_rerun_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, t) = data(dir.path(), 300);
+    let clean = dir.path().join("clean");
+    let o = acsleuth(&run_args(&r, &t, clean.to_str().unwrap()));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let want = std::fs::read(clean.join("cells.tsv")).unwrap();
+    let started = Instant::now();
+    let o = acsleuth(&run_args(&r, &t, dir.path().join("timing").to_str().unwrap()));
+    assert!(o.status.success());
+    std::fs::remove_dir_all(dir.path().join("timing")).unwrap();
+    let full_ms = started.elapsed().as_millis() as u64;
+    let out = dir.path().join("res");
+    let mut killed = 0;
+    for k in 1..=6u64 {
+        let mut child = bin().args(run_args(&r, &t, out.to_str().unwrap())).arg("--no-resume").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let at = Instant::now() + Duration::from_millis(full_ms * k / 7);
+        while Instant::now() < at && child.try_wait().unwrap().is_none() {
+            let n = names(&out).into_iter().filter(|n| n.ends_with(".tsv") || n.ends_with(".h5ad") || n.ends_with(".json") || n.ends_with(".png")).count();
+            assert!(n == 0 || n == 6, "partial set of {n} files");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if child.try_wait().unwrap().is_none() {
+            signal(child.id(), libc::SIGKILL);
+            killed += 1;
+        }
+        child.wait().unwrap();
+        let n = names(&out).into_iter().filter(|n| n.ends_with(".tsv") || n.ends_with(".h5ad") || n.ends_with(".json") || n.ends_with(".png")).count();
+        assert!(n == 0 || n == 6, "kill {k} left a partial set of {n} files");
+        let o = acsleuth(&run_args(&r, &t, out.to_str().unwrap()));
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert_eq!(std::fs::read(out.join("cells.tsv")).unwrap(), want, "kill {k}: rerun differs");
+        assert!(leftovers(dir.path()).is_empty() && leftovers(&out).is_empty() && leftovers(&out.join("checkpoints")).is_empty());
+    }
+    assert!(killed >= 3, "only {killed} runs were killed");
+}
