@@ -108,6 +108,11 @@ fn h5ad_convert_keeps_var_obsm_layers_raw_and_integer_columns() {
     let b = read_h5ad(&out, &H5adOptions::default()).unwrap();
     assert!(matches!(a.obs_column("n_genes"), Some(ObsColumn::Integer(_))));
     assert_eq!(a.obs, b.obs);
+    // And through a store.
+    let (acs, back) = (dir.path().join("full.acs"), dir.path().join("back.h5ad"));
+    ok(&acsleuth(&["convert", FULL, acs.to_str().unwrap()]));
+    ok(&acsleuth(&["convert", acs.to_str().unwrap(), back.to_str().unwrap()]));
+    assert_eq!(read_h5ad(&back, &H5adOptions::default()).unwrap().obs, a.obs);
 }
 
 #[test]

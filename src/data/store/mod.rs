@@ -18,7 +18,7 @@
 //! (`0.1`, `1e300`, `NaN`, `inf`); booleans are `true`/`false`. `obs.json`
 //! is `{"format": "acsleuth-obs", "version": 1, "n_cells": N, "columns":
 //! [{"name": .., "kind": "categorical", "categories": [..]} | {"name": ..,
-//! "kind": "numeric" | "bool" | "text"}]}`, in obs column order. The table
+//! "kind": "numeric" | "integer" | "bool" | "text"}]}`, in obs column order. The table
 //! reads directly in pandas: `pd.read_csv("x.acs/obs.tsv", sep="\t", index_col=0)`.
 //!
 //! ## `matrix.bin`, byte by byte (all integers little-endian)
