@@ -10,7 +10,8 @@
 //! - [`nn`]: layers with forward and backward side by side.
 //! - [`model`]: the ACsleuth models (generator, critic, γ_c MMD scorer, ...).
 //! - [`pipeline`]: the modules as steps of one run.
-//! - [`report`]: PNG figures of a run (scores, embedding, ROC/PR curves).
+//! - [`output`]: every file a command writes: all-or-nothing output sets,
+//!   atomic files, TSV, JSON, PNG figures.
 //! - [`cli`]: the `acsleuth` command.
 
 pub mod error;
@@ -22,6 +23,9 @@ pub mod model;
 pub mod pipeline;
 pub mod cli;
 pub mod progress;
-pub mod report;
+pub mod output;
+
+/// The PNG figures (now [`output::figures`]).
+pub use output::figures as report;
 
 pub use error::{Error, Result};

@@ -191,6 +191,10 @@ fn check_against_expected(ds: &Dataset, e: &Value) {
                     }
                 }
             }
+            ("numeric", ObsColumn::Integer(v)) => {
+                let ev: Vec<f64> = serde_json::from_value(values.clone()).unwrap();
+                assert_eq!(v.iter().map(|&x| x as f64).collect::<Vec<_>>(), ev, "{name}");
+            }
             ("bool", ObsColumn::Bool(v)) => {
                 assert_eq!(
                     *v,
@@ -336,6 +340,7 @@ fn describe(ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Value {
             let v = match col {
                 ObsColumn::Categorical { categories, codes } => json!({"kind": "categorical", "categories": categories, "codes": codes}),
                 ObsColumn::Numeric(v) => json!({"kind": "numeric", "values": v.iter().map(|x| if x.is_nan() { None } else { Some(*x) }).collect::<Vec<_>>()}),
+                ObsColumn::Integer(v) => json!({"kind": "numeric", "values": v}),
                 ObsColumn::Bool(v) => json!({"kind": "bool", "values": v}),
                 ObsColumn::Text(v) => json!({"kind": "text", "values": v}),
             };

@@ -199,19 +199,67 @@ fn tiny_store(dir: &Path, layout: Layout) -> std::path::PathBuf {
     p
 }
 
+/// Issue #15 item 2: one flipped bit in any section makes `open` fail,
+/// naming the section (it used to pass until an explicit `verify`).
 #[test]
-fn flipped_data_byte_fails_verify() {
+fn damaged_store_fails_open_naming_the_section() {
     for layout in [Layout::Dense, Layout::Csr] {
         let dir = tempfile::tempdir().unwrap();
         let p = tiny_store(dir.path(), layout);
         let m = p.join("matrix.bin");
-        let mut b = std::fs::read(&m).unwrap();
-        b[128 + 13] ^= 0x40;
+        let orig = std::fs::read(&m).unwrap();
+        let header = |b: &[u8], k: usize| u64::from_le_bytes(b[16 + 8 * k..24 + 8 * k].try_into().unwrap()) as usize;
+        let mut sections = vec![("data", header(&orig, 3))];
+        if layout == Layout::Csr {
+            sections.push(("indices", header(&orig, 5)));
+            sections.push(("indptr", header(&orig, 7)));
+        }
+        for (name, offset) in sections {
+            let mut b = orig.clone();
+            b[offset + 2] ^= 0x40;
+            std::fs::write(&m, &b).unwrap();
+            let e = Store::open(&p).err().unwrap();
+            let msg = e.to_string();
+            assert!(matches!(e, Error::Corrupt { .. }) && msg.contains("checksum mismatch") && msg.contains(&format!("({name})")), "{layout:?} {name}: {msg}");
+        }
+        // The issue's case: byte 130 of matrix.bin.
+        let mut b = orig.clone();
+        b[130] ^= 1;
         std::fs::write(&m, &b).unwrap();
-        let s = Store::open(&p).unwrap();
-        let e = s.verify().unwrap_err();
-        assert!(matches!(e, Error::Corrupt { .. }) && e.to_string().contains("checksum mismatch"), "{e}");
+        assert!(Store::open(&p).err().unwrap().to_string().contains("checksum mismatch in the values (data) section"));
+        // Through the commands too: inspect, convert, detect fail.
+        for args in [vec!["inspect", p.to_str().unwrap()], vec!["convert", p.to_str().unwrap(), dir.path().join("x.acs").to_str().unwrap()]] {
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_acsleuth")).args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success() && err.contains("checksum mismatch"), "{args:?}: {err}");
+        }
     }
+}
+
+/// Issue #15 item 2: a repeated column index within a row (with CRCs that
+/// match, as a faulty writer would leave it) is an error on open, not a
+/// value silently dropped.
+#[test]
+fn repeated_column_index_fails_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny_store(dir.path(), Layout::Csr);
+    let m = p.join("matrix.bin");
+    let mut b = std::fs::read(&m).unwrap();
+    let at = |k: usize| u64::from_le_bytes(b[16 + 8 * k..24 + 8 * k].try_into().unwrap()) as usize;
+    let (ind_off, ind_len, ptr_off, ptr_len) = (at(5), at(6), at(7), at(8));
+    let ptr: Vec<u64> = b[ptr_off..ptr_off + ptr_len].chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+    let r = (0..ptr.len() - 1).find(|&r| ptr[r + 1] - ptr[r] >= 2).unwrap();
+    let first = ind_off + 4 * ptr[r] as usize;
+    let v = b[first..first + 4].to_vec();
+    b[first + 4..first + 8].copy_from_slice(&v);
+    // Re-seal the indices CRC and the header CRC, as a faulty writer would.
+    let crc = crc32fast::hash(&b[ind_off..ind_off + ind_len]);
+    b[100..104].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = crc32fast::hash(&b[..124]);
+    b[124..128].copy_from_slice(&hcrc.to_le_bytes());
+    std::fs::write(&m, &b).unwrap();
+    let e = Store::open(&p).err().unwrap().to_string();
+    assert!(e.contains(&format!("row {r}: gene indices repeated")), "{e}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::backend::Backend;
 use crate::data::io::{self, ReadOptions};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::pipeline::output::prepare_out_dir;
+use crate::output::OutputSet;
 use crate::pipeline::{DetectConfig, PreprocessMode};
 
 /// Inputs, output folder and machine.
@@ -22,7 +22,8 @@ pub struct IoArgs {
     /// Target cells: .h5ad, 10x folder or acsleuth store.
     #[arg(long, value_name = "PATH")]
     pub target: PathBuf,
-    /// Output directory (created if needed).
+    /// Output directory (created when the outputs are complete; another
+    /// command writing it at the same time is refused).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Read the .raw matrix of .h5ad inputs instead of X.
@@ -115,14 +116,6 @@ pub fn device(spec: &str) -> Result<Device> {
     }
 }
 
-/// Creates `dir` and checks that a file can be written in it.
-pub fn check_writable(dir: &Path) -> Result<()> {
-    prepare_out_dir(dir)?;
-    let probe = dir.join(format!(".acsleuth-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| Error::io(dir, e))?;
-    std::fs::remove_file(&probe).map_err(|e| Error::io(&probe, e))
-}
-
 /// Work to run on whichever backend `--device` resolves to.
 pub trait Job {
     type Output;
@@ -148,9 +141,10 @@ pub fn dispatch<J: Job>(dev: Device, precision: GemmPrecision, job: &J) -> Resul
 }
 
 impl IoArgs {
-    /// Thread pool, device (and GEMM precision) and output folder, checked
-    /// before any input is read.
-    pub fn setup(&self) -> Result<Device> {
+    /// Thread pool, device (and GEMM precision) and the output set (the
+    /// folder's lock and a staging folder beside it; `--out` itself is not
+    /// created), checked before any input is read.
+    pub fn setup(&self) -> Result<(Device, OutputSet)> {
         if self.threads == Some(0) {
             return Err(Error::Config("--threads must be at least 1".into()));
         }
@@ -165,8 +159,8 @@ impl IoArgs {
             }
             eprintln!("--gemm-precision {} ignored: the CPU backend computes GEMMs in f32", self.gemm_precision);
         }
-        check_writable(&self.out)?;
-        Ok(dev)
+        let set = OutputSet::begin(&self.out)?;
+        Ok((dev, set))
     }
 
     /// Runs `job` on the backend of `dev`.

@@ -1,6 +1,5 @@
 //! `acsleuth convert`: any supported input into a store, or into `.h5ad`.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -53,6 +52,18 @@ pub struct Args {
     /// .raw gene names instead of X.
     #[arg(long)]
     pub raw: bool,
+    /// For .h5ad output: compress the matrices with gzip (deflate level 4,
+    /// as anndata's `compression="gzip"`): smaller files, slower to write
+    /// and read.
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    pub compression: Compression,
+}
+
+/// `--compression` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
 }
 
 /// `--layout` values.
@@ -105,9 +116,14 @@ pub fn convert(args: &Args) -> Result<Summary> {
     let to_h5ad = args.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("h5ad"));
     let format = detect(&args.input)?;
     let replacing = check_output(&args.output, args.force, to_h5ad)?;
+    // What killed conversions left beside OUT.
+    if let Some(parent) = args.output.parent() {
+        crate::output::cleanup::remove_stale(if parent.as_os_str().is_empty() { Path::new(".") } else { parent }, false);
+    }
     // Write beside OUT under a temporary name when OUT must be replaced, so
     // the old one stays until the new one is complete.
-    let target = if replacing { sibling_tmp(&args.output, to_h5ad)? } else { args.output.clone() };
+    let reg = replacing.then(|| crate::output::cleanup::register(crate::output::cleanup::temp_sibling(&args.output)));
+    let target = reg.as_ref().map_or_else(|| args.output.clone(), |r| r.path().to_path_buf());
     let from = match format {
         Format::Store => "store",
         Format::H5ad => "h5ad",
@@ -127,7 +143,9 @@ pub fn convert(args: &Args) -> Result<Summary> {
             let layout = args.layout.resolve(density);
             if to_h5ad {
                 let (n_cells, n_genes) = (ds.n_cells(), ds.n_genes());
-                let nnz = write_h5ad(&target, ds, layout)?;
+                let extras = carried_extras(args, format)?;
+                let opts = h5ad::WriteOptions { gzip: (args.compression == Compression::Gzip).then_some(4) };
+                let nnz = write_h5ad(&target, ds, layout, &extras, &opts)?;
                 Ok((n_cells, n_genes, nnz, layout))
             } else {
                 store::write_dataset(&target, &ds, layout)?;
@@ -145,8 +163,15 @@ pub fn convert(args: &Args) -> Result<Summary> {
         }
     };
     if replacing {
-        remove_existing(&args.output)?;
-        std::fs::rename(&target, &args.output).map_err(|e| Error::io(&args.output, e))?;
+        // One step: a file is renamed over the old one; a store is
+        // exchanged with the old one, which is then removed.
+        let _g = crate::output::cleanup::commit_guard();
+        if to_h5ad {
+            std::fs::rename(&target, &args.output).map_err(|e| Error::io(&args.output, e))?;
+        } else {
+            crate::output::set::exchange(&target, &args.output)?;
+            remove_existing(&target)?;
+        }
     }
     Ok(Summary { n_cells, n_genes, nnz, layout, from })
 }
@@ -159,14 +184,35 @@ fn store_summary(path: &Path) -> Result<(usize, usize, u64, Layout)> {
 }
 
 /// Writes `ds` with X in `layout`; returns X's stored entries.
-fn write_h5ad(path: &Path, mut ds: Dataset, layout: Layout) -> Result<u64> {
+fn write_h5ad(path: &Path, mut ds: Dataset, layout: Layout, extras: &h5ad::H5adExtras, opts: &h5ad::WriteOptions) -> Result<u64> {
     ds.x = match (layout, ds.x) {
         (Layout::Dense, x) => Matrix::Dense(x.to_dense()),
         (Layout::Csr, Matrix::Dense(d)) => Matrix::Csr(crate::data::CsrMatrix::from_dense(&d)),
         (Layout::Csr, x) => x,
     };
-    h5ad::write_h5ad(path, &ds, &[])?;
+    h5ad::write_h5ad_full(path, &ds, extras, opts)?;
     Ok(ds.x.nnz() as u64)
+}
+
+/// For .h5ad → .h5ad: the var columns, obsm, layers and .raw of IN (with
+/// --raw, X is IN's .raw, so only obsm follows); what cannot be carried is
+/// named on stderr.
+fn carried_extras(args: &Args, format: Format) -> Result<h5ad::H5adExtras> {
+    if format != Format::H5ad {
+        return Ok(h5ad::H5adExtras::default());
+    }
+    let (mut extras, mut dropped) = h5ad::read_extras(&args.input)?;
+    if args.raw {
+        dropped.extend(extras.var.drain(..).map(|(n, _)| format!("var/{n}")));
+        dropped.extend(extras.layers.drain(..).map(|(n, _)| format!("layers/{n}")));
+        if extras.raw.take().is_some() {
+            dropped.push("raw (it became X)".into());
+        }
+    }
+    if !dropped.is_empty() {
+        eprintln!("not carried over from {}: {}", args.input.display(), dropped.join(", "));
+    }
+    Ok(extras)
 }
 
 /// Whether OUT exists and may be replaced; errors when it exists without
@@ -185,19 +231,6 @@ fn check_output(out: &Path, force: bool, to_h5ad: bool) -> Result<bool> {
         return Err(exists("exists and is not an acsleuth store; refusing to remove it even with --force"));
     }
     Ok(true)
-}
-
-fn sibling_tmp(out: &Path, to_h5ad: bool) -> Result<PathBuf> {
-    let name = out.file_name().ok_or_else(|| Error::Config(format!("{}: not a usable output path", out.display())))?;
-    let mut tmp = OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!(".convert-{}", std::process::id()));
-    if to_h5ad {
-        tmp.push(".h5ad");
-    }
-    let p = out.with_file_name(tmp);
-    remove_any(&p);
-    Ok(p)
 }
 
 fn remove_existing(p: &Path) -> Result<()> {

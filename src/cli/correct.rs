@@ -3,9 +3,9 @@
 //! every target cell into reference space and write the corrected values.
 
 use crate::backend::Backend;
-use crate::data::{Dataset, Matrix, ObsColumn};
+use crate::data::{Dataset, Matrix};
 use crate::error::{Error, Result};
-use crate::pipeline::output::write_json;
+use crate::output::write_json;
 use crate::pipeline::run::{run_workflow, Batches, RunOptions, RunResult};
 
 use super::common::Job;
@@ -27,6 +27,7 @@ pub struct Args {
 /// Modules I–III with the corrected values kept.
 struct Correct<'a> {
     a: &'a Args,
+    spill: std::path::PathBuf,
     reference: &'a Dataset,
     target: &'a Dataset,
 }
@@ -41,7 +42,7 @@ impl Job for Correct<'_> {
         let batches = Batches::from_obs(self.target, c.batch_key.as_deref())?;
         let opts = RunOptions {
             checkpoint_dir: Some(c.io.out.join("checkpoints")),
-            spill_dir: Some(c.io.out.clone()),
+            spill_dir: Some(self.spill.clone()),
             keep_corrected: true,
             skip_subtyping: true,
         };
@@ -51,32 +52,24 @@ impl Job for Correct<'_> {
 
 pub fn run(a: Args) -> Result<()> {
     a.common.io.reference()?;
-    let dev = a.common.io.setup()?;
+    let (dev, mut set) = a.common.io.setup()?;
     let (reference, target) = a.common.io.read()?;
-    let res = a.common.io.dispatch(dev, &Correct { a: &a, reference: &reference, target: &target })?;
+    let spill = set.stage().to_path_buf();
+    let res = a.common.io.dispatch(dev, &Correct { a: &a, spill, reference: &reference, target: &target })?;
     let corrected = res.corrected.clone().ok_or_else(|| Error::Other("internal: no corrected values kept".into()))?;
-    let mut obs = target.obs.clone();
-    obs.retain(|(n, _)| !n.starts_with("acsleuth_"));
-    obs.push(("acsleuth_score".into(), ObsColumn::Numeric(res.scores.iter().map(|&s| s as f64).collect())));
-    obs.push(("acsleuth_anomaly".into(), ObsColumn::Bool(res.calls.clone())));
-    obs.push((
-        "acsleuth_batch".into(),
-        ObsColumn::Categorical {
-            categories: res.report.batches.iter().map(|(n, _)| n.clone()).collect(),
-            codes: res.batch_of.iter().map(|&b| b as i32).collect(),
-        },
-    ));
+    let obs = crate::pipeline::run::outputs::result_obs(&target, &res, false);
     let ds = Dataset { x: Matrix::Dense(corrected), cell_names: res.cells.clone(), gene_names: res.genes.clone(), obs };
-    let path = a.common.io.out.join("corrected.h5ad");
-    crate::data::h5ad::write_h5ad(&path, &ds, &[("X_acsleuth".to_string(), res.z.clone())])?;
-    write_json(&a.common.io.out.join("report.json"), &res.report)?;
+    crate::data::h5ad::write_h5ad(&set.file("corrected.h5ad"), &ds, &[("X_acsleuth".to_string(), res.z.clone())])?;
+    write_json(&set.file("report.json"), &res.report)?;
+    let files = set.commit()?;
     println!(
         "{} target cells mapped into reference space ({} batches); {} called anomalous",
         res.cells.len(),
         res.report.batches.len(),
         res.report.n_called
     );
-    println!("  {}", path.display());
-    println!("  {}", a.common.io.out.join("report.json").display());
+    for f in &files {
+        println!("  {}", f.display());
+    }
     Ok(())
 }

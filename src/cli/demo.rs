@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::data::simulate::{simulate_dataset, DeParams, SetKind, SimConfig, Simulator};
 use crate::data::store::{write_dataset, Layout};
 use crate::error::{Error, Result};
-use crate::pipeline::output::prepare_out_dir;
+use crate::output::OutputSet;
 use crate::pipeline::run::{evaluate, outputs, run_workflow, Batches, Correction, RunConfig, RunOptions, Truth};
 use crate::pipeline::DetectConfig;
 
@@ -79,18 +79,14 @@ pub fn run(a: Args) -> Result<()> {
     if a.cells < 300 {
         return Err(Error::Config(format!("--cells must be at least 300, got {}", a.cells)));
     }
-    prepare_out_dir(&a.out)?;
+    let mut set = OutputSet::begin(&a.out)?;
     crate::backend::cpu_pool::init_global(None);
     let t0 = Instant::now();
     let sim = Simulator::new(demo_simulation(a.cells, a.seed))?;
     let reference = simulate_dataset(&sim, SetKind::Reference)?;
     let target = simulate_dataset(&sim, SetKind::Target)?;
     for (name, ds) in [("reference.acs", &reference), ("target.acs", &target)] {
-        let p = a.out.join(name);
-        if p.exists() {
-            std::fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
-        }
-        write_dataset(&p, ds, Layout::Csr)?;
+        write_dataset(&set.file(name), ds, Layout::Csr)?;
     }
     let truth = Truth::from_obs(&reference, &target, "cell_type", &[])?;
     eprintln!(
@@ -108,11 +104,11 @@ pub fn run(a: Args) -> Result<()> {
     if ck.exists() {
         std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
     }
-    let opts = RunOptions { checkpoint_dir: Some(ck), spill_dir: Some(a.out.clone()), keep_corrected: false, skip_subtyping: false };
+    let opts = RunOptions { checkpoint_dir: Some(ck), spill_dir: Some(set.stage().to_path_buf()), keep_corrected: false, skip_subtyping: false };
     let mut res = run_workflow(&crate::backend::CpuBackend::new(), &reference, &target, &batches, &cfg, &opts)?;
     let e = evaluate(&truth, &res.scores, &res.calls, &res.subtypes)?;
     res.report.evaluation = Some(e.clone());
-    let files = outputs::write_outputs(&a.out, &target, &res, Some(&truth))?;
+    outputs::write_outputs(&mut set, &target, &res, Some(&truth))?;
     // The paper's style-transfer correction on the same detection (Modules
     // I and II resume from the checkpoints), for comparison.
     // The paper's Modules III + IV for comparison: style-transfer
@@ -122,6 +118,7 @@ pub fn run(a: Args) -> Result<()> {
     let styled = run_workflow(&crate::backend::CpuBackend::new(), &reference, &target, &batches, &style_cfg, &opts)?;
     let es = evaluate(&truth, &styled.scores, &styled.calls, &styled.subtypes)?;
 
+    let files: Vec<_> = set.commit()?.into_iter().filter(|f| f.extension().is_none_or(|e| e != "acs")).collect();
     let s = &res.report.seconds;
     println!("acsleuth demo (seed {}, {:.1} s in all)", a.seed, t0.elapsed().as_secs_f64());
     println!("  Module I   detection        {:.1} s  ({} + {} epochs)", s.module_i, cfg.detect.prepare_epochs, cfg.detect.train_epochs);

@@ -9,8 +9,8 @@ use crate::data::io::{self, ReadOptions};
 use crate::data::store::Store;
 use crate::error::{Error, Result};
 use crate::pipeline::detect::{detect_stores, detect_with, DetectOptions, DetectResult};
+use crate::output::{write_deviations, write_json, write_scores_with};
 use crate::pipeline::detector::Detector;
-use crate::pipeline::output::{write_deviations, write_json, write_scores_with};
 use crate::pipeline::{DetectConfig, Kernel, ScoreMethod};
 
 use super::common::{IoArgs, Job, ScheduleArgs};
@@ -175,20 +175,21 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
     let formats = (ref_format, io::detect(&a.io.target)?);
-    let dev = a.io.setup()?;
+    let (dev, mut set) = a.io.setup()?;
     let out = a.io.out.clone();
-    let model_path = (cfg.score == ScoreMethod::Paper).then(|| out.join("model.safetensors"));
-    let opts = DetectOptions { model_path, spill_dir: Some(out.clone()), mem_budget: None, batch_key: a.batch_key.clone() };
+    let model_path = (cfg.score == ScoreMethod::Paper).then(|| set.file("model.safetensors"));
+    let opts = DetectOptions { model_path, spill_dir: Some(set.stage().to_path_buf()), mem_budget: None, batch_key: a.batch_key.clone() };
     let (res, fitted) = a.io.dispatch(dev, &Detect { a: &a, formats, cfg, opts, model })?;
     if let Some(det) = fitted {
-        det.save(&out.join("model.safetensors"))?;
+        det.save(&set.file("model.safetensors"))?;
     }
     let pq = res.p_values.as_deref().zip(res.q_values.as_deref());
-    write_scores_with(&out.join("scores.tsv"), &res.cells, &res.scores, &res.calls, pq)?;
+    write_scores_with(&set.file("scores.tsv"), &res.cells, &res.scores, &res.calls, pq)?;
     if let Some(d) = &res.deviation {
-        write_deviations(&out.join("deviations.tsv"), &res.cells, d)?;
+        write_deviations(&set.file("deviations.tsv"), &res.cells, d)?;
     }
-    write_json(&out.join("report.json"), &res.report)?;
+    write_json(&set.file("report.json"), &res.report)?;
+    set.commit()?;
     let estimate = res
         .report
         .estimated_anomaly_fraction

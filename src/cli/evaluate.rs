@@ -6,10 +6,11 @@
 //! column. Cells are joined by name; every scored cell must be in the truth.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::data::table::{parse_bool, Table};
 use crate::error::{Error, Result};
 use crate::metrics;
 
@@ -79,68 +80,6 @@ pub struct Subtyping {
     pub nmi: f64,
     pub ari: f64,
     pub f1_x_nmi: Option<f64>,
-}
-
-/// A delimited text table: header and rows of fields.
-struct Table {
-    path: PathBuf,
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn read(path: &Path) -> Result<Table> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty());
-        let head = lines.next().ok_or_else(|| Error::corrupt(path, "empty file"))?;
-        let delim = if head.contains('\t') { '\t' } else { ',' };
-        let split = |l: &str| -> Vec<String> {
-            l.split(delim).map(|f| f.trim().trim_matches('"').to_string()).collect()
-        };
-        let header = split(head);
-        let mut rows = Vec::new();
-        for (i, l) in lines.enumerate() {
-            let r = split(l);
-            if r.len() != header.len() {
-                return Err(Error::corrupt(
-                    path,
-                    format!("line {}: {} fields, the header has {}", i + 2, r.len(), header.len()),
-                ));
-            }
-            rows.push(r);
-        }
-        if rows.is_empty() {
-            return Err(Error::corrupt(path, "no data rows"));
-        }
-        Ok(Table { path: path.to_path_buf(), header, rows })
-    }
-
-    fn col(&self, name: &str) -> Option<usize> {
-        self.header.iter().position(|h| h == name)
-    }
-
-    fn require(&self, name: &str) -> Result<usize> {
-        self.col(name).ok_or_else(|| {
-            Error::Config(format!(
-                "{}: no column '{name}' (columns: {})",
-                self.path.display(),
-                self.header.join(", ")
-            ))
-        })
-    }
-
-    /// The cell-name column: `cell`, else the first.
-    fn cell_col(&self) -> usize {
-        self.col("cell").unwrap_or(0)
-    }
-}
-
-fn parse_bool(s: &str, path: &Path, line: usize, col: &str) -> Result<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "1" | "true" | "t" | "yes" => Ok(true),
-        "0" | "false" | "f" | "no" => Ok(false),
-        _ => Err(Error::corrupt(path, format!("line {line}: column '{col}' has '{s}', expected 0/1 or true/false"))),
-    }
 }
 
 /// Reads both files, joins them by cell and computes the metrics.

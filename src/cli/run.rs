@@ -164,7 +164,7 @@ struct Plan {
     opts: RunOptions,
 }
 
-fn plan(a: &Args) -> Result<Plan> {
+fn plan(a: &Args, spill: &std::path::Path) -> Result<Plan> {
     let cfg = settings(a)?;
     if !a.anomaly_labels.is_empty() && a.truth_key.is_none() {
         return Err(Error::Config("--anomaly-labels needs --truth-key".into()));
@@ -176,7 +176,7 @@ fn plan(a: &Args) -> Result<Plan> {
     if a.no_resume && ck.exists() {
         std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
     }
-    let opts = RunOptions { checkpoint_dir: Some(ck), spill_dir: Some(a.common.io.out.clone()), keep_corrected: a.keep_corrected, skip_subtyping: false };
+    let opts = RunOptions { checkpoint_dir: Some(ck), spill_dir: Some(spill.to_path_buf()), keep_corrected: a.keep_corrected, skip_subtyping: false };
     Ok(Plan { cfg, reference, target, batches, truth, opts })
 }
 
@@ -185,6 +185,22 @@ impl Job for Plan {
     fn run<B: Backend>(&self, be: &B) -> Result<RunResult> {
         run_workflow(be, &self.reference, &self.target, &self.batches, &self.cfg, &self.opts)
     }
+}
+
+/// The accuracy line of a run with truth: each F1 next to what it is of.
+pub fn evaluation_line(e: &crate::pipeline::run::Evaluation, n_target: usize) -> String {
+    format!(
+        "against {}: AUROC {:.3}, AP {:.3}; F1 of the calls {:.3} (precision {:.3}, recall {:.3}); F1 at the true anomaly fraction ({:.3}: the top {} cells) {:.3}",
+        e.truth_rule,
+        e.auroc,
+        e.average_precision,
+        e.f1,
+        e.precision,
+        e.recall,
+        e.n_true_anomalies as f64 / n_target.max(1) as f64,
+        e.n_true_anomalies,
+        e.f1_at_true_fraction
+    )
 }
 
 /// Prints a short summary of a finished run to stdout.
@@ -201,7 +217,7 @@ pub fn print_summary(res: &RunResult, files: &[PathBuf]) {
         println!("resumed from checkpoints: {}", r.resumed.join(", "));
     }
     if let Some(e) = &r.evaluation {
-        println!("against {}: AUROC {:.3}, AP {:.3}, F1 {:.3} (at the true fraction {:.3})", e.truth_rule, e.auroc, e.average_precision, e.f1, e.f1_at_true_fraction);
+        println!("{}", evaluation_line(e, r.n_target));
         if let (Some(n), Some(x)) = (e.nmi, e.f1_x_nmi) {
             println!("subtypes: NMI {n:.3}, ARI {:.3}, F1×NMI {x:.3}", e.ari.unwrap_or(0.0));
         }
@@ -213,13 +229,18 @@ pub fn print_summary(res: &RunResult, files: &[PathBuf]) {
 
 pub fn run(a: Args) -> Result<()> {
     a.common.io.reference()?;
-    let dev = a.common.io.setup()?;
-    let p = plan(&a)?;
+    settings(&a)?;
+    if !a.anomaly_labels.is_empty() && a.truth_key.is_none() {
+        return Err(Error::Config("--anomaly-labels needs --truth-key".into()));
+    }
+    let (dev, mut set) = a.common.io.setup()?;
+    let p = plan(&a, set.stage())?;
     let mut res = a.common.io.dispatch(dev, &p)?;
     if let Some(t) = &p.truth {
         res.report.evaluation = Some(crate::pipeline::run::evaluate(t, &res.scores, &res.calls, &res.subtypes)?);
     }
-    let files = outputs::write_outputs(&a.common.io.out, &p.target, &res, p.truth.as_ref())?;
+    outputs::write_outputs(&mut set, &p.target, &res, p.truth.as_ref())?;
+    let files = set.commit()?;
     print_summary(&res, &files);
     let d = &res.report.settings.detect;
     if d.score == crate::pipeline::ScoreMethod::Novelty

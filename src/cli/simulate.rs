@@ -193,7 +193,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let out = args.out.as_path();
     let replace = check_out(out, args.force)?;
-    let tmp = TempDir::beside(out, "tmp")?;
+    let _lock = crate::output::lock::OutLock::acquire(out)?;
+    if let Ok((parent, _)) = crate::output::set::split(out) {
+        crate::output::cleanup::remove_stale(&parent, false);
+    }
+    let tmp = TempDir::beside(out)?;
 
     for kind in [SetKind::Reference, SetKind::Target] {
         write_set(&sim, kind, tmp.path(), layout, args.h5ad)?;
@@ -203,8 +207,29 @@ pub fn run(args: Args) -> Result<()> {
         .map_err(|e| Error::Other(format!("cannot serialise the parameters: {e}")))?;
     let params_path = tmp.path().join("params.json");
     fs::write(&params_path, params + "\n").map_err(|e| Error::io(&params_path, e))?;
+    let files = names_in(tmp.path());
+    tmp.commit(out, replace)?;
+    let c = sim.config();
+    println!(
+        "simulated {} reference and {} target cells × {} genes ({} anomaly type(s), anomaly ratio {}); results in {}:",
+        c.n_ref,
+        c.n_target,
+        c.n_genes,
+        c.n_anomaly_types,
+        c.anomaly_ratio,
+        out.display()
+    );
+    for f in files {
+        println!("  {}", out.join(f).display());
+    }
+    Ok(())
+}
 
-    tmp.commit(out, replace)
+/// The entries of `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir).map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Whether `out` exists and will be replaced; refuses without --force unless
@@ -293,39 +318,41 @@ fn write_truth(sim: &Simulator, path: &Path) -> Result<()> {
     w.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)
 }
 
-/// A directory beside the final output, removed on drop unless committed.
+/// A directory beside the final output (registered for removal if the
+/// process is stopped), removed on drop unless committed.
 struct TempDir {
     path: Option<PathBuf>,
+    _reg: crate::output::cleanup::Registered,
 }
 
 impl TempDir {
-    fn beside(out: &Path, tag: &str) -> Result<Self> {
-        let path = sibling(out, tag)?;
-        if path.exists() {
-            fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+    fn beside(out: &Path) -> Result<Self> {
+        if out.file_name().is_none() {
+            return Err(Error::Config(format!("--out {} does not name a directory", out.display())));
         }
+        let path = crate::output::cleanup::temp_sibling(out);
+        let reg = crate::output::cleanup::register(path.clone());
         fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(TempDir { path: Some(path) })
+        Ok(TempDir { path: Some(path), _reg: reg })
     }
     fn path(&self) -> &Path {
         self.path.as_deref().expect("a TempDir holds its path until committed")
     }
-    /// Moves the finished directory to `out`, replacing what was there.
+    /// Moves the finished directory to `out` in one step, replacing what
+    /// was there.
     fn commit(mut self, out: &Path, replace: bool) -> Result<()> {
         let tmp = self.path.take().expect("a TempDir holds its path until committed");
-        let rename = |from: &Path, to: &Path| fs::rename(from, to).map_err(|e| Error::io(to, e));
+        let _g = crate::output::cleanup::commit_guard();
         if replace {
-            let old = sibling(out, "old")?;
-            rename(out, &old)?;
-            if let Err(e) = rename(&tmp, out) {
-                // Put the previous output back; the new one is discarded.
-                let _ = fs::rename(&old, out);
+            if let Err(e) = crate::output::set::exchange(&tmp, out) {
                 let _ = fs::remove_dir_all(&tmp);
                 return Err(e);
             }
-            fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))
+            // `tmp` now holds the previous output.
+            crate::output::cleanup::remove_path(&tmp);
+            Ok(())
         } else {
-            rename(&tmp, out).inspect_err(|_| {
+            fs::rename(&tmp, out).map_err(|e| Error::io(out, e)).inspect_err(|_| {
                 let _ = fs::remove_dir_all(&tmp);
             })
         }
@@ -338,19 +365,6 @@ impl Drop for TempDir {
             let _ = fs::remove_dir_all(p);
         }
     }
-}
-
-/// `PARENT/.NAME.TAG-PID`, on the same file system as `out` so that the
-/// final rename is atomic.
-fn sibling(out: &Path, tag: &str) -> Result<PathBuf> {
-    let name = out
-        .file_name()
-        .ok_or_else(|| Error::Config(format!("--out {} does not name a directory", out.display())))?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok(parent.join(format!(".{}.{tag}-{}", name.to_string_lossy(), std::process::id())))
 }
 
 #[cfg(test)]
@@ -389,18 +403,18 @@ mod tests {
     fn temporary_directory_is_removed_unless_committed() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("sim");
-        let tmp = TempDir::beside(&out, "tmp").unwrap();
+        let tmp = TempDir::beside(&out).unwrap();
         fs::write(tmp.path().join("half.txt"), "x").unwrap();
         drop(tmp);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 
-        let tmp = TempDir::beside(&out, "tmp").unwrap();
+        let tmp = TempDir::beside(&out).unwrap();
         fs::write(tmp.path().join("a.txt"), "new").unwrap();
         tmp.commit(&out, false).unwrap();
         assert_eq!(fs::read_to_string(out.join("a.txt")).unwrap(), "new");
 
         // Replacing keeps only the new directory.
-        let tmp = TempDir::beside(&out, "tmp").unwrap();
+        let tmp = TempDir::beside(&out).unwrap();
         fs::write(tmp.path().join("b.txt"), "newer").unwrap();
         tmp.commit(&out, true).unwrap();
         assert!(!out.join("a.txt").exists());

@@ -152,6 +152,8 @@ pub enum ObsColumn {
     /// Categories and one code per cell (-1 = missing).
     Categorical { categories: Vec<String>, codes: Vec<i32> },
     Numeric(Vec<f64>),
+    /// Whole numbers stored as integers (kept integer when written back).
+    Integer(Vec<i64>),
     Bool(Vec<bool>),
     Text(Vec<String>),
 }
@@ -161,6 +163,7 @@ impl ObsColumn {
         match self {
             ObsColumn::Categorical { codes, .. } => codes.len(),
             ObsColumn::Numeric(v) => v.len(),
+            ObsColumn::Integer(v) => v.len(),
             ObsColumn::Bool(v) => v.len(),
             ObsColumn::Text(v) => v.len(),
         }
@@ -176,6 +179,7 @@ impl ObsColumn {
                 if c < 0 { String::new() } else { categories[c as usize].clone() }
             }
             ObsColumn::Numeric(v) => v[i].to_string(),
+            ObsColumn::Integer(v) => v[i].to_string(),
             ObsColumn::Bool(v) => v[i].to_string(),
             ObsColumn::Text(v) => v[i].clone(),
         }
@@ -233,6 +237,7 @@ impl Dataset {
                         codes: rows.iter().map(|&i| codes[i]).collect(),
                     },
                     ObsColumn::Numeric(v) => ObsColumn::Numeric(rows.iter().map(|&i| v[i]).collect()),
+                    ObsColumn::Integer(v) => ObsColumn::Integer(rows.iter().map(|&i| v[i]).collect()),
                     ObsColumn::Bool(v) => ObsColumn::Bool(rows.iter().map(|&i| v[i]).collect()),
                     ObsColumn::Text(v) => ObsColumn::Text(rows.iter().map(|&i| v[i].clone()).collect()),
                 };
@@ -281,6 +286,12 @@ impl Dataset {
                 self.n_genes()
             )));
         }
+        for n in &self.cell_names {
+            check_name(n, "cell")?;
+        }
+        for n in &self.gene_names {
+            check_name(n, "gene")?;
+        }
         check_unique(&self.cell_names, "cell")?;
         check_unique(&self.gene_names, "gene")?;
         for (name, col) in &self.obs {
@@ -294,6 +305,21 @@ impl Dataset {
         }
         Ok(())
     }
+}
+
+/// The one rule for cell and gene names, wherever they come from: not
+/// empty, and no tab, newline or carriage return (every table acsleuth
+/// writes is tab-separated, one cell a line, and so is a store's name list).
+pub fn check_name(name: &str, what: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(format!("empty {what} name")));
+    }
+    if name.contains(['\n', '\r', '\t']) {
+        return Err(Error::invalid(format!(
+            "{what} name {name:?} contains a tab or line break, which tab-separated outputs (cells.tsv, scores.tsv) and stores cannot hold; rename it"
+        )));
+    }
+    Ok(())
 }
 
 /// Errors on the first duplicated name, naming it.

@@ -10,5 +10,6 @@ pub mod io;
 pub mod preprocess;
 pub mod simulate;
 pub mod summary;
+pub mod table;
 
 pub use matrix::{check_unique, CsrMatrix, Dataset, DenseMatrix, Matrix, ObsColumn, RowSink};

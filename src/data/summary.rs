@@ -303,6 +303,11 @@ pub fn summarize_column(col: &ObsColumn) -> ColumnSummary {
             missing: v.iter().filter(|x| x.is_nan()).count(),
             all_integer: v.iter().filter(|x| x.is_finite()).all(|x| x.fract() == 0.0),
         },
+        ObsColumn::Integer(v) => ColumnSummary::Numeric {
+            range: Range::of(&v.iter().map(|&x| x as f64).collect::<Vec<_>>()),
+            missing: 0,
+            all_integer: true,
+        },
         ObsColumn::Text(v) => {
             // Counts in first-seen order.
             let mut index = std::collections::HashMap::new();

@@ -3,7 +3,6 @@
 pub mod config;
 pub mod detect;
 pub mod novelty;
-pub mod output;
 pub mod prepare;
 pub mod detector;
 pub mod run;

@@ -163,16 +163,11 @@ impl Reader<'_> {
             DType::String | DType::VariableLengthString => {
                 ObsColumn::Text(self.h5(d.read_string(), path)?)
             }
-            DType::F32
-            | DType::F64
-            | DType::I8
-            | DType::I16
-            | DType::I32
-            | DType::I64
-            | DType::U8
-            | DType::U16
-            | DType::U32
-            | DType::U64 => ObsColumn::Numeric(self.h5(d.read_f64(), path)?),
+            DType::F32 | DType::F64 | DType::U64 => ObsColumn::Numeric(self.h5(d.read_f64(), path)?),
+            // Integers stay integers, so a rewrite keeps pandas' int dtype.
+            DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::U8 | DType::U16 | DType::U32 => {
+                ObsColumn::Integer(self.h5(d.read_i64(), path)?)
+            }
             DType::Enum(_) if is_bool(d) => ObsColumn::Bool(
                 self.h5(d.read_u8(), path)?
                     .into_iter()

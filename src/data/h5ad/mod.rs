@@ -15,11 +15,12 @@
 
 use std::path::Path;
 
-use crate::data::{Dataset, DenseMatrix, Matrix};
+use crate::data::{Dataset, DenseMatrix, Matrix, ObsColumn};
 use crate::error::{Error, Result};
 
 mod frame;
 mod legacy;
+mod extras;
 mod read;
 mod write;
 
@@ -72,7 +73,49 @@ pub fn describe_h5ad(path: &Path) -> Result<H5adLayout> {
 /// Writes a dataset (X, obs, var names) plus `obsm` matrices as an .h5ad
 /// file that scanpy opens as it is; atomic (temporary file, then rename).
 pub fn write_h5ad(path: &Path, ds: &Dataset, obsm: &[(String, DenseMatrix)]) -> Result<()> {
-    write::write(path, ds, obsm, &[])
+    let extras = H5adExtras { obsm: obsm.to_vec(), ..H5adExtras::default() };
+    write::write(path, ds, &extras, &WriteOptions::default())
+}
+
+/// What an .h5ad file holds beside X, obs and the names, as far as
+/// acsleuth carries it from one file to another.
+#[derive(Clone, Debug, Default)]
+pub struct H5adExtras {
+    /// var columns (one value per gene).
+    pub var: Vec<(String, ObsColumn)>,
+    pub obsm: Vec<(String, DenseMatrix)>,
+    pub layers: Vec<(String, Matrix)>,
+    pub raw: Option<RawPart>,
+}
+
+/// anndata's `.raw`: a matrix over its own genes.
+#[derive(Clone, Debug)]
+pub struct RawPart {
+    pub x: Matrix,
+    pub gene_names: Vec<String>,
+    pub var: Vec<(String, ObsColumn)>,
+}
+
+/// How an .h5ad file is written.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    /// Deflate (gzip) level 1–9 for the matrices, as anndata's
+    /// `compression="gzip"` (level 4); `None` writes them uncompressed.
+    pub gzip: Option<u32>,
+}
+
+/// Writes `ds` with `extras` (var columns, obsm, layers, .raw).
+pub fn write_h5ad_full(path: &Path, ds: &Dataset, extras: &H5adExtras, opts: &WriteOptions) -> Result<()> {
+    write::write(path, ds, extras, opts)
+}
+
+/// Reads what [`H5adExtras`] holds from an .h5ad file (the current X
+/// layout), and names every element it cannot carry (uns, varm, obsp,
+/// varp entries, obsm/layers that are not 2-D matrices): the caller says
+/// they were dropped.
+pub fn read_extras(path: &Path) -> Result<(H5adExtras, Vec<String>)> {
+    let file = open(path)?;
+    read::Reader::new(path, &file).read_extras()
 }
 
 /// [`write_h5ad`] plus `layers`: extra [cells × genes] matrices (dense or
@@ -86,7 +129,8 @@ pub fn write_h5ad_with(
     obsm: &[(String, DenseMatrix)],
     layers: &[(String, Matrix)],
 ) -> Result<()> {
-    write::write(path, ds, obsm, layers)
+    let extras = H5adExtras { obsm: obsm.to_vec(), layers: layers.to_vec(), ..H5adExtras::default() };
+    write::write(path, ds, &extras, &WriteOptions::default())
 }
 
 /// Reads one matrix element of an .h5ad file by its path inside the file

@@ -130,7 +130,7 @@ impl<'a> Reader<'a> {
 
     /// Names held by a mapping element (`obsm`, `layers`): the members of a
     /// group, or the fields of an old-style compound dataset.
-    fn member_names(&self, path: &str) -> Result<Vec<String>> {
+    pub(super) fn member_names(&self, path: &str) -> Result<Vec<String>> {
         let mut names = match self.node(path)? {
             None => vec![],
             Some(Node::Group(g)) => {

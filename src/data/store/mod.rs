@@ -18,7 +18,7 @@
 //! (`0.1`, `1e300`, `NaN`, `inf`); booleans are `true`/`false`. `obs.json`
 //! is `{"format": "acsleuth-obs", "version": 1, "n_cells": N, "columns":
 //! [{"name": .., "kind": "categorical", "categories": [..]} | {"name": ..,
-//! "kind": "numeric" | "bool" | "text"}]}`, in obs column order. The table
+//! "kind": "numeric" | "integer" | "bool" | "text"}]}`, in obs column order. The table
 //! reads directly in pandas: `pd.read_csv("x.acs/obs.tsv", sep="\t", index_col=0)`.
 //!
 //! ## `matrix.bin`, byte by byte (all integers little-endian)
@@ -53,8 +53,11 @@
 //!
 //! The file ends right after the last section; nothing trails it.
 //! [`Store::open`] checks the magic, version, header CRC, section table,
-//! file length, row pointers and name counts (cheap); [`Store::verify`]
-//! re-reads every byte and checks the section CRCs and index order.
+//! file length, every section's CRC32, the row pointers, the column
+//! indices of every row (in range, strictly increasing) and the name
+//! counts: one pass over the file, so damage is an error that names the
+//! section before any value is used. [`Store::verify`] also checks that
+//! every value is finite.
 //! The 64-byte alignment lets the memory map be viewed as `&[f32]`,
 //! `&[u32]`, `&[u64]` in place, with no copy.
 //!
@@ -81,6 +84,7 @@ use crate::error::Result;
 mod format;
 mod names;
 mod reader;
+mod verify;
 mod writer;
 
 pub use format::{MAGIC, VERSION};

@@ -11,19 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::ObsColumn;
 use crate::error::{Error, Result};
 
-/// Rejects names that cannot be stored one per line: empty, or holding a
-/// newline, carriage return or tab.
-pub fn check_name(name: &str, what: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::invalid(format!("empty {what} name")));
-    }
-    if name.contains(['\n', '\r', '\t']) {
-        return Err(Error::invalid(format!(
-            "{what} name {name:?} contains a newline or tab, which the store's one-name-per-line files cannot hold"
-        )));
-    }
-    Ok(())
-}
+pub use crate::data::matrix::check_name;
 
 /// Writes one name a line.
 pub fn write_names(path: &Path, names: &[String]) -> Result<()> {
@@ -78,6 +66,7 @@ enum ColumnKind {
     /// Categories in their order (codes index into it).
     Categorical { categories: Vec<String> },
     Numeric,
+    Integer,
     Bool,
     Text,
 }
@@ -155,6 +144,7 @@ pub fn write_obs(dir: &Path, cells_txt: &Path, obs: &[(String, ObsColumn)], n_ce
                 kind: match col {
                     ObsColumn::Categorical { categories, .. } => ColumnKind::Categorical { categories: categories.clone() },
                     ObsColumn::Numeric(_) => ColumnKind::Numeric,
+                    ObsColumn::Integer(_) => ColumnKind::Integer,
                     ObsColumn::Bool(_) => ColumnKind::Bool,
                     ObsColumn::Text(_) => ColumnKind::Text,
                 },
@@ -190,6 +180,7 @@ pub fn write_obs(dir: &Path, cells_txt: &Path, obs: &[(String, ObsColumn)], n_ce
                     }
                 }
                 ObsColumn::Numeric(v) => line.push_str(&format!("{:?}", v[i])),
+                ObsColumn::Integer(v) => line.push_str(&v[i].to_string()),
                 ObsColumn::Bool(v) => line.push_str(if v[i] { "true" } else { "false" }),
                 ObsColumn::Text(v) => escape(&v[i], &mut line),
             }
@@ -242,6 +233,7 @@ pub fn read_obs(dir: &Path, cell_names: &[String]) -> Result<Vec<(String, ObsCol
                 ObsColumn::Categorical { categories: categories.clone(), codes: Vec::with_capacity(n) }
             }
             ColumnKind::Numeric => ObsColumn::Numeric(Vec::with_capacity(n)),
+            ColumnKind::Integer => ObsColumn::Integer(Vec::with_capacity(n)),
             ColumnKind::Bool => ObsColumn::Bool(Vec::with_capacity(n)),
             ColumnKind::Text => ObsColumn::Text(Vec::with_capacity(n)),
         })
@@ -271,6 +263,7 @@ pub fn read_obs(dir: &Path, cell_names: &[String]) -> Result<Vec<(String, ObsCol
                     codes.push(code);
                 }
                 ObsColumn::Numeric(v) => v.push(f.parse().map_err(|_| bad(ln, format!("'{f}' is not a number")))?),
+                ObsColumn::Integer(v) => v.push(f.parse().map_err(|_| bad(ln, format!("'{f}' is not an integer")))?),
                 ObsColumn::Bool(v) => v.push(match f {
                     "true" => true,
                     "false" => false,

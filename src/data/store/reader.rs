@@ -44,7 +44,9 @@ pub enum RowView<'a> {
 }
 
 impl Store {
-    /// Opens and checks the header, sizes and names (cheap); see [`Store::verify`].
+    /// Opens and checks the header, every section's CRC32, the CSR
+    /// structure and the names: a damaged store is an error naming what is
+    /// damaged (one pass over the file; see `verify.rs`).
     pub fn open(path: &Path) -> Result<Self> {
         let mpath = path.join("matrix.bin");
         let file = File::open(&mpath).map_err(|e| Error::io(&mpath, e))?;
@@ -57,23 +59,11 @@ impl Store {
             return Err(Error::corrupt(&mpath, "the header declares zero cells or zero genes"));
         }
         let mut store = Store { path: path.to_path_buf(), header, mmap, file, gene_names: vec![], cell_names: vec![], obs: vec![] };
-        if store.header.layout == Layout::Csr {
-            store.check_indptr()?;
-        }
+        super::verify::check_matrix(&store.file, &mpath, &store.header, || store.indptr().to_vec())?;
         store.gene_names = read_names(&path.join("genes.txt"), store.header.n_genes, "gene")?;
         store.cell_names = read_names(&path.join("cells.txt"), store.header.n_cells, "cell")?;
         store.obs = read_obs(path, &store.cell_names)?;
         Ok(store)
-    }
-
-    /// Row pointers start at 0, never decrease and end at nnz (so every row
-    /// slice is in bounds); O(n_cells).
-    fn check_indptr(&self) -> Result<()> {
-        let p = self.indptr();
-        let ok = p.first() == Some(&0)
-            && p.last() == Some(&self.header.nnz)
-            && p.windows(2).all(|w| w[0] <= w[1]);
-        if ok { Ok(()) } else { Err(self.corrupt("CSR row pointers are not a valid non-decreasing sequence 0..nnz")) }
     }
 
     fn corrupt(&self, msg: impl Into<String>) -> Error {
@@ -292,6 +282,10 @@ impl Store {
     /// Row `r`'s CSR entries written densely into `dst`.
     fn scatter(&self, r: usize, idx: &[u32], val: &[f32], dst: &mut [f32]) -> Result<()> {
         dst.fill(0.0);
+        // Checked on open; checked again as positioned reads bypass the map.
+        if idx.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(self.corrupt(format!("row {r}: gene indices not strictly increasing")));
+        }
         for (&j, &v) in idx.iter().zip(val) {
             *dst.get_mut(j as usize).ok_or_else(|| self.corrupt(format!("row {r}: gene index {j} out of range")))? = v;
         }

@@ -26,7 +26,8 @@ use super::Layout;
 const BUF: usize = 1 << 20;
 
 /// Removes the temporary directory when dropped, unless disarmed.
-struct TmpDir(Option<PathBuf>);
+/// The temporary folder, registered for removal if the process is stopped.
+struct TmpDir(Option<PathBuf>, #[allow(dead_code)] crate::output::cleanup::Registered);
 
 impl Drop for TmpDir {
     fn drop(&mut self) {
@@ -106,7 +107,7 @@ impl StoreWriter {
         tmp_name.push(format!(".tmp-{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
         let tmp_path = parent.join(tmp_name);
         std::fs::create_dir(&tmp_path).map_err(|e| Error::io(&tmp_path, e))?;
-        let tmp = TmpDir(Some(tmp_path.clone()));
+        let tmp = TmpDir(Some(tmp_path.clone()), crate::output::cleanup::register(tmp_path.clone()));
 
         write_names(&tmp_path.join("genes.txt"), gene_names)?;
         let create = |f: &str| -> Result<BufWriter<File>> {
@@ -160,7 +161,10 @@ impl StoreWriter {
     }
 
     fn check_cell_name(&mut self, name: &str) -> Result<()> {
-        check_name(name, "cell").map_err(|e| Error::invalid(format!("row {}: {e}", self.n_cells)))?;
+        check_name(name, "cell").map_err(|e| match e {
+            Error::Invalid(m) => Error::invalid(format!("row {}: {m}", self.n_cells)),
+            e => e,
+        })?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         name.hash(&mut h);
         if !self.name_hashes.insert(h.finish()) {

@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::data::CsrMatrix;
 use crate::error::{Error, Result};
-use crate::pipeline::output::write_json;
+use crate::output::write_json;
 
 /// A chain of 64-bit fingerprints (two CRC32s with different seeds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod outputs;
 pub mod report;
 pub mod stages;
+pub mod subtypes;
 pub mod truth;
 
 use std::path::PathBuf;
@@ -345,13 +346,18 @@ pub fn run_workflow<B: Backend>(
     secs.module_iv = t.elapsed().as_secs_f64();
     secs.total = t0.elapsed().as_secs_f64();
 
+    let mut st = st;
+    let k_found = st.k;
+    let (k, sizes) = subtypes::compact(&mut st.labels, &mut st.q, st.k);
+    st.k = k;
+    let note = match (note, k_found - k) {
+        (n, 0) => n,
+        (None, d) => Some(format!("{d} of {k_found} subtypes ended empty and were dropped")),
+        (Some(n), d) => Some(format!("{n}; {d} of {k_found} subtypes ended empty and were dropped")),
+    };
     let mut subtypes = vec![None; n];
-    let mut sizes = vec![0usize; st.k];
     for (&row, &l) in anomalies.iter().zip(&st.labels) {
         subtypes[row] = Some(l);
-        if let Some(s) = sizes.get_mut(l as usize) {
-            *s += 1;
-        }
     }
     let report = RunReport {
         settings: cfg.clone(),

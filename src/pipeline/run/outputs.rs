@@ -1,13 +1,13 @@
 //! The files of `acsleuth run`: cells.tsv, target.h5ad, report.json and
 //! the plots. Every file is written atomically.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::data::h5ad::write_h5ad_with;
 use crate::data::{Dataset, DenseMatrix, Matrix, ObsColumn};
-use crate::error::{Error, Result};
-use crate::pipeline::output::{io_at, write_atomic, write_json};
-use crate::report;
+use crate::error::Result;
+use crate::output::figures as report;
+use crate::output::{io_at, write_atomic, write_json, OutputSet};
 
 use super::{RunResult, Truth};
 
@@ -33,6 +33,45 @@ pub fn write_cells(path: &Path, res: &RunResult) -> Result<()> {
     })
 }
 
+/// The target's obs columns plus acsleuth's: `acsleuth_score`,
+/// `acsleuth_anomaly`, (`acsleuth_qvalue`, `acsleuth_deviation`,
+/// `acsleuth_subtype` when `full`) and `acsleuth_batch`. Columns of an
+/// earlier acsleuth run on the same data are replaced, not repeated.
+pub fn result_obs(target: &Dataset, res: &RunResult, full: bool) -> Vec<(String, ObsColumn)> {
+    let mut obs = target.obs.clone();
+    let k = res.report.subtype.k;
+    obs.push(("acsleuth_score".into(), ObsColumn::Numeric(res.scores.iter().map(|&s| s as f64).collect())));
+    obs.push(("acsleuth_anomaly".into(), ObsColumn::Bool(res.calls.clone())));
+    if full {
+        if let Some(q) = &res.q_values {
+            obs.push(("acsleuth_qvalue".into(), ObsColumn::Numeric(q.clone())));
+        }
+        obs.push(("acsleuth_deviation".into(), ObsColumn::Numeric(res.deviation.iter().map(|&s| s as f64).collect())));
+        obs.push((
+            "acsleuth_subtype".into(),
+            ObsColumn::Categorical {
+                categories: (0..k as u32).map(subtype_name).collect(),
+                codes: res.subtypes.iter().map(|s| s.map_or(-1, |v| v as i32)).collect(),
+            },
+        ));
+    }
+    obs.push((
+        "acsleuth_batch".into(),
+        ObsColumn::Categorical {
+            categories: res.report.batches.iter().map(|(n, _)| n.clone()).collect(),
+            codes: res.batch_of.iter().map(|&b| b as i32).collect(),
+        },
+    ));
+    if !full {
+        obs.retain(|(n, _)| !n.starts_with("acsleuth_") || matches!(n.as_str(), "acsleuth_score" | "acsleuth_anomaly" | "acsleuth_batch"));
+    }
+    // Column names must be unique: a rerun on our own output replaces ours.
+    let mut seen = std::collections::HashSet::new();
+    let mut obs: Vec<_> = obs.into_iter().rev().filter(|(name, _)| seen.insert(name.clone())).collect();
+    obs.reverse();
+    obs
+}
+
 /// The anomalies' rows of `m` spread over all target cells (NaN elsewhere),
 /// so obsm arrays have one row per cell as AnnData requires.
 fn spread(m: &DenseMatrix, rows: &[usize], n: usize) -> DenseMatrix {
@@ -52,32 +91,7 @@ fn spread(m: &DenseMatrix, rows: &[usize], n: usize) -> DenseMatrix {
 /// layer `corrected` when the run kept it.
 pub fn write_target_h5ad(path: &Path, target: &Dataset, res: &RunResult) -> Result<()> {
     let n = res.cells.len();
-    let mut obs = target.obs.clone();
-    let k = res.report.subtype.k;
-    obs.push(("acsleuth_score".into(), ObsColumn::Numeric(res.scores.iter().map(|&s| s as f64).collect())));
-    obs.push(("acsleuth_anomaly".into(), ObsColumn::Bool(res.calls.clone())));
-    if let Some(q) = &res.q_values {
-        obs.push(("acsleuth_qvalue".into(), ObsColumn::Numeric(q.clone())));
-    }
-    obs.push(("acsleuth_deviation".into(), ObsColumn::Numeric(res.deviation.iter().map(|&s| s as f64).collect())));
-    obs.push((
-        "acsleuth_subtype".into(),
-        ObsColumn::Categorical {
-            categories: (0..k as u32).map(subtype_name).collect(),
-            codes: res.subtypes.iter().map(|s| s.map_or(-1, |v| v as i32)).collect(),
-        },
-    ));
-    obs.push((
-        "acsleuth_batch".into(),
-        ObsColumn::Categorical {
-            categories: res.report.batches.iter().map(|(n, _)| n.clone()).collect(),
-            codes: res.batch_of.iter().map(|&b| b as i32).collect(),
-        },
-    ));
-    // Column names must be unique: a rerun on our own output replaces ours.
-    let mut seen = std::collections::HashSet::new();
-    let mut obs: Vec<_> = obs.into_iter().rev().filter(|(name, _)| seen.insert(name.clone())).collect();
-    obs.reverse();
+    let obs = result_obs(target, res, true);
     let ds = Dataset {
         x: Matrix::Csr(res.target_values.clone()),
         cell_names: res.cells.clone(),
@@ -93,9 +107,8 @@ pub fn write_target_h5ad(path: &Path, target: &Dataset, res: &RunResult) -> Resu
     write_h5ad_with(path, &ds, &obsm, &layers)
 }
 
-/// Writes the PNG plots; returns their paths.
-pub fn write_plots(dir: &Path, res: &RunResult, truth: Option<&Truth>) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+/// Writes the PNG plots into the set.
+pub fn write_plots(set: &mut OutputSet, res: &RunResult, truth: Option<&Truth>) -> Result<()> {
     let call_label = |c: bool| if c { "called anomalous".to_string() } else { "called normal".to_string() };
     let groups: Vec<String> = match truth {
         Some(t) => t.anomalous.iter().map(|&a| if a { "truly anomalous".into() } else { "truly normal".into() }).collect(),
@@ -105,43 +118,31 @@ pub fn write_plots(dir: &Path, res: &RunResult, truth: Option<&Truth>) -> Result
         crate::pipeline::ScoreMethod::Novelty => "novelty score (joint corrected PCA)",
         crate::pipeline::ScoreMethod::Paper => "anomaly score p (Module I)",
     };
-    let p = dir.join("scores.png");
+    let p = set.file("scores.png");
     report::plot_score_histogram(&p, &res.scores, &groups, title)?;
-    out.push(p);
 
     let xy = report::project_2d(&res.z)?;
-    let p = dir.join("embedding_calls.png");
+    let p = set.file("embedding_calls.png");
     report::plot_scatter(&p, &xy, &res.calls.iter().map(|&c| call_label(c)).collect::<Vec<_>>(), "encodings (PCA), by call")?;
-    out.push(p);
-    let p = dir.join("embedding_subtypes.png");
+    let p = set.file("embedding_subtypes.png");
     let sub: Vec<String> = res.subtypes.iter().map(|s| s.map_or_else(|| "normal".to_string(), subtype_name)).collect();
     report::plot_scatter(&p, &xy, &sub, "encodings (PCA), by subtype")?;
-    out.push(p);
     if let Some(t) = truth {
         if let Some(labels) = &t.labels {
-            let p = dir.join("embedding_truth.png");
+            let p = set.file("embedding_truth.png");
             report::plot_scatter(&p, &xy, labels, &format!("encodings (PCA), by {}", t.key))?;
-            out.push(p);
         }
-        let p = dir.join("roc_pr.png");
+        let p = set.file("roc_pr.png");
         report::plot_roc_pr(&p, &res.scores, &t.anomalous, title)?;
-        out.push(p);
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Every output of a run into `dir` (which must exist): cells.tsv,
-/// target.h5ad, report.json and the plots. Returns the files written.
-pub fn write_outputs(dir: &Path, target: &Dataset, res: &RunResult, truth: Option<&Truth>) -> Result<Vec<PathBuf>> {
-    if !dir.is_dir() {
-        return Err(Error::Config(format!("{}: not a directory", dir.display())));
-    }
-    let mut files = vec![dir.join("cells.tsv"), dir.join("target.h5ad")];
-    write_cells(&files[0], res)?;
-    write_target_h5ad(&files[1], target, res)?;
-    files.extend(write_plots(dir, res, truth)?);
-    let p = dir.join("report.json");
-    write_json(&p, &res.report)?;
-    files.push(p);
-    Ok(files)
+/// Every output of a run into `set`: cells.tsv, target.h5ad, the plots
+/// and report.json (the caller commits the set).
+pub fn write_outputs(set: &mut OutputSet, target: &Dataset, res: &RunResult, truth: Option<&Truth>) -> Result<()> {
+    write_cells(&set.file("cells.tsv"), res)?;
+    write_target_h5ad(&set.file("target.h5ad"), target, res)?;
+    write_plots(set, res, truth)?;
+    write_json(&set.file("report.json"), &res.report)
 }

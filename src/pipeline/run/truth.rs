@@ -43,7 +43,7 @@ impl Truth {
                 rule: format!("obs column '{key}' (true = anomalous)"),
             });
         }
-        if let ObsColumn::Numeric(_) = col {
+        if let ObsColumn::Numeric(_) | ObsColumn::Integer(_) = col {
             return Err(Error::invalid(format!("--truth-key {key}: a numeric column; give a boolean or a column of labels")));
         }
         let labels: Vec<String> = (0..col.len()).map(|i| col.get_str(i)).collect();

@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use crate::error::{Error, Result};
 
 /// DejaVu Sans, embedded so that plots have text on any machine.
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 /// The family name plots ask plotters for.
 const FAMILY: &str = "sans-serif";
 
@@ -77,8 +77,8 @@ fn render(
     let mut rgb = vec![255u8; w as usize * h as usize * 3]; // [h × w × RGB]
     draw(&mut rgb).map_err(|e| Error::Other(format!("{}: cannot draw the plot: {e}", path.display())))?;
     let bytes = png::encode_rgb(&rgb, w, h)?;
-    crate::pipeline::output::write_atomic(path, |out| {
-        out.write_all(&bytes).map_err(crate::pipeline::output::io_at(path))
+    crate::output::write_atomic(path, |out| {
+        out.write_all(&bytes).map_err(crate::output::io_at(path))
     })
 }
 
