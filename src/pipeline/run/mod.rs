@@ -352,8 +352,8 @@ pub fn run_workflow<B: Backend>(
     st.k = k;
     let note = match (note, k_found - k) {
         (n, 0) => n,
-        (None, d) => Some(format!("{d} of {k_found} subtypes ended empty and were dropped")),
-        (Some(n), d) => Some(format!("{n}; {d} of {k_found} subtypes ended empty and were dropped")),
+        (None, d) => Some(format!("{d} of {k_found} subtypes ended with fewer than {} cells and were dropped", subtypes::MIN_SUBTYPE_CELLS)),
+        (Some(n), d) => Some(format!("{n}; {d} of {k_found} subtypes ended with fewer than {} cells and were dropped", subtypes::MIN_SUBTYPE_CELLS)),
     };
     let mut subtypes = vec![None; n];
     for (&row, &l) in anomalies.iter().zip(&st.labels) {
