@@ -218,7 +218,7 @@ def run(
         As :func:`acsleuth.detect`. Annotations: those of ``detect``
         (``obsm['X_acsleuth']`` is then Module I's encoding of the
         corrected expression), plus ``obs['acsleuth_subtype']``
-        (categorical ``S1``, ``S2``, … with only non-empty categories; NaN
+        (categorical ``S1``, ``S2``, … with only subtypes of at least two cells; NaN
         for cells called normal), ``obs['acsleuth_batch']``,
         ``obsm['X_acsleuth_fused']`` and ``obsm['acsleuth_soft_assignment']``
         (NaN rows for cells called normal), ``var['acsleuth_used']`` (the
