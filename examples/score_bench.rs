@@ -152,7 +152,7 @@ fn main() -> Result<()> {
     }
     // SCORER_STEPS=0 times the deviations and one scoring pass only.
     let scorer_steps = std::env::var("SCORER_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let cfg = DetectConfig { prepare_epochs: 1, train_epochs: 0, seed: 1, scorer_steps, score: ScoreMethod::Paper, ..DetectConfig::default() };
+    let cfg = DetectConfig { prepare_epochs: 1, train_epochs: 1, seed: 1, scorer_steps, score: ScoreMethod::Paper, ..DetectConfig::default() };
     let (r, tg) = (Store::open(&rp)?, Store::open(&tp)?);
     let opts = DetectOptions { spill_dir: Some(dir.clone()), ..DetectOptions::default() };
     let res = detect_stores(&CpuBackend::new(), &r, &tg, &cfg, &opts)?.expect("log-normalized stores stream");

@@ -66,15 +66,20 @@ pub struct ScheduleArgs {
     /// Use the values as they are (no normalization, log1p or HVG selection).
     #[arg(long)]
     pub no_preprocess: bool,
-    /// Highly variable genes chosen on the reference (0 = all) [default: 3000].
+    /// Highly variable genes chosen on the reference (0 = all) [default:
+    /// 3000, on raw counts]. Given, it selects them on log-normalized input
+    /// too (scanpy's `seurat` flavour), which otherwise is used as it is.
     #[arg(long, value_name = "N")]
     pub n_hvg: Option<usize>,
 }
 
 impl ScheduleArgs {
     /// Overrides `c` with the flags given (the seed is set by the caller:
-    /// `run` gives it to every module).
-    pub fn apply(&self, c: &mut DetectConfig) {
+    /// `run` gives it to every module). An explicit `--n-hvg N > 0` turns
+    /// `preprocess = auto` into `always`: a scanpy user who asks for N
+    /// genes gets N genes whatever the input holds (log-normalized values
+    /// are not normalized again, only filtered and reduced to HVGs).
+    pub fn apply(&self, c: &mut DetectConfig) -> Result<()> {
         if let Some(n) = self.epochs_prepare {
             c.prepare_epochs = n;
         }
@@ -85,8 +90,17 @@ impl ScheduleArgs {
             c.preprocess = PreprocessMode::Never;
         }
         if let Some(n) = self.n_hvg {
+            if self.no_preprocess && n > 0 {
+                return Err(Error::Config(format!(
+                    "--n-hvg {n} selects genes, which --no-preprocess turns off; drop one of the two"
+                )));
+            }
             c.n_hvg = n;
+            if n > 0 && c.preprocess == PreprocessMode::Auto {
+                c.preprocess = PreprocessMode::Always;
+            }
         }
+        Ok(())
     }
 }
 

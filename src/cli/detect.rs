@@ -98,7 +98,7 @@ fn with_flags(a: &Args, mut c: DetectConfig) -> Result<DetectConfig> {
     if let Some(s) = a.schedule.seed {
         c.seed = s;
     }
-    a.schedule.apply(&mut c);
+    a.schedule.apply(&mut c)?;
     if let Some(k) = a.kernel {
         c.kernel = k;
     }
@@ -190,6 +190,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     write_json(&set.file("report.json"), &res.report)?;
     set.commit()?;
+    for w in &res.report.genes.warnings {
+        eprintln!("warning: {w}");
+    }
     let estimate = res
         .report
         .estimated_anomaly_fraction

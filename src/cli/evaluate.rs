@@ -3,7 +3,9 @@
 //! The scores file is acsleuth's TSV (`cell<TAB>score<TAB>anomaly`, maybe a
 //! `subtype` column); the truth file is TSV or CSV with the cell names in a
 //! `cell` column (or the first column) and a 0/1 or true/false anomaly
-//! column. Cells are joined by name; every scored cell must be in the truth.
+//! column. Cells are joined by name; every scored cell must be in the truth
+//! and scored once. Scoring a subset of the truth's cells is allowed (the
+//! metrics then cover the subset) and said on stderr and in `--json`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -64,7 +66,11 @@ pub struct Args {
 /// The numbers `evaluate` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct Evaluation {
+    /// Cells scored and joined to the truth: the metrics cover these only.
     pub n_cells: usize,
+    /// Truth cells absent from the scores (a subset was scored); said on
+    /// stderr, since every metric then describes the subset.
+    pub n_truth_cells_not_scored: usize,
     pub n_true_anomalies: usize,
     pub auroc: f64,
     pub average_precision: f64,
@@ -103,6 +109,15 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
     for (i, r) in truth.rows.iter().enumerate() {
         if truth_of.insert(r[t_cell].as_str(), i).is_some() {
             return Err(Error::corrupt(&truth.path, format!("cell '{}' appears twice", r[t_cell])));
+        }
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(scores.rows.len());
+    for (i, r) in scores.rows.iter().enumerate() {
+        if let Some(first) = seen.insert(r[sc_cell].as_str(), i) {
+            return Err(Error::corrupt(
+                &scores.path,
+                format!("cell '{}' appears twice (lines {} and {}); each cell must be scored once", r[sc_cell], first + 2, i + 2),
+            ));
         }
     }
     let mut missing = Vec::new();
@@ -183,6 +198,7 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
     };
 
     Ok(Evaluation {
+        n_truth_cells_not_scored: truth.rows.len() - joined.len(),
         n_cells: y.len(),
         n_true_anomalies: y.iter().filter(|&&v| v).count(),
         auroc: metrics::auroc(&y, &s)?,
@@ -195,6 +211,15 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
 
 pub fn run(args: Args) -> Result<()> {
     let e = evaluate(&args)?;
+    if e.n_truth_cells_not_scored > 0 {
+        eprintln!(
+            "note: {} scores {} of the {} cells in {}; every metric covers the scored cells only",
+            args.scores.display(),
+            e.n_cells,
+            e.n_cells + e.n_truth_cells_not_scored,
+            args.truth.display()
+        );
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&e).map_err(|err| Error::Other(err.to_string()))?;
         println!("{text}");

@@ -106,7 +106,7 @@ impl Common {
         if let Some(s) = self.schedule.seed {
             c.set_seed(s);
         }
-        self.schedule.apply(&mut c.detect);
+        self.schedule.apply(&mut c.detect)?;
         if let Some(n) = self.epochs_style {
             c.style.epochs = n;
         }
@@ -242,6 +242,9 @@ pub fn run(a: Args) -> Result<()> {
     outputs::write_outputs(&mut set, &p.target, &res, p.truth.as_ref())?;
     let files = set.commit()?;
     print_summary(&res, &files);
+    for w in &res.report.genes.warnings {
+        eprintln!("warning: {w}");
+    }
     let d = &res.report.settings.detect;
     if d.score == crate::pipeline::ScoreMethod::Novelty
         && d.anomaly_ratio.is_none()

@@ -170,6 +170,22 @@ impl DetectConfig {
                 self.mem_size, self.batch_size
             ));
         }
+        if self.prepare_epochs == 0 || self.train_epochs == 0 {
+            return bad(format!(
+                "prepare_epochs and train_epochs must be at least 1, got {} and {}",
+                self.prepare_epochs, self.train_epochs
+            ));
+        }
+        for (name, v) in [
+            ("lambda_rec", self.lambda_rec),
+            ("lambda_adv", self.lambda_adv),
+            ("lambda_gp", self.lambda_gp),
+            ("mem_shrink", self.mem_shrink),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("{name} must be a finite number >= 0, got {v}"));
+            }
+        }
         if self.n_critic == 0 {
             return bad("n_critic must be at least 1".into());
         }
@@ -231,6 +247,24 @@ mod tests {
         }
         let mut c = DetectConfig::default();
         c.novelty.k_distance = 0;
+        assert!(c.validate().is_err());
+    }
+
+    /// Issue 15 item 9: `--epochs-prepare 0 --epochs-train 0` and
+    /// `lambda_gp = -10` were accepted.
+    #[test]
+    fn zero_epochs_and_negative_loss_weights_are_refused() {
+        for (p, t) in [(0, 20), (50, 0), (0, 0)] {
+            let e = DetectConfig { prepare_epochs: p, train_epochs: t, ..Default::default() }.validate().unwrap_err().to_string();
+            assert!(e.contains("prepare_epochs and train_epochs must be at least 1"), "{e}");
+        }
+        let e = DetectConfig { lambda_gp: -10.0, ..Default::default() }.validate().unwrap_err().to_string();
+        assert_eq!(e, "invalid configuration: lambda_gp must be a finite number >= 0, got -10");
+        for v in [-1.0, f32::NAN, f32::INFINITY] {
+            assert!(DetectConfig { lambda_rec: v, ..Default::default() }.validate().is_err());
+            assert!(DetectConfig { lambda_adv: v, ..Default::default() }.validate().is_err());
+        }
+        let c = DetectConfig { mem_shrink: -0.01, ..Default::default() };
         assert!(c.validate().is_err());
     }
 }

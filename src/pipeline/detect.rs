@@ -82,6 +82,10 @@ pub struct GeneReport {
     pub missing_examples: Vec<String>,
     /// The scanpy-equivalent chain's report, when it ran.
     pub preprocess: Option<PreprocessReport>,
+    /// What about the input a user should know (each also printed on
+    /// stderr by the CLI): counts used unnormalized, HVGs not selected on
+    /// log-normalized input, empty target cells.
+    pub warnings: Vec<String>,
 }
 
 /// What only the paper's Module I (GAN + MMD scorer) produces, for the report.
@@ -228,6 +232,14 @@ pub fn detect_stores<B: Backend>(
         target_genes_missing: 0,
         missing_examples: vec![],
         preprocess: None,
+        warnings: crate::pipeline::prepare::input_warnings(
+            cfg,
+            ref_kind,
+            reference.n_genes(),
+            false,
+            crate::pipeline::prepare::empty_store_rows(target),
+            target.n_cells(),
+        ),
     };
     let cells = target.cell_names().to_vec();
     match cfg.score {

@@ -82,6 +82,7 @@ pub fn prepare_target(r: PreparedReference, target: &Dataset, cfg: &DetectConfig
             target_genes_missing: a.n_missing,
             missing_examples: a.missing_examples.clone(),
             preprocess: Some(out.report.clone()),
+            warnings: input_warnings(cfg, r.kind, out.report.reference_genes_in, true, empty_rows(&out.target), out.target.rows),
         };
         return Ok(Prepared { reference: out.reference, target: out.target, genes: out.genes, report });
     }
@@ -101,6 +102,7 @@ pub fn prepare_target(r: PreparedReference, target: &Dataset, cfg: &DetectConfig
         target_genes_missing: al.n_missing,
         missing_examples: al.missing_examples,
         preprocess: None,
+        warnings: input_warnings(cfg, ref_kind, r.genes.len(), false, empty_rows(&tx), tx.rows),
     };
     Ok(Prepared { reference: r.matrix, target: tx, genes: r.genes, report })
 }
@@ -113,4 +115,56 @@ pub fn prepare(reference: &Dataset, target: &Dataset, cfg: &DetectConfig) -> Res
     reference.validate()?;
     target.validate()?;
     prepare_target(prepare_reference(reference, cfg)?, target, cfg)
+}
+
+/// Target rows with no non-zero value (over the genes used).
+pub fn empty_rows(x: &CsrMatrix) -> usize {
+    (0..x.rows).filter(|&r| x.row(r).1.iter().all(|&v| v == 0.0)).count()
+}
+
+/// Target rows of a store with no non-zero value: one pass over the map.
+pub fn empty_store_rows(st: &crate::data::store::Store) -> usize {
+    use crate::data::store::RowView;
+    (0..st.n_cells())
+        .filter(|&i| match st.row(i) {
+            RowView::Dense(v) | RowView::Sparse(_, v) => v.iter().all(|&x| x == 0.0),
+        })
+        .count()
+}
+
+/// What a user should know about the input before trusting the scores
+/// (issue 15, item 9): raw counts used unnormalized, HVGs not selected on
+/// log-normalized input, and target cells with no expression at all
+/// (empty droplets), which every score ranks as the most normal.
+pub fn input_warnings(
+    cfg: &DetectConfig,
+    ref_kind: ValueKind,
+    ref_genes: usize,
+    chain_ran: bool,
+    empty_target_cells: usize,
+    n_target: usize,
+) -> Vec<String> {
+    let mut w = Vec::new();
+    if !chain_ran && ref_kind == ValueKind::RawCounts {
+        w.push(
+            "the reference holds raw counts but preprocessing is off (--no-preprocess or preprocess = \"never\"): \
+             the scores then follow library size more than expression; drop --no-preprocess to normalize_total + log1p \
+             them and select highly variable genes, or give log-normalized values"
+                .into(),
+        );
+    }
+    if !chain_ran && ref_kind == ValueKind::LogNormalized && cfg.n_hvg > 0 && cfg.n_hvg < ref_genes {
+        w.push(format!(
+            "the reference is log-normalized, so all its {ref_genes} genes were used as they are (n_hvg = {} applies \
+             to raw counts); pass --n-hvg {} (or preprocess = \"always\") to select highly variable genes on it",
+            cfg.n_hvg, cfg.n_hvg
+        ));
+    }
+    if empty_target_cells > 0 {
+        w.push(format!(
+            "{empty_target_cells} of {n_target} target cells have no expression over the genes used (empty droplets?): \
+             they rank as the most normal and their scores say nothing; filter them first (e.g. sc.pp.filter_cells(adata, min_genes=200))"
+        ));
+    }
+    w
 }

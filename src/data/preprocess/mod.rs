@@ -207,7 +207,8 @@ pub fn value_kind_of_rows<'a>(
         Ok(ValueKind::LogNormalized)
     } else {
         Err(Error::invalid(format!(
-            "values are neither integer counts nor log-normalized (non-integer, maximum {max}); give raw counts or log1p-normalized data"
+            "values are neither integer counts nor log-normalized (non-integer, maximum {max}): they look normalized but not \
+             log-transformed (CPM/TPM-like); log-transform them first (in scanpy: sc.pp.log1p(adata)) or give the raw counts"
         )))
     }
 }

@@ -13,7 +13,8 @@ mod png;
 mod project;
 
 pub use plot::{
-    plot_roc_pr, plot_scatter, plot_scatter_with, plot_score_histogram, MAX_SCATTER_POINTS,
+    call_threshold, plot_roc_pr, plot_scatter, plot_scatter_with, plot_score_histogram, plot_score_histogram_with,
+    MAX_SCATTER_POINTS,
 };
 pub use project::{categorical_column, project_2d, PROJECT_FIT_ROWS};
 
@@ -60,6 +61,38 @@ const PALETTE: [(u8, u8, u8); 20] = [
     (219, 219, 141),
     (158, 218, 229),
 ];
+
+/// The one colour of cells called or known normal, whatever other labels
+/// a plot has (the palette's other greys are skipped for the rest).
+pub(crate) const NORMAL_GREY: (u8, u8, u8) = (170, 170, 170);
+
+/// Whether a label names normal cells ("normal", "called normal", "truly
+/// normal", any case): those are always drawn in [`NORMAL_GREY`].
+pub(crate) fn is_normal_label(name: &str) -> bool {
+    let n = name.trim().to_ascii_lowercase();
+    n == "normal" || n.ends_with(" normal")
+}
+
+/// Colour of each of the sorted distinct `names`: normal labels in
+/// [`NORMAL_GREY`], the others through the palette without its greys, in
+/// order, so that "normal" never changes colour with the number of
+/// subtypes and no subtype looks like it.
+pub(crate) fn label_colours(names: &[String]) -> Vec<plotters::style::RGBColor> {
+    let hues: Vec<(u8, u8, u8)> = PALETTE.iter().copied().filter(|&(r, g, b)| !(r == g && g == b)).collect();
+    let mut k = 0;
+    names
+        .iter()
+        .map(|n| {
+            let (r, g, b) = if is_normal_label(n) {
+                NORMAL_GREY
+            } else {
+                k += 1;
+                hues[(k - 1) % hues.len()]
+            };
+            plotters::style::RGBColor(r, g, b)
+        })
+        .collect()
+}
 
 fn colour(i: usize) -> plotters::style::RGBColor {
     let (r, g, b) = PALETTE[i % PALETTE.len()];
@@ -177,6 +210,22 @@ mod tests {
         let mut all = sample_indices(10, 50, 1);
         all.sort_unstable();
         assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+
+    /// Issue 15 item 11: "normal" was grey, pink or red depending on how
+    /// many subtypes sorted before it.
+    #[test]
+    fn normal_keeps_one_colour_whatever_the_other_labels() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let grey = plotters::style::RGBColor(NORMAL_GREY.0, NORMAL_GREY.1, NORMAL_GREY.2);
+        for labels in [&["S1", "normal"][..], &["S1", "S2", "S3", "S4", "S5", "S6", "normal"], &["called anomalous", "called normal"], &["truly anomalous", "truly normal"]] {
+            let c = label_colours(&names(labels));
+            let last = c.len() - 1;
+            assert_eq!(c[last], grey, "{labels:?}");
+            assert!(c[..last].iter().all(|&x| x != grey && !(x.0 == x.1 && x.1 == x.2)), "{labels:?}: {c:?}");
+        }
+        let c = label_colours(&names(&["S1", "S2"]));
+        assert_ne!(c[0], c[1]);
     }
 
     #[test]

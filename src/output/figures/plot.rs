@@ -8,7 +8,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{colour, group_digits, label_codes, render, sample_indices, FAMILY};
+use super::{colour, group_digits, label_codes, label_colours, render, sample_indices, FAMILY};
 use crate::error::{Error, Result};
 use crate::metrics;
 
@@ -102,7 +102,7 @@ enum Marker {
 type Entry = (String, usize, RGBColor);
 
 fn legend_entries(names: &[String], sizes: &[usize]) -> Vec<Entry> {
-    names.iter().zip(sizes).enumerate().map(|(g, (n, &k))| (n.clone(), k, colour(g))).collect()
+    names.iter().zip(sizes).zip(label_colours(names)).map(|((n, &k), c)| (n.clone(), k, c)).collect()
 }
 
 /// Draws a legend column: one coloured marker and text per entry (names
@@ -145,11 +145,21 @@ fn bin_count(n: usize) -> usize {
 /// fraction of that group's cells per bin), so a small group of anomalies
 /// stays visible beside a large normal one; group sizes are in the legend.
 pub fn plot_score_histogram(path: &Path, scores: &[f32], groups: &[String], title: &str) -> Result<()> {
+    plot_score_histogram_with(path, scores, groups, title, None)
+}
+
+/// [`plot_score_histogram`] with the call threshold marked: a dashed
+/// vertical line at `threshold` (the lowest score called anomalous, see
+/// [`call_threshold`]) and a legend row for it.
+pub fn plot_score_histogram_with(path: &Path, scores: &[f32], groups: &[String], title: &str, threshold: Option<f32>) -> Result<()> {
     const WHAT: &str = "score histogram";
+    if let Some(t) = threshold {
+        check_finite(WHAT, std::iter::once(&t))?;
+    }
     check_lengths(WHAT, scores.len(), groups.len(), "group labels")?;
     check_finite(WHAT, scores.iter())?;
     let (names, codes) = label_codes(groups);
-    let (lo, hi) = value_range(scores.iter().copied());
+    let (lo, hi) = value_range(scores.iter().copied().chain(threshold));
     let bins = bin_count(scores.len());
     let width = (hi - lo) / bins as f64;
     let mut counts = vec![vec![0usize; bins]; names.len()]; // [groups][bins]
@@ -167,6 +177,7 @@ pub fn plot_score_histogram(path: &Path, scores: &[f32], groups: &[String], titl
     let top = fractions.iter().flatten().fold(0.0f64, |m, &f| m.max(f)) * 1.08;
     let edge = |b: usize| lo + b as f64 * width;
     let entries = legend_entries(&names, &sizes);
+    let colours = label_colours(&names);
 
     let size = (1100, 700);
     render(path, size, |buf| {
@@ -192,7 +203,7 @@ pub fn plot_score_histogram(path: &Path, scores: &[f32], groups: &[String], titl
             .draw()?;
         // Translucent bars first, then every group's outline on top.
         for (g, f) in fractions.iter().enumerate() {
-            let fill = colour(g).mix(0.3).filled();
+            let fill = colours[g].mix(0.3).filled();
             chart.draw_series(
                 f.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(b, &v)| {
                     Rectangle::new([(edge(b), 0.0), (edge(b + 1), v)], fill)
@@ -207,9 +218,19 @@ pub fn plot_score_histogram(path: &Path, scores: &[f32], groups: &[String], titl
                 step.push((edge(b + 1), v));
             }
             step.push((edge(bins), 0.0));
-            chart.draw_series(LineSeries::new(step, colour(g).stroke_width(2)))?;
+            chart.draw_series(LineSeries::new(step, colours[g].stroke_width(2)))?;
+        }
+        if let Some(t) = threshold {
+            let line = ShapeStyle::from(&BLACK).stroke_width(2);
+            chart.draw_series(DashedLineSeries::new(vec![(t as f64, 0.0), (t as f64, top)], 10, 6, line))?;
         }
         draw_legend(&legend_area, &entries, Marker::Box)?;
+        if let Some(t) = threshold {
+            let y = 60 + 22 * entries.len().min(LEGEND_ROWS) as i32 + 8;
+            legend_area.draw(&PathElement::new(vec![(12, y), (26, y)], BLACK.stroke_width(2)))?;
+            let text = format!("called: score ≥ {}", tick_format(lo, hi)(&(t as f64)));
+            legend_area.draw(&Text::new(text, (34, y - 8), (FAMILY, 16).into_font()))?;
+        }
         root.present()?;
         Ok(())
     })
@@ -251,6 +272,7 @@ pub fn plot_scatter_with(
     let mut sizes = vec![0usize; names.len()];
     codes.iter().for_each(|&c| sizes[c] += 1);
     let entries = legend_entries(&names, &sizes);
+    let colours = label_colours(&names);
     let radius = match order.len() {
         0..=2_000 => 3,
         2_001..=20_000 => 2,
@@ -280,7 +302,7 @@ pub fn plot_scatter_with(
             .light_line_style(WHITE)
             .draw()?;
         chart.draw_series(order.iter().map(|&i| {
-            Circle::new((xy[i][0] as f64, xy[i][1] as f64), radius, colour(codes[i]).filled())
+            Circle::new((xy[i][0] as f64, xy[i][1] as f64), radius, colours[codes[i]].filled())
         }))?;
         draw_legend(&legend_area, &entries, Marker::Dot)?;
         root.present()?;
@@ -307,6 +329,31 @@ fn thin(points: Vec<(f64, f64)>, tol: f64) -> Vec<(f64, f64)> {
     out
 }
 
+/// The PR curve as steps: sklearn's points (recall decreasing) drawn
+/// "steps-post", precision p_k holding from recall r_k down to r_{k+1}.
+/// Points at recall 0 (sklearn's closing convention, precision 1, and
+/// thresholds above every true anomaly, precision 0) add no area to the
+/// AP and only drew a vertical line along the axis: the last precision
+/// at a positive recall runs on to recall 0 instead.
+fn pr_steps(recall: &[f64], precision: &[f64]) -> Vec<(f64, f64)> {
+    let m = match recall.iter().take_while(|&&r| r > 0.0).count() {
+        0 => recall.len(),
+        m => m,
+    };
+    let mut line = Vec::with_capacity(2 * m);
+    for k in 0..m {
+        line.push((recall[k], precision[k]));
+        line.push((if k + 1 < m { recall[k + 1] } else { 0.0 }, precision[k]));
+    }
+    line
+}
+
+/// The score of the lowest-scoring cell called anomalous (`None` when
+/// none is): the threshold the histogram marks.
+pub fn call_threshold(scores: &[f32], calls: &[bool]) -> Option<f32> {
+    scores.iter().zip(calls).filter(|p| *p.1).map(|p| *p.0).fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.min(s))))
+}
+
 /// ROC curve (left) and precision–recall curve (right) of `scores` against
 /// `truth` (`true` = anomalous, higher score = more anomalous), with AUROC
 /// and average precision in the legends and the chance level of each.
@@ -326,14 +373,7 @@ pub fn plot_roc_pr(path: &Path, scores: &[f32], truth: &[bool], title: &str) -> 
     let roc_line = thin(roc.fpr.iter().copied().zip(roc.tpr.iter().copied()).collect(), TOL);
     // sklearn order (recall decreasing); "steps-post": precision p_k holds
     // from recall r_k down to r_{k+1}.
-    let mut pr_line = Vec::with_capacity(2 * pr.recall.len());
-    for k in 0..pr.recall.len() {
-        pr_line.push((pr.recall[k], pr.precision[k]));
-        if k + 1 < pr.recall.len() {
-            pr_line.push((pr.recall[k + 1], pr.precision[k]));
-        }
-    }
-    let pr_line = thin(pr_line, TOL);
+    let pr_line = thin(pr_steps(&pr.recall, &pr.precision), TOL);
 
     let size = (1400, 700);
     render(path, size, |buf| {
@@ -341,7 +381,8 @@ pub fn plot_roc_pr(path: &Path, scores: &[f32], truth: &[bool], title: &str) -> 
         root.fill(&WHITE)?;
         let body = root.titled(title, (FAMILY, 26))?;
         let panels = body.split_evenly((1, 2));
-        let (lo, hi) = (-0.01, 1.01);
+        // Headroom above 1 holds the legends, so they never cover a curve.
+        let (lo, hi, top) = (-0.01, 1.01, 1.3);
         let curve = colour(0).stroke_width(3);
         let chance = ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(2);
 
@@ -350,8 +391,10 @@ pub fn plot_roc_pr(path: &Path, scores: &[f32], truth: &[bool], title: &str) -> 
             .margin(16)
             .x_label_area_size(50)
             .y_label_area_size(65)
-            .build_cartesian_2d(lo..hi, lo..hi)?;
+            .build_cartesian_2d(lo..hi, lo..top)?;
+        let unit_ticks = |v: &f64| if *v > 1.0 + 1e-9 { String::new() } else { format!("{v:.1}") };
         c.configure_mesh()
+            .y_label_formatter(&unit_ticks)
             .x_desc("false positive rate")
             .y_desc("true positive rate")
             .label_style((FAMILY, 14))
@@ -364,7 +407,7 @@ pub fn plot_roc_pr(path: &Path, scores: &[f32], truth: &[bool], title: &str) -> 
             .label(format!("AUROC = {auc:.3}"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], curve));
         c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .label_font((FAMILY, 16))
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK)
@@ -375,8 +418,9 @@ pub fn plot_roc_pr(path: &Path, scores: &[f32], truth: &[bool], title: &str) -> 
             .margin(16)
             .x_label_area_size(50)
             .y_label_area_size(65)
-            .build_cartesian_2d(lo..hi, lo..hi)?;
+            .build_cartesian_2d(lo..hi, lo..top)?;
         c.configure_mesh()
+            .y_label_formatter(&unit_ticks)
             .x_desc("recall")
             .y_desc("precision")
             .label_style((FAMILY, 14))
@@ -389,7 +433,7 @@ pub fn plot_roc_pr(path: &Path, scores: &[f32], truth: &[bool], title: &str) -> 
             .label(format!("AP = {ap:.3}"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], curve));
         c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
+            .position(SeriesLabelPosition::UpperRight)
             .label_font((FAMILY, 16))
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK)
@@ -429,6 +473,28 @@ mod tests {
         assert_eq!(t.last(), Some(&(1.0, 0.0)));
         assert!(t.len() <= 102, "{}", t.len());
         assert!(thin(vec![], 0.1).is_empty());
+    }
+
+    /// Issue 15 item 11: the PR panel drew a vertical line at recall 0
+    /// (sklearn's closing point at precision 1).
+    #[test]
+    fn pr_steps_end_without_a_jump_at_recall_zero() {
+        // sklearn's precision_recall_curve for y = [1, 0, 1, 0], s = [.9, .8, .3, .1], reversed.
+        let (recall, precision) = ([1.0, 1.0, 0.5, 0.5, 0.0], [0.5, 2.0 / 3.0, 0.5, 1.0, 1.0]);
+        let line = pr_steps(&recall, &precision);
+        let at_zero: Vec<f64> = line.iter().filter(|p| p.0 == 0.0).map(|p| p.1).collect();
+        assert_eq!(at_zero, [1.0], "{line:?}");
+        // The top-scoring cell normal: a real point at (0, 0) before sklearn's (0, 1).
+        let (recall, precision) = ([1.0, 0.5, 0.0, 0.0], [0.5, 0.5, 0.0, 1.0]);
+        let line = pr_steps(&recall, &precision);
+        assert_eq!(line.last(), Some(&(0.0, 0.5)), "{line:?}");
+        assert_eq!(line.iter().filter(|p| p.0 == 0.0).count(), 1, "{line:?}");
+    }
+
+    #[test]
+    fn call_threshold_is_the_lowest_called_score() {
+        assert_eq!(call_threshold(&[0.1, 0.9, 0.5, 0.7], &[false, true, false, true]), Some(0.7));
+        assert_eq!(call_threshold(&[0.1, 0.9], &[false, false]), None);
     }
 
     #[test]

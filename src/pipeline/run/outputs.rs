@@ -119,7 +119,7 @@ pub fn write_plots(set: &mut OutputSet, res: &RunResult, truth: Option<&Truth>) 
         crate::pipeline::ScoreMethod::Paper => "anomaly score p (Module I)",
     };
     let p = set.file("scores.png");
-    report::plot_score_histogram(&p, &res.scores, &groups, title)?;
+    report::plot_score_histogram_with(&p, &res.scores, &groups, title, report::call_threshold(&res.scores, &res.calls))?;
 
     let xy = report::project_2d(&res.z)?;
     let p = set.file("embedding_calls.png");
@@ -128,10 +128,9 @@ pub fn write_plots(set: &mut OutputSet, res: &RunResult, truth: Option<&Truth>) 
     let sub: Vec<String> = res.subtypes.iter().map(|s| s.map_or_else(|| "normal".to_string(), subtype_name)).collect();
     report::plot_scatter(&p, &xy, &sub, "encodings (PCA), by subtype")?;
     if let Some(t) = truth {
-        if let Some(labels) = &t.labels {
-            let p = set.file("embedding_truth.png");
-            report::plot_scatter(&p, &xy, labels, &format!("encodings (PCA), by {}", t.key))?;
-        }
+        // A column of labels is drawn by label, a boolean one by anomaly.
+        let p = set.file("embedding_truth.png");
+        report::plot_scatter(&p, &xy, t.labels.as_ref().unwrap_or(&groups), &format!("encodings (PCA), by {}", t.key))?;
         let p = set.file("roc_pr.png");
         report::plot_roc_pr(&p, &res.scores, &t.anomalous, title)?;
     }
