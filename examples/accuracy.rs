@@ -155,15 +155,15 @@ fn peers(b: &Bench) -> Result<Vec<(&'static str, Vec<f64>, f64)>> {
 /// given to the correction).
 fn variants() -> Vec<(&'static str, NoveltyConfig, u8)> {
     let d = NoveltyConfig::default();
-    let no_mnn = NoveltyConfig { mnn: MnnConfig { enabled: false, ..d.mnn.clone() }, ..d.clone() };
+    let mnn = NoveltyConfig { mnn: MnnConfig { enabled: true, ..d.mnn.clone() }, ..d.clone() };
     vec![
-        ("acsleuth default: Harmony refitted on likely normals + MNN refinement, rank(distance) + rank(abundance)", d.clone(), 0),
+        ("acsleuth default: Harmony refitted on likely normals, rank(distance) + rank(abundance)", d.clone(), 0),
         ("  with the target's batches given (run --batch-key)", d.clone(), 3),
-        ("  ablation: no MNN refinement (Harmony refitted only; the previous default)", no_mnn.clone(), 0),
-        ("  ablation: no MNN refinement, with the target's batches given", no_mnn, 3),
-        ("  ablation: MNN refinement alone (no Harmony)", NoveltyConfig { correction: Correction::Mnn, ..d.clone() }, 0),
-        ("  variant: MNN k = 10", NoveltyConfig { mnn: MnnConfig { k: 10, ..d.mnn.clone() }, ..d.clone() }, 0),
-        ("  variant: MNN smoothing over 300 paired cells", NoveltyConfig { mnn: MnnConfig { k_smooth: 300, ..d.mnn.clone() }, ..d.clone() }, 0),
+        ("  variant: + MNN refinement ([novelty.mnn] enabled = true)", mnn.clone(), 0),
+        ("  variant: + MNN refinement, with the target's batches given", mnn.clone(), 3),
+        ("  ablation: MNN refinement alone (no Harmony)", NoveltyConfig { correction: Correction::Mnn, ..mnn.clone() }, 0),
+        ("  variant: + MNN refinement, k = 10", NoveltyConfig { mnn: MnnConfig { k: 10, ..mnn.mnn.clone() }, ..d.clone() }, 0),
+        ("  variant: + MNN refinement smoothed over 300 paired cells", NoveltyConfig { mnn: MnnConfig { k_smooth: 300, ..mnn.mnn.clone() }, ..d.clone() }, 0),
         ("  ablation: Harmony one pass (no refit)", NoveltyConfig { refit: false, ..d.clone() }, 0),
         ("  variant: refit without cells called at q ≤ 0.1 (1 refit)", NoveltyConfig { refit_rule: RefitRule::QValue, ..d.clone() }, 0),
         ("  variant: refit without cells called at q ≤ 0.1 (3 refits)", NoveltyConfig { refit_rule: RefitRule::QValue, refit_passes: 3, ..d.clone() }, 0),

@@ -22,7 +22,8 @@
 //! Harmony's correction is one offset per soft cluster; what it leaves —
 //! normal target cells shifted differently within a cluster (batches not
 //! given as a key, a condition response that varies along a cell type) —
-//! a local correction from mutual nearest neighbours removes ([`mnn`]).
+//! a local correction from mutual nearest neighbours removes ([`mnn`], off
+//! by default: it fails small targets with many anomalies).
 //!
 //! Steps: [`embed`] (joint z-scores, PCA) → [`harmony`] (→ refit) →
 //! [`mnn`] → [`knn`] statistics (exact, tiled, on the backend) →
@@ -50,7 +51,7 @@ pub use mnn::{MnnConfig, MnnReport};
 #[serde(rename_all = "kebab-case")]
 pub enum Correction {
     /// Harmony, refitted on likely-normal cells, then the local MNN
-    /// refinement (unless `[novelty.mnn] enabled = false`) (default).
+    /// refinement when `[novelty.mnn] enabled = true` (default).
     #[default]
     Harmony,
     /// The MNN refinement alone, on the joint PCA (an ablation).
