@@ -94,6 +94,16 @@ fn cli_writes_scores_report_and_model_and_refuses_bad_input() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The reference written as a CSR store and the target as a dense one
+/// under `dir`, opened (both layouts are streamed).
+fn as_stores(dir: &std::path::Path, reference: &Dataset, target: &Dataset) -> (acsleuth::data::store::Store, acsleuth::data::store::Store) {
+    use acsleuth::data::store::{write_dataset, Layout, Store};
+    let (rp, tp) = (dir.join("ref.acs"), dir.join("tgt.acs"));
+    write_dataset(&rp, reference, Layout::Csr).unwrap();
+    write_dataset(&tp, target, Layout::Dense).unwrap();
+    (Store::open(&rp).unwrap(), Store::open(&tp).unwrap())
+}
+
 /// Two stores of log-normalized values over the same genes are streamed
 /// from their memory maps (report says so) and score like the in-memory run.
 #[test]
@@ -102,13 +112,10 @@ fn two_log_normalized_stores_are_streamed() {
     use acsleuth::pipeline::detect::{detect_stores, detect_with, DetectOptions};
     let dir = tempfile::tempdir().unwrap();
     let (reference, target, _) = simulate(96, 64, 20, 0.2, 11);
-    let (rp, tp) = (dir.path().join("ref.acs"), dir.path().join("tgt.acs"));
-    write_dataset(&rp, &reference, Layout::Csr).unwrap();
-    write_dataset(&tp, &target, Layout::Dense).unwrap();
+    let (r, t) = as_stores(dir.path(), &reference, &target);
     let cfg = tiny_config();
     let be = acsleuth::backend::CpuBackend::new();
     let opts = DetectOptions::default();
-    let (r, t) = (Store::open(&rp).unwrap(), Store::open(&tp).unwrap());
     let streamed = detect_stores(&be, &r, &t, &cfg, &opts).unwrap().expect("streamed");
     assert!(streamed.report.genes.mode.contains("streamed"));
     let loaded = detect_with(&be, &reference, &target, &cfg, &opts).unwrap();
@@ -128,17 +135,13 @@ fn two_log_normalized_stores_are_streamed() {
 /// and projections read the same values in the same order).
 #[test]
 fn the_novelty_score_streams_stores_and_matches_the_loaded_run() {
-    use acsleuth::data::store::{write_dataset, Layout, Store};
     use acsleuth::pipeline::detect::{detect_stores, detect_with, DetectOptions};
     let dir = tempfile::tempdir().unwrap();
     let (reference, target, _) = simulate(120, 80, 30, 0.2, 5);
-    let (rp, tp) = (dir.path().join("ref.acs"), dir.path().join("tgt.acs"));
-    write_dataset(&rp, &reference, Layout::Csr).unwrap();
-    write_dataset(&tp, &target, Layout::Dense).unwrap();
+    let (r, t) = as_stores(dir.path(), &reference, &target);
     let cfg = DetectConfig::default();
     let be = acsleuth::backend::CpuBackend::new();
     let opts = DetectOptions::default();
-    let (r, t) = (Store::open(&rp).unwrap(), Store::open(&tp).unwrap());
     let streamed = detect_stores(&be, &r, &t, &cfg, &opts).unwrap().expect("streamed");
     assert!(streamed.report.genes.mode.contains("streamed"));
     let loaded = detect_with(&be, &reference, &target, &cfg, &opts).unwrap();
