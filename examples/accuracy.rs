@@ -1,5 +1,5 @@
 //! Accuracy benchmark: the default detector, its ablations and every peer,
-//! side by side, on five benchmarks, averaged over seeds (mean ± sd).
+//! side by side, on eight benchmarks, averaged over seeds (mean ± sd).
 //!
 //! - `pbmc`: pbmc68k_reduced, the fixed split `split_b_nk.tsv` (`.raw`
 //!   values as they are), anomalies = B + NK (30.5 %);
@@ -9,14 +9,23 @@
 //! - `sim`: simulated counts with a batch effect and a condition shift that
 //!   differs by cell type (`condition_shift` 0.5), two anomaly types (10 %);
 //! - `pbmc-null`: the pbmc68k reference split in seeded halves (no anomaly);
-//! - `sim-null`: `sim` without anomaly types (every call is false).
+//! - `sim-null`: `sim` without anomaly types (every call is false);
+//! - `sim-dense`: `sim` with every gene of every type shifted (a stress
+//!   test: the shift is larger than the differences between types);
+//! - `demo`: the demo's data (three clearly apart anomaly types, 10 %, a
+//!   two-batch target) — where reference outliers beside the anomalies
+//!   once floored every p-value;
+//! - `small`: 600 reference and 400 target cells, 30 % anomalies (the
+//!   Python tests' simulation).
 //!
 //! ```sh
-//! cargo run --release --example accuracy -- [--seeds 5] [--first-seed 0] [--only NAME[,NAME]] [--ablations] [--with-paper]
+//! cargo run --release --example accuracy -- [--seeds 5] [--first-seed 0] [--only NAME[,NAME]] [--ablations | --variants I[,J]] [--with-paper]
 //! ```
 //!
-//! Without `--ablations` only the default detector (and, where the target
-//! has batches, the same with them given) runs beside the peers.
+//! Without `--ablations` the default detector (and, where the target has
+//! batches, the same with them given) and the previous default run beside
+//! the peers;
+//! `--variants 0,2` picks rows of [`variants`] by position.
 //!
 //! Metrics: AUROC, AP, F1 at the true anomaly fraction (the authors' rule),
 //! and for methods that call: the F1 of their own calls, the fraction of
@@ -152,18 +161,23 @@ fn peers(b: &Bench) -> Result<Vec<(&'static str, Vec<f64>, f64)>> {
 
 /// Our variants: (name, config, which statistic is the score: 0 the
 /// score, 1 distance, 2 abundance, 3 the score with the target's batches
-/// given to the correction).
+/// given to the correction, 4 the density ratio).
 fn variants() -> Vec<(&'static str, NoveltyConfig, u8)> {
     let d = NoveltyConfig::default();
-    let mnn = NoveltyConfig { mnn: MnnConfig { enabled: true, ..d.mnn.clone() }, ..d.clone() };
+    let no_mnn = NoveltyConfig { mnn: MnnConfig { enabled: false, ..d.mnn.clone() }, ..d.clone() };
+    let mnn = |m: MnnConfig| NoveltyConfig { mnn: m, ..d.clone() };
     vec![
-        ("acsleuth default: Harmony refitted on likely normals, rank(distance) + rank(abundance)", d.clone(), 0),
+        ("acsleuth default: Harmony refitted on likely normals + MNN refinement; rank(distance) + rank(abundance) + density-ratio excess", d.clone(), 0),
         ("  with the target's batches given (run --batch-key)", d.clone(), 3),
-        ("  variant: + MNN refinement ([novelty.mnn] enabled = true)", mnn.clone(), 0),
-        ("  variant: + MNN refinement, with the target's batches given", mnn.clone(), 3),
-        ("  ablation: MNN refinement alone (no Harmony)", NoveltyConfig { correction: Correction::Mnn, ..mnn.clone() }, 0),
-        ("  variant: + MNN refinement, k = 10", NoveltyConfig { mnn: MnnConfig { k: 10, ..mnn.mnn.clone() }, ..d.clone() }, 0),
-        ("  variant: + MNN refinement smoothed over 300 paired cells", NoveltyConfig { mnn: MnnConfig { k_smooth: 300, ..mnn.mnn.clone() }, ..d.clone() }, 0),
+        ("  ablation: no MNN refinement", no_mnn.clone(), 0),
+        ("  ablation: no MNN refinement, with the target's batches given", no_mnn.clone(), 3),
+        ("  ablation: two-term score (no density ratio)", NoveltyConfig { density_ratio: false, ..d.clone() }, 0),
+        ("  ablation: two-term score, no MNN refinement (the previous default)", NoveltyConfig { density_ratio: false, ..no_mnn.clone() }, 0),
+        ("  variant: MNN pairs only likely-normal cells", mnn(MnnConfig { pair_likely_normal: true, ..d.mnn.clone() }), 0),
+        ("  ablation: MNN refinement alone (no Harmony)", NoveltyConfig { correction: Correction::Mnn, ..d.clone() }, 0),
+        ("  variant: MNN k = 10", mnn(MnnConfig { k: 10, ..d.mnn.clone() }), 0),
+        ("  variant: MNN smoothed over 300 paired cells", mnn(MnnConfig { k_smooth: 300, ..d.mnn.clone() }), 0),
+        ("  ablation: density ratio alone", d.clone(), 4),
         ("  ablation: Harmony one pass (no refit)", NoveltyConfig { refit: false, ..d.clone() }, 0),
         ("  variant: refit without cells called at q ≤ 0.1 (1 refit)", NoveltyConfig { refit_rule: RefitRule::QValue, ..d.clone() }, 0),
         ("  variant: refit without cells called at q ≤ 0.1 (3 refits)", NoveltyConfig { refit_rule: RefitRule::QValue, refit_passes: 3, ..d.clone() }, 0),
@@ -209,6 +223,7 @@ fn main() -> Result<()> {
     let only: Option<Vec<String>> = opt("--only").map(|s| s.split(',').map(String::from).collect());
     let with_paper = args.iter().any(|a| a == "--with-paper");
     let ablations = args.iter().any(|a| a == "--ablations");
+    let pick: Option<Vec<usize>> = opt("--variants").map(|s| s.split(',').map(|v| v.parse().expect("--variants I[,J]")).collect());
     let fdr = DetectConfig::default().fdr;
     println!("| data | method | AUROC | AP | F1 at true fraction | F1 of own calls | fraction called | est. anomaly fraction | seconds |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -216,7 +231,15 @@ fn main() -> Result<()> {
         if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == name)) {
             continue;
         }
-        let vars: Vec<_> = variants().into_iter().enumerate().filter(|(i, _)| ablations || *i < 2).map(|(_, v)| v).collect();
+        let vars: Vec<_> = variants()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| match &pick {
+                Some(p) => p.contains(i),
+                None => ablations || *i < 2 || *i == 5,
+            })
+            .map(|(_, v)| v)
+            .collect();
         let mut ours: Vec<Vec<Run>> = vec![vec![]; vars.len()];
         let mut peer_runs: Vec<(&str, Vec<Run>)> = vec![];
         let mut paper: Vec<Vec<Run>> = vec![vec![], vec![]];
@@ -242,6 +265,7 @@ fn main() -> Result<()> {
                 let s: Vec<f64> = match stat {
                     0 | 3 => n.score.clone(),
                     1 => n.distance.clone(),
+                    4 => n.density_ratio.clone().unwrap_or_default(),
                     _ => n.abundance.iter().map(|a| -a).collect(),
                 };
                 let calls = (*stat == 0 || *stat == 3).then(|| novelty::calibrate::calls(&n.score, &n.q_value, fdr, None)).transpose()?;

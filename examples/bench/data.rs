@@ -25,11 +25,11 @@ pub struct Bench {
 }
 
 /// Benchmarks by name, in the order the tables print them.
-pub const ALL: [&str; 6] = ["pbmc", "kang", "sim", "pbmc-null", "sim-null", "sim-dense"];
+pub const ALL: [&str; 8] = ["pbmc", "kang", "sim", "pbmc-null", "sim-null", "sim-dense", "demo", "small"];
 
 /// Whether a benchmark is redrawn per seed (the others are fixed splits).
 pub fn per_seed(name: &str) -> bool {
-    matches!(name, "sim" | "pbmc-null" | "sim-null" | "sim-dense")
+    matches!(name, "sim" | "pbmc-null" | "sim-null" | "sim-dense" | "demo" | "small")
 }
 
 pub fn load(name: &str, seed: u64) -> Result<Bench> {
@@ -40,6 +40,8 @@ pub fn load(name: &str, seed: u64) -> Result<Bench> {
         "pbmc-null" => pbmc_null(seed),
         "sim-null" => sim(seed, 0.0, SPARSE_SHIFT),
         "sim-dense" => sim(seed, 0.1, DENSE_SHIFT),
+        "demo" => simulated(acsleuth::cli::demo::demo_simulation(1500, seed)),
+        "small" => simulated(small(seed)),
         _ => Err(Error::invalid(format!("unknown benchmark '{name}' (one of {})", ALL.join(", ")))),
     }
 }
@@ -154,7 +156,19 @@ pub const DENSE_SHIFT: (f64, f64) = (0.5, 1.0);
 /// of the target that differs by cell type; two anomaly types at `ratio`
 /// (0 = the no-anomaly target).
 fn sim(seed: u64, ratio: f64, (shift, genes): (f64, f64)) -> Result<Bench> {
-    let cfg = SimConfig { seed, n_anomaly_types: 2, anomaly_ratio: ratio, condition_shift: shift, condition_genes: genes, ..SimConfig::default() };
+    simulated(SimConfig { seed, n_anomaly_types: 2, anomaly_ratio: ratio, condition_shift: shift, condition_genes: genes, ..SimConfig::default() })
+}
+
+/// A small target where anomalies are many: 600 reference and 400 target
+/// cells, 30 % anomalies of two types with weak DE, 800 genes (the Python
+/// tests' simulation). Each population has a few dozen target cells, so
+/// any neighbour count is a large part of it.
+fn small(seed: u64) -> SimConfig {
+    let anomaly_de = acsleuth::data::simulate::DeParams { prob: 0.3, loc: 1.5, ..Default::default() };
+    SimConfig { seed, n_ref: 600, n_target: 400, n_genes: 800, n_batches: 1, anomaly_ratio: 0.3, anomaly_de, ..SimConfig::default() }
+}
+
+fn simulated(cfg: SimConfig) -> Result<Bench> {
     let s = Simulator::new(cfg)?;
     let (r, t) = (simulate_dataset(&s, SetKind::Reference)?, simulate_dataset(&s, SetKind::Target)?);
     let truth = bool_col(&t, "is_anomaly")?;

@@ -108,8 +108,9 @@ def detect(
         arrays (``score``, ``anomaly``, ``pvalue``, ``qvalue``,
         ``deviation``, ``embedding``) and ``report``.
 
-        Annotations: ``obs['acsleuth_score']`` (in (0, 1], higher = more
-        anomalous), ``obs['acsleuth_anomaly']`` (bool),
+        Annotations: ``obs['acsleuth_score']`` (higher = more anomalous;
+        the novelty score is ≥ 0, within (0, 1] unless a cell is far
+        denser in the target than anything in the reference), ``obs['acsleuth_anomaly']`` (bool),
         ``obs['acsleuth_pvalue']``, ``obs['acsleuth_qvalue']`` (novelty
         score), ``obs['acsleuth_deviation']`` (paper score),
         ``obsm['X_acsleuth']`` (the corrected joint PCA), ``uns['acsleuth']``
@@ -201,7 +202,9 @@ def run(
         each batch as its own, and the batch correction removes each
         batch's shift.
     n_subtypes
-        Number of subtypes, or ``"auto"`` (communities of a kNN graph).
+        Number of subtypes, or ``"auto"``: the k-means partition with the
+        best mean silhouette, K from 2 up to the Louvain communities of a
+        kNN graph of the anomalies.
     correction
         ``"kin-shift"`` (default) or ``"style"`` (the paper's Module III).
     keep_corrected

@@ -109,12 +109,13 @@ pub fn run(a: Args) -> Result<()> {
     let e = evaluate(&truth, &res.scores, &res.calls, &res.subtypes)?;
     res.report.evaluation = Some(e.clone());
     outputs::write_outputs(&mut set, &target, &res, Some(&truth))?;
-    // The paper's style-transfer correction on the same detection (Modules
-    // I and II resume from the checkpoints), for comparison.
-    // The paper's Modules III + IV for comparison: style-transfer
+    // The paper's Modules III + IV for comparison, on the same detection
+    // (Modules I and II resume from the checkpoints): style-transfer
     // correction, then the fusion block over Module I's encodings.
     let mut style_cfg = RunConfig { correction: Correction::Style, ..cfg.clone() };
     style_cfg.subtype.features = crate::model::subtype::SubtypeFeatures::ModuleI;
+    // The paper infers K as DESC does: the Louvain communities.
+    style_cfg.subtype.k_rule = crate::model::subtype::KRule::Louvain;
     let styled = run_workflow(&crate::backend::CpuBackend::new(), &reference, &target, &batches, &style_cfg, &opts)?;
     let es = evaluate(&truth, &styled.scores, &styled.calls, &styled.subtypes)?;
 

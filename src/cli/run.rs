@@ -28,8 +28,9 @@ use super::common::{IoArgs, Job, ScheduleArgs};
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
-    /// Number of subtypes, or `auto` (community detection on a kNN graph of
-    /// the fused embeddings) [default: auto].
+    /// Number of subtypes, or `auto`: the k-means partition of the
+    /// anomalies with the best mean silhouette, K from 2 up to the Louvain
+    /// communities of their kNN graph [default: auto].
     #[arg(long, value_name = "K|auto")]
     pub n_subtypes: Option<String>,
     /// Target obs column with the truth (booleans, or cell-type labels: the

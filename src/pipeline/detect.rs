@@ -128,7 +128,8 @@ pub struct DetectReport {
 #[derive(Clone, Debug)]
 pub struct DetectResult {
     pub cells: Vec<String>,
-    /// Anomaly score in (0, 1], higher = more anomalous.
+    /// Anomaly score, higher = more anomalous (novelty: ≥ 0, within (0, 1]
+    /// unless the density ratio is far beyond the reference's; paper: p).
     pub scores: Vec<f32>,
     pub calls: Vec<bool>,
     /// Conformal p-values and BH q-values (novelty score only).

@@ -1,8 +1,7 @@
-//! From two novelty statistics to calibrated calls.
+//! From the novelty score to calibrated calls.
 //!
-//! - The score: the sum of the ranks of the two statistics over all cells
-//!   (reference and target together), scaled to (0, 1]. Ranks make the sum
-//!   free of units, so neither statistic dominates by its scale.
+//! - The score ([`super::statistics`]) of every reference cell (leave-one-
+//!   out) and target cell; [`average_ranks`] is its rank step.
 //! - p-values: conformal, against the reference cells' own leave-one-out
 //!   scores, `p = (1 + #{reference scores ≥ s}) / (n_ref + 1)`. When a
 //!   target's normal cells are distributed like the reference (what the

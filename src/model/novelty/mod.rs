@@ -2,12 +2,15 @@
 //! joint, batch-corrected representation, with calls at a stated false
 //! discovery rate.
 //!
-//! A cell state absent from the reference shows two symptoms in a joint
+//! A cell state absent from the reference shows three symptoms in a joint
 //! embedding of reference and target: it lies **far from every reference
-//! cell** (mean distance to its `k_distance` nearest reference cells), and
-//! its neighbourhood holds **few reference cells** (the fraction of
-//! reference cells among its `k_abundance` nearest cells of both sets, the
-//! quantity Milo tests for differential abundance). A shift shared by the
+//! cell** (mean distance to its `k_distance` nearest reference cells), its
+//! neighbourhood holds **few reference cells** (the fraction of reference
+//! cells among its `k_abundance` nearest cells of both sets, the quantity
+//! Milo tests for differential abundance), and the target is **denser
+//! than the reference** around it (distance to the reference over
+//! distance to the target, which tells an anomaly population from a lone
+//! reference outlier: [`statistics`]). A shift shared by the
 //! target's normal cells produces both symptoms too, so before scoring the
 //! joint coordinates are corrected with Harmony ([`harmony`]), and the
 //! correction is fitted twice: once on all cells, then again without the
@@ -22,11 +25,13 @@
 //! Harmony's correction is one offset per soft cluster; what it leaves —
 //! normal target cells shifted differently within a cluster (batches not
 //! given as a key, a condition response that varies along a cell type) —
-//! a local correction from mutual nearest neighbours removes ([`mnn`], off
-//! by default: it fails small targets with many anomalies).
+//! a local correction from mutual nearest neighbours removes ([`mnn`]).
+//! The density-ratio term is what keeps the refinement safe: without it,
+//! reference outliers beside an anomaly population pair with its cells,
+//! pull them in, and floor their p-values (the demo called no cell).
 //!
 //! Steps: [`embed`] (joint z-scores, PCA) → [`harmony`] (→ refit) →
-//! [`mnn`] → [`knn`] statistics (exact, tiled, on the backend) →
+//! [`mnn`] → [`statistics`] (exact [`knn`] searches, tiled, on the backend) →
 //! [`calibrate`] (rank-sum score, conformal p-values against the
 //! reference's leave-one-out scores, BH q-values).
 
@@ -35,6 +40,7 @@ pub mod embed;
 pub mod harmony;
 pub mod knn;
 pub mod mnn;
+pub mod statistics;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +48,8 @@ use crate::backend::Backend;
 use crate::data::matrix::DenseMatrix;
 use crate::model::source::RowSource;
 use crate::error::{Error, Result};
+
+use statistics::statistics;
 
 pub use harmony::HarmonyConfig;
 pub use mnn::{MnnConfig, MnnReport};
@@ -51,7 +59,7 @@ pub use mnn::{MnnConfig, MnnReport};
 #[serde(rename_all = "kebab-case")]
 pub enum Correction {
     /// Harmony, refitted on likely-normal cells, then the local MNN
-    /// refinement when `[novelty.mnn] enabled = true` (default).
+    /// refinement (`[novelty.mnn] enabled = false` skips it) (default).
     #[default]
     Harmony,
     /// The MNN refinement alone, on the joint PCA (an ablation).
@@ -88,6 +96,10 @@ pub struct NoveltyConfig {
     pub k_distance: usize,
     /// Neighbours (of both sets) whose reference fraction is the abundance statistic.
     pub k_abundance: usize,
+    /// Add the density-ratio term (distance to the reference over distance
+    /// to the target) to the score ([`statistics`]); `false` is the
+    /// two-term score of earlier versions (an ablation).
+    pub density_ratio: bool,
     pub correction: Correction,
     /// Refit the correction without the target cells the previous pass
     /// found likely anomalous.
@@ -119,6 +131,7 @@ impl Default for NoveltyConfig {
             max_value: 10.0,
             k_distance: 15,
             k_abundance: 30,
+            density_ratio: true,
             correction: Correction::Harmony,
             refit: true,
             refit_rule: RefitRule::PValue,
@@ -201,7 +214,7 @@ pub struct NoveltyReport {
 /// Per target cell, in input order.
 #[derive(Clone, Debug)]
 pub struct NoveltyScores {
-    /// Rank-sum score in (0, 1], higher = more novel.
+    /// Novelty score (≥ 0, higher = more novel; see [`statistics`]).
     pub score: Vec<f64>,
     /// Conformal p-value against the reference's leave-one-out scores.
     pub p_value: Vec<f64>,
@@ -211,16 +224,13 @@ pub struct NoveltyScores {
     pub distance: Vec<f64>,
     /// Fraction of reference cells among the k_abundance nearest cells.
     pub abundance: Vec<f64>,
+    /// Mean distance to the k_distance nearest reference cells over that
+    /// to the nearest other target cells (None when the term is off or the
+    /// target has one cell).
+    pub density_ratio: Option<Vec<f64>>,
     /// Corrected joint coordinates of the target, [n_target × n_components].
     pub embedding: DenseMatrix,
     pub report: NoveltyReport,
-}
-
-/// Both statistics and the combined score of every cell, reference first.
-struct Stats {
-    score: Vec<f64>,
-    distance: Vec<f64>,
-    abundance: Vec<f64>,
 }
 
 fn stack(a: &DenseMatrix, b: &DenseMatrix) -> DenseMatrix {
@@ -235,40 +245,6 @@ fn split(m: &DenseMatrix, at: usize) -> (DenseMatrix, DenseMatrix) {
         DenseMatrix { rows: at, cols: d, data: m.data[..at * d].to_vec() },
         DenseMatrix { rows: m.rows - at, cols: d, data: m.data[at * d..].to_vec() },
     )
-}
-
-/// The two statistics for reference cells (leave-one-out) and target cells.
-fn statistics<B: Backend>(be: &B, zr: &DenseMatrix, zt: &DenseMatrix, graph_rows: &[usize], cfg: &NoveltyConfig) -> Result<Stats> {
-    let (nr, nt) = (zr.rows, zt.rows);
-    let mut distance = knn::knn(be, zr, zr, cfg.k_distance, Some(0))?.mean_dist();
-    distance.extend(knn::knn(be, zt, zr, cfg.k_distance, None)?.mean_dist());
-
-    // Graph keys: every reference cell, then the sampled target cells.
-    let mut keys = zr.clone();
-    let mut key_of_target = vec![u32::MAX; nt];
-    for (j, &t) in graph_rows.iter().enumerate() {
-        keys.data.extend_from_slice(zt.row(t));
-        key_of_target[t] = (nr + j) as u32;
-    }
-    keys.rows = nr + graph_rows.len();
-    let ka = cfg.k_abundance.min(keys.rows - 1);
-    let ref_frac = |idx: &[u32]| idx.iter().filter(|&&i| (i as usize) < nr).count() as f64 / idx.len() as f64;
-    let nb = knn::knn(be, zr, &keys, ka, Some(0))?;
-    let mut abundance: Vec<f64> = (0..nr).map(|i| ref_frac(nb.row(i).0)).collect();
-    let nb = knn::knn(be, zt, &keys, (ka + 1).min(keys.rows), None)?;
-    for (t, &own_key) in key_of_target.iter().enumerate() {
-        let idx = nb.row(t).0;
-        // Leave the cell itself out; otherwise drop the farthest.
-        let own = idx.iter().position(|&i| i == own_key).unwrap_or(idx.len() - 1);
-        let rest: Vec<u32> = idx.iter().enumerate().filter(|&(j, _)| j != own).map(|(_, &i)| i).take(ka).collect();
-        abundance.push(ref_frac(&rest));
-    }
-    let rd = calibrate::average_ranks(&distance);
-    let neg: Vec<f64> = abundance.iter().map(|a| -a).collect();
-    let ra = calibrate::average_ranks(&neg);
-    let n = (nr + nt) as f64;
-    let score = rd.iter().zip(&ra).map(|(a, b)| (a + b) / (2.0 * n)).collect();
-    Ok(Stats { score, distance, abundance })
 }
 
 /// Scores every target cell against the reference (both log-normalized on
@@ -314,12 +290,14 @@ pub fn score_novelty<B: Backend>(
         seconds_correct: 0.0,
         seconds_score: 0.0,
     };
-    let (zr, zt, stats, secs_in_scoring) = match cfg.correction {
+    // `eligible`: the target cells the MNN refinement may pair (see
+    // [`mnn::refine`]); None = all.
+    let (zr, zt, stats, secs_in_scoring, eligible) = match cfg.correction {
         Correction::None => {
             let s = statistics(be, &emb.reference, &emb.target, &graph_rows, cfg)?;
-            (emb.reference, emb.target, Some(s), 0.0)
+            (emb.reference, emb.target, Some(s), 0.0, None)
         }
-        Correction::Mnn => (emb.reference, emb.target, None, 0.0),
+        Correction::Mnn => (emb.reference, emb.target, None, 0.0, None),
         Correction::Harmony => {
             let z = stack(&emb.reference, &emb.target);
             let mut batch = vec![0u32; nr];
@@ -374,14 +352,24 @@ pub fn score_novelty<B: Backend>(
                     }
                 }
             }
-            (cr, ct, (!cfg.mnn.enabled).then_some(st), in_scoring)
+            if cfg.mnn.enabled && cfg.mnn.pair_likely_normal {
+                // Pairs only for cells the last scoring found likely
+                // normal (the refit's rule, whether or not it refitted).
+                let p = calibrate::conformal_p(&st.score[..nr], &st.score[nr..]);
+                let eligible: Vec<bool> = p.iter().map(|&v| v > cfg.refit_min_p).collect();
+                (cr, ct, None, in_scoring, Some(eligible))
+            } else if cfg.mnn.enabled {
+                (cr, ct, None, in_scoring, None)
+            } else {
+                (cr, ct, Some(st), in_scoring, None)
+            }
         }
     };
     // The local refinement, then the final statistics.
     let (_, zt, stats, secs_in_scoring) = match stats {
         Some(s) => (zr, zt, s, secs_in_scoring),
         None => {
-            let (zt, rep) = mnn::refine(be, &zr, &zt, &cfg.mnn, seed)?;
+            let (zt, rep) = mnn::refine(be, &zr, &zt, eligible.as_deref(), &cfg.mnn, seed)?;
             report.mnn = Some(rep);
             let ts = Instant::now();
             let s = statistics(be, &zr, &zt, &graph_rows, cfg)?;
@@ -399,6 +387,7 @@ pub fn score_novelty<B: Backend>(
         q_value,
         distance: stats.distance[nr..].to_vec(),
         abundance: stats.abundance[nr..].to_vec(),
+        density_ratio: stats.density_ratio.as_ref().map(|r| r[nr..].to_vec()),
         embedding: zt,
         report,
     })

@@ -8,12 +8,14 @@
 //! - [`desc`]: Student-t soft assignment, target refresh, KL training.
 //! - [`kmeans`]: k-means++ with restarts (DESC's initial centroids; public
 //!   for the ablation on raw expression).
-//! - [`graph`]: kNN graph + Louvain, the number of subtypes when not given.
+//! - [`graph`]: kNN graph + Louvain, and [`select_k`]: the number of
+//!   subtypes when not given (the best silhouette up to Louvain's count).
 
 pub mod desc;
 pub mod fusion;
 pub mod graph;
 pub mod kmeans;
+pub mod select_k;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,20 @@ pub use desc::{hard_labels, target_distribution, DescModel, SubtypeEpoch};
 pub use fusion::Fusion;
 pub use graph::infer_k;
 pub use kmeans::{kmeans, KMeans};
+
+/// How the number of subtypes is inferred.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KRule {
+    /// The k-means partition with the best mean silhouette, K from 2 up
+    /// to the Louvain communities ([`select_k`]; default): the top level
+    /// of the populations.
+    #[default]
+    Silhouette,
+    /// The Louvain communities themselves, their means as the initial
+    /// centroids (DESC's rule; finds communities inside populations).
+    Louvain,
+}
 
 /// What Module IV clusters.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -49,8 +65,10 @@ pub enum SubtypeFeatures {
 pub struct SubtypeConfig {
     /// What is clustered (see [`SubtypeFeatures`]).
     pub features: SubtypeFeatures,
-    /// Number of subtypes; `None`: inferred by Louvain on a kNN graph of `z*`.
+    /// Number of subtypes; `None`: inferred by `k_rule`.
     pub n_subtypes: Option<usize>,
+    /// How K is inferred when `n_subtypes` is not given.
+    pub k_rule: KRule,
     /// Encoder layers of the fusion block (0: `z* = z`).
     pub layers: usize,
     pub heads: usize,
@@ -81,6 +99,7 @@ impl Default for SubtypeConfig {
         SubtypeConfig {
             features: SubtypeFeatures::Joint,
             n_subtypes: None,
+            k_rule: KRule::Silhouette,
             layers: 3,
             heads: 4,
             ffn: 512,
@@ -156,7 +175,8 @@ fn validate(z: &DenseMatrix, zeta: &DenseMatrix, cfg: &SubtypeConfig) -> Result<
 
 /// Subtype `n` cells from `z, zeta: [n, d]` (Module I's encoder on the
 /// corrected expression and on its residual): fusion → initial centroids
-/// (k-means++ with `restarts` on `z*`; with K inferred, the means of the
+/// (k-means++ with `restarts` on `z*`; with K inferred, the partition
+/// [`select_k`] chooses, or under `k_rule = louvain` the means of the
 /// Louvain communities, as DESC does) → DESC training until fewer than
 /// `tol` of the hard assignments change between target refreshes, or
 /// `max_epochs`. With one subtype (given, or inferred) every cell is
@@ -179,8 +199,14 @@ pub fn subtype<B: Backend>(be: &B, z: &DenseMatrix, zeta: &DenseMatrix, cfg: &Su
         Some(k) => (k, false, vec![0; n], DenseMatrix::zeros(k, d)),
         None => {
             let (k, labels) = infer_k(&z_star, cfg.knn, cfg.resolution, cfg.seed)?;
-            let c = community_means(&z_star, &labels, k);
-            (k, true, labels, c)
+            if cfg.k_rule == KRule::Louvain || k == 1 {
+                let c = community_means(&z_star, &labels, k);
+                (k, true, labels, c)
+            } else {
+                // Fewer restarts per K than for a given K: up to 11 Ks.
+                let (km, _) = select_k::best_k(&z_star, k, cfg.restarts.min(5), cfg.seed)?;
+                (km.centroids.rows, true, km.labels, km.centroids)
+            }
         }
     };
     if k == 1 {
