@@ -5,13 +5,14 @@ returns an annotated copy instead)."""
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import numpy as np
 
 from . import _acsleuth
 from ._inputs import _is_anndata, as_input
 from ._progress import Progress
-from ._settings import detect_settings, run_settings
+from ._settings import detect_settings, hvg_settings, run_settings
 
 PREFIX = "acsleuth"
 
@@ -42,7 +43,7 @@ def detect(
     anomaly_ratio=None,
     layer=None,
     use_raw: bool = False,
-    n_hvg: int = 3000,
+    n_hvg: Optional[int] = None,
     seed: int = 0,
     batch_key=None,
     score: str = "novelty",
@@ -79,7 +80,10 @@ def detect(
     layer, use_raw
         Read ``adata.layers[layer]`` or ``adata.raw`` instead of ``X``.
     n_hvg
-        Highly variable genes chosen on the reference (0 = all genes).
+        Highly variable genes chosen on the reference. ``None`` (default):
+        3000 on raw counts, and log-normalized input used as it is; a
+        number N selects N genes on log-normalized input too (scanpy's
+        ``seurat`` flavour), as the command line's ``--n-hvg``; 0 = all.
     seed
         Seed of every random draw: the same seed gives the same result.
     batch_key
@@ -132,7 +136,8 @@ def detect(
     >>> acsleuth.detect(ref, tgt)                      # doctest: +SKIP
     >>> tgt.obs["acsleuth_anomaly"].sum()              # doctest: +SKIP
     """
-    cfg = detect_settings(fdr=fdr, anomaly_ratio=anomaly_ratio, n_hvg=n_hvg, seed=seed, score=score, **settings)
+    settings = {**settings, **hvg_settings(n_hvg, settings)}
+    cfg = detect_settings(fdr=fdr, anomaly_ratio=anomaly_ratio, seed=seed, score=score, **settings)
     ref = as_input(reference, "reference", layer=layer, use_raw=use_raw)
     tgt = as_input(target, "target", layer=layer, use_raw=use_raw, obs_keys=[batch_key] if batch_key else [])
     with Progress(progress, "detect"):
@@ -180,7 +185,7 @@ def run(
     anomaly_ratio=None,
     layer=None,
     use_raw: bool = False,
-    n_hvg: int = 3000,
+    n_hvg: Optional[int] = None,
     seed: int = 0,
     score: str = "novelty",
     keep_corrected: bool = False,
@@ -240,7 +245,8 @@ def run(
         raise ValueError(f"invalid configuration: n_subtypes must be a positive integer or 'auto', got {n_subtypes!r}")
     subtype = dict(settings.pop("subtype", {}) or {})
     subtype.setdefault("n_subtypes", k)
-    det = dict(fdr=fdr, anomaly_ratio=anomaly_ratio, n_hvg=n_hvg, score=score)
+    det = dict(fdr=fdr, anomaly_ratio=anomaly_ratio, score=score, **hvg_settings(n_hvg, settings))
+    settings = {k: v for k, v in settings.items() if k not in det}
     cfg = run_settings(det, seed, correction=correction, subtype=subtype, **settings)
     ref = as_input(reference, "reference", layer=layer, use_raw=use_raw)
     tgt = as_input(target, "target", layer=layer, use_raw=use_raw, obs_keys=[batch_key] if batch_key else [])

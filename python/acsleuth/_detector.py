@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Optional
 
 from . import _acsleuth
 from ._api import finish_detect
 from ._inputs import as_input
 from ._progress import Progress
-from ._settings import detect_settings
+from ._settings import detect_settings, hvg_settings
 
 # Settings fixed by the fitted reference (they shape its preparation).
 _FIXED = ("preprocess", "n_hvg", "hvg_flavor", "score")
@@ -49,7 +50,7 @@ class Detector:
         *,
         fdr: float = 0.1,
         anomaly_ratio=None,
-        n_hvg: int = 3000,
+        n_hvg: Optional[int] = None,
         seed: int = 0,
         score: str = "novelty",
         layer=None,
@@ -59,7 +60,8 @@ class Detector:
         progress: bool = True,
         **settings,
     ):
-        self._settings = detect_settings(fdr=fdr, anomaly_ratio=anomaly_ratio, n_hvg=n_hvg, seed=seed, score=score, **settings)
+        settings = {**settings, **hvg_settings(n_hvg, settings)}
+        self._settings = detect_settings(fdr=fdr, anomaly_ratio=anomaly_ratio, seed=seed, score=score, **settings)
         self.layer, self.use_raw = layer, use_raw
         self.device, self.threads, self.progress = device, threads, progress
         self._fitted = None

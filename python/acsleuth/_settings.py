@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 
 from . import _acsleuth
 
@@ -20,6 +21,27 @@ def _merge(base: dict, over: dict, where: str) -> dict:
             out[k] = _merge(base[k], v, f"{where}{k}.")
         else:
             out[k] = v
+    return out
+
+
+def hvg_settings(n_hvg, settings: dict) -> dict:
+    """The command line's ``--n-hvg`` rule. ``None``: the defaults (3000
+    highly variable genes on raw counts; log-normalized input used as it
+    is). A number N > 0 selects N genes on log-normalized input too
+    (``preprocess = "always"``, scanpy's ``seurat`` flavour, no
+    renormalization); 0 = every gene."""
+    if n_hvg is None:
+        return {}
+    if isinstance(n_hvg, bool) or not isinstance(n_hvg, numbers.Integral) or n_hvg < 0:
+        raise ValueError(f"invalid configuration: n_hvg must be a non-negative integer or None, got {n_hvg!r}")
+    out = {"n_hvg": int(n_hvg)}
+    preprocess = settings.get("preprocess", "auto")
+    if n_hvg > 0 and preprocess == "never":
+        raise ValueError(
+            f"invalid configuration: n_hvg={n_hvg} selects genes, which preprocess='never' turns off; drop one of the two"
+        )
+    if n_hvg > 0 and preprocess == "auto":
+        out["preprocess"] = "always"
     return out
 
 

@@ -152,3 +152,29 @@ def test_damaged_checkpoint_raises_value_error(tmp_path):
 def test_unfitted_detector_raises(tgt):
     with pytest.raises(ValueError, match="not fitted"):
         acsleuth.Detector().score(tgt)
+
+
+def test_n_hvg_follows_the_command_line_on_log_normalized_input(sim, cli, ref, tgt, tmp_path):
+    """Log-normalized input is used as it is unless ``n_hvg`` is given,
+    which then selects that many genes: the rule of the CLI's --n-hvg."""
+    import scanpy as sc
+
+    for a in (ref, tgt):
+        sc.pp.normalize_total(a, target_sum=1e4)
+        sc.pp.log1p(a)
+    r, t = ref.copy(), tgt.copy()
+    acsleuth.detect(r, t, device="cpu", progress=False)
+    assert acsleuth.report(t)["genes"]["genes_used"] == ref.n_vars
+    r.write_h5ad(tmp_path / "r.h5ad")
+    t2 = tgt.copy()
+    t2.write_h5ad(tmp_path / "t.h5ad")
+    acsleuth.detect(r, t2, n_hvg=100, device="cpu", progress=False)
+    assert acsleuth.report(t2)["genes"]["genes_used"] == 100
+    cli("detect", "--reference", tmp_path / "r.h5ad", "--target", tmp_path / "t.h5ad", "--out", tmp_path / "o",
+        "--n-hvg", 100, "--device", "cpu")
+    import pandas as pd
+
+    tsv = pd.read_csv(tmp_path / "o" / "scores.tsv", sep="\t", index_col=0, float_precision="round_trip")
+    np.testing.assert_array_equal(tsv["score"].to_numpy(np.float32), t2.obs["acsleuth_score"].to_numpy(np.float32))
+    with pytest.raises(ValueError, match="preprocess='never' turns off"):
+        acsleuth.detect(r, tgt.copy(), n_hvg=100, preprocess="never", progress=False)
