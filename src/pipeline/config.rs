@@ -1,5 +1,5 @@
 //! Settings of a detection run: defaults are the authors' released
-//! defaults (DESIGN §1); every field can be set from a TOML file whose keys
+//! defaults (README, `detect`); every field can be set from a TOML file whose keys
 //! are these field names, and the CLI flags override the file.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Preprocessing as scanpy does it (DESIGN §3): gene filter, `normalize_total`,
+//! Preprocessing as scanpy does it (README, `detect`): gene filter, `normalize_total`,
 //! `log1p`, highly variable genes (`seurat_v3` on counts, `seurat` on log
 //! data), alignment of a target to the reference's genes, and the standard
 //! chain for a reference + target pair ([`preprocess_pair`]).

@@ -12,7 +12,7 @@ use crate::model::style::StyleConfig;
 use crate::model::subtype::SubtypeConfig;
 use crate::pipeline::DetectConfig;
 
-/// Settings of every module. Defaults are the authors' (DESIGN §1).
+/// Settings of every module. Defaults are the authors' (README, `run`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {

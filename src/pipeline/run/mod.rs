@@ -1,4 +1,4 @@
-//! The whole workflow (DESIGN §1) as one run: Module I detects the
+//! The whole workflow (ARCHITECTURE §2) as one run: Module I detects the
 //! anomalies, Module II pairs the target's normal cells with their kin in
 //! the reference, Module III learns the batches' styles from those pairs
 //! and maps every target cell into reference space, Module IV sorts the
