@@ -91,12 +91,26 @@ impl RunConfig {
         if !(s.lr > 0.0 && s.lr.is_finite()) {
             return Err(Error::Config(format!("style.lr must be positive, got {}", s.lr)));
         }
+        // Zero epochs would leave the style generator as it was initialised
+        // and call the result a correction; zero critic steps would train
+        // it against an untrained critic.
+        if s.epochs == 0 || s.n_critic == 0 {
+            return Err(Error::Config(format!("style.epochs and style.n_critic must be at least 1, got {} and {}", s.epochs, s.n_critic)));
+        }
+        for (name, v) in [("lambda_rec", s.lambda_rec), ("lambda_adv", s.lambda_adv), ("lambda_gp", s.lambda_gp)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Config(format!("style.{name} must be a finite number ≥ 0, got {v}")));
+            }
+        }
         let t = &self.subtype;
         if t.n_subtypes == Some(0) {
             return Err(Error::Config("subtype.n_subtypes must be at least 1 (or absent for auto)".into()));
         }
-        if t.batch_size == 0 || t.restarts == 0 {
-            return Err(Error::Config("subtype.batch_size and subtype.restarts must be at least 1".into()));
+        if t.batch_size == 0 || t.restarts == 0 || t.max_epochs == 0 {
+            return Err(Error::Config(format!(
+                "subtype.batch_size, subtype.restarts and subtype.max_epochs must be at least 1, got {}, {} and {}",
+                t.batch_size, t.restarts, t.max_epochs
+            )));
         }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return Err(Error::Config(format!("subtype.lr must be positive, got {}", t.lr)));
@@ -105,5 +119,29 @@ impl RunConfig {
             return Err(Error::Config("chunk must be at least 1".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15 item 9: zero epochs (style, subtype), zero critic steps and
+    /// negative style loss weights were accepted; each is refused by name
+    /// before any work.
+    #[test]
+    fn zero_epochs_and_negative_style_weights_are_refused() {
+        RunConfig::default().validate().unwrap();
+        let bad = |f: &dyn Fn(&mut RunConfig), want: &str| {
+            let mut c = RunConfig::default();
+            f(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        };
+        bad(&|c| c.style.epochs = 0, "style.epochs and style.n_critic must be at least 1");
+        bad(&|c| c.style.n_critic = 0, "style.epochs and style.n_critic must be at least 1");
+        bad(&|c| c.style.lambda_gp = -10.0, "style.lambda_gp must be a finite number ≥ 0");
+        bad(&|c| c.style.lambda_rec = f32::NAN, "style.lambda_rec");
+        bad(&|c| c.subtype.max_epochs = 0, "subtype.max_epochs must be at least 1");
     }
 }
