@@ -42,6 +42,16 @@ fn fit_then_score_is_detect_and_survives_save_and_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
         det.save(&path).unwrap();
+        // Issue 15 item 10: the model file gets the mode of any other
+        // output (safetensors' own writer made it 0600).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let plain = dir.path().join("plain");
+            std::fs::File::create(&plain).unwrap();
+            let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), mode(&plain));
+        }
         let loaded = Detector::load(&path).unwrap();
         assert_eq!(loaded.reference.genes, det.reference.genes);
         assert_eq!(loaded.settings, det.settings);

@@ -198,9 +198,20 @@ pub fn save<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path, meta: Option
                 .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
         })
         .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(views, meta).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    // Written through File::create (mode 0666 less the umask, as every
+    // other output; safetensors' own writer makes the file 0600), synced,
+    // then renamed over the final name.
     let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, meta, &tmp)
-        .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
@@ -246,6 +257,27 @@ pub fn read_tensor(st: &safetensors::SafeTensors<'_>, name: &str, shape: &[usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15 item 10: model files were 0600 (safetensors' own writer)
+    /// while every other output follows the umask; they now have the mode
+    /// a plainly created file gets.
+    #[cfg(unix)]
+    #[test]
+    fn saved_checkpoints_get_the_mode_of_any_other_output() {
+        use crate::backend::CpuBackend;
+        use crate::nn::BatchNorm1d;
+        use std::os::unix::fs::PermissionsExt;
+        let be = CpuBackend::new();
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.tsv");
+        std::fs::File::create(&plain).unwrap();
+        let model = dir.path().join("m.safetensors");
+        save(&be, &mut BatchNorm1d::new(&be, 2), &model, None).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&model), mode(&plain));
+        assert!(!dir.path().join("m.safetensors.tmp").exists());
+        load(&be, &mut BatchNorm1d::new(&be, 2), &model).unwrap();
+    }
 
     /// A BatchNorm checkpoint written before `num_batches_tracked` was kept
     /// (the scorer's, until its BN became `BnParams`) still loads; any other

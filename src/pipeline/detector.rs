@@ -25,6 +25,7 @@ use std::time::Instant;
 use crate::backend::Backend;
 use crate::data::{CsrMatrix, Dataset};
 use crate::error::{Error, Result};
+use crate::output::{io_at, write_atomic};
 use crate::pipeline::detect::{detect_prepared, prepare_reference, DetectOptions, DetectResult, PreparedReference};
 use crate::pipeline::{DetectConfig, ScoreMethod};
 
@@ -100,16 +101,10 @@ impl Detector {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().ok_or_else(|| Error::Config(format!("{}: not a file path", path.display())))?;
-        let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-        let res = safetensors::serialize_to_file(views, Some(meta), &tmp)
-            .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))
-            .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        res
+        // Through the output layer's atomic writer (a temporary removed on
+        // a stop, the umask's mode; safetensors' own writer makes 0600).
+        let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+        write_atomic(path, |w| w.write_all(&bytes).map_err(io_at(path)))
     }
 
     /// Reads a checkpoint written by [`save`](Self::save).
