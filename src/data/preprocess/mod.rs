@@ -32,8 +32,13 @@ pub fn is_dropped_gene_name(name: &str) -> bool {
 /// Which genes a filter kept and why the others went.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct GeneFilter {
-    /// Kept column indices, increasing.
+    /// Kept column indices, increasing. Not written to reports or
+    /// checkpoints (on Kang 13,100 indices, most of report.json): the
+    /// genes that matter are named in the outputs; `n_kept` counts them.
+    #[serde(skip)]
     pub kept: Vec<usize>,
+    #[serde(default)]
+    pub n_kept: usize,
     pub dropped_by_name: usize,
     /// The first few names dropped by the name rule.
     pub dropped_by_name_examples: Vec<String>,
@@ -56,7 +61,7 @@ pub fn cells_per_gene(x: &CsrMatrix) -> Vec<usize> {
 /// least `min_cells` cells.
 pub fn filter_genes(x: &CsrMatrix, genes: &[String], min_cells: usize, drop_mt_ercc: bool) -> GeneFilter {
     let expressed = cells_per_gene(x);
-    let mut f = GeneFilter { kept: Vec::new(), dropped_by_name: 0, dropped_by_name_examples: Vec::new(), dropped_min_cells: 0 };
+    let mut f = GeneFilter { kept: Vec::new(), n_kept: 0, dropped_by_name: 0, dropped_by_name_examples: Vec::new(), dropped_min_cells: 0 };
     for (j, name) in genes.iter().enumerate().take(x.cols) {
         if drop_mt_ercc && is_dropped_gene_name(name) {
             f.dropped_by_name += 1;
@@ -69,6 +74,7 @@ pub fn filter_genes(x: &CsrMatrix, genes: &[String], min_cells: usize, drop_mt_e
             f.kept.push(j);
         }
     }
+    f.n_kept = f.kept.len();
     f
 }
 
