@@ -30,10 +30,8 @@ pub struct IoArgs {
     #[arg(long)]
     pub raw: bool,
     /// Where to compute: auto (a CUDA GPU when one is found, else the CPU),
-    /// cpu, cuda or cuda:N. `emu` runs the CUDA kernels under the CPU
-    /// emulation (for developers: slow, small inputs only; the environment
-    /// variable ACSLEUTH_EMU_FAULTS=alloc=N,memory=BYTES makes the emulated
-    /// device fail its N-th allocation or run out of memory).
+    /// cpu, cuda or cuda:N (`emu`, for developers, runs the CUDA kernels
+    /// under the CPU emulation: see ARCHITECTURE.md).
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
     pub device: String,
     /// Arithmetic of the CUDA backend's GEMMs: f32 (exact SGEMM), tf32 or
@@ -54,7 +52,8 @@ fn parse_precision(s: &str) -> std::result::Result<GemmPrecision, String> {
 /// Module I's schedule and preprocessing.
 #[derive(clap::Args, Debug)]
 pub struct ScheduleArgs {
-    /// Seed of every random draw.
+    /// Seed of every random draw: the same seed gives the same bytes
+    /// [default: 0].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
     /// Module I epochs without the memory block [default: 50].

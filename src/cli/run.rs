@@ -49,7 +49,9 @@ pub struct Args {
     /// The score that ranks and calls [default: novelty].
     #[arg(long, value_enum)]
     pub score: Option<crate::pipeline::ScoreMethod>,
-    /// False discovery rate of the calls, in (0, 1) [default: 0.1].
+    /// False discovery rate of the calls, in (0, 1): a cell is called when
+    /// its Benjamini–Hochberg q-value (from conformal p-values against the
+    /// reference's leave-one-out scores) is at most Q [default: 0.1].
     #[arg(long, value_name = "Q")]
     pub fdr: Option<f64>,
     /// Skip Modules II and III: subtype the uncorrected expression.

@@ -20,10 +20,11 @@ pub enum Kernel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ScoreMethod {
-    /// Novelty in a joint, Harmony-corrected PCA of reference and target:
-    /// rank(distance to the nearest reference cells) + rank(scarcity of
-    /// reference cells nearby), conformal p-values, calls at `fdr` (default;
-    /// needs no GAN).
+    /// Novelty in a joint PCA of reference and target, corrected by
+    /// Harmony and the MNN refinement: distance to the nearest reference
+    /// cells, scarcity of reference cells nearby and the target/reference
+    /// density ratio; conformal p-values against the reference; calls at
+    /// `fdr` (default; needs no GAN).
     #[default]
     Novelty,
     /// The paper's Module I: GAN deviations scored by the γ_c MMD scorer
