@@ -242,21 +242,9 @@ mod tests {
     use super::*;
     use crate::backend::CpuBackend;
 
-    /// `n` points around each centre, spread ±0.3 (a fixed LCG).
+    /// `n` points around each centre, spread ±0.3.
     fn blobs(centres: &[[f32; 2]], n: usize, seed: u64) -> DenseMatrix {
-        let mut state = seed;
-        let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.6
-        };
-        let mut data = vec![];
-        for c in centres {
-            for _ in 0..n {
-                data.push(c[0] + next());
-                data.push(c[1] + next());
-            }
-        }
-        DenseMatrix { rows: centres.len() * n, cols: 2, data }
+        DenseMatrix { rows: centres.len() * n, cols: 2, data: super::super::test_points::squares(centres, n, seed) }
     }
 
     fn centroid(m: &DenseMatrix, rows: std::ops::Range<usize>) -> [f32; 2] {

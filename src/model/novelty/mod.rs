@@ -42,6 +42,28 @@ pub mod knn;
 pub mod mnn;
 pub mod statistics;
 
+/// Points for the unit tests of the neighbour-based steps.
+#[cfg(test)]
+mod test_points {
+    /// `n` points uniform in a square of side 0.6 around each 2-D centre,
+    /// row-major (a fixed LCG, so every test sees the same points).
+    pub fn squares(centres: &[[f32; 2]], n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.6
+        };
+        let mut data = Vec::with_capacity(centres.len() * n * 2);
+        for c in centres {
+            for _ in 0..n {
+                data.push(c[0] + next());
+                data.push(c[1] + next());
+            }
+        }
+        data
+    }
+}
+
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;

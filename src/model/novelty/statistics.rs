@@ -144,25 +144,8 @@ pub(super) fn statistics<B: Backend>(be: &B, zr: &DenseMatrix, zt: &DenseMatrix,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::super::test_points::squares as blobs;
     use crate::backend::CpuBackend;
-
-    /// `n` points uniform in a square of side 0.6 around each centre (a
-    /// fixed LCG).
-    fn blobs(centres: &[[f32; 2]], n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.6
-        };
-        let mut data = vec![];
-        for c in centres {
-            for _ in 0..n {
-                data.push(c[0] + next());
-                data.push(c[1] + next());
-            }
-        }
-        data
-    }
 
     /// Reference: 300 cells at the origin and 4 outliers strewn around
     /// where the target's anomalies lie; target: 270 normal cells and
