@@ -42,7 +42,8 @@ use super::common::{IoArgs, Job, ScheduleArgs};
 pub struct Args {
     #[command(flatten)]
     pub io: IoArgs,
-    /// TOML file of detection settings (keys as in report.json's `settings`).
+    /// TOML file of detection settings (`acsleuth config --defaults` prints
+    /// every key at its default).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Expected anomaly fraction: calls the top fraction by score instead of

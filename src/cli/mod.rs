@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod common;
+pub mod config;
 pub mod convert;
 pub mod correct;
 pub mod demo;
@@ -17,9 +18,10 @@ pub mod evaluate;
 /// acsleuth: find anomalous cells in single-cell RNA-seq data and sort them
 /// into subtypes (after ACsleuth, IJCAI 2024).
 ///
-/// A reference set of normal cells teaches a GAN with a memory bank what
-/// normal looks like; target cells that it reconstructs badly get high
-/// anomaly scores from an MMD-based scorer.
+/// Target cells are scored against a reference of normal cells in a joint,
+/// batch-corrected representation and called at a false discovery rate;
+/// `run` then pairs, batch-corrects and subtypes the anomalies. The
+/// paper's GAN + MMD scorer is `detect --score paper`.
 #[derive(Parser, Debug)]
 #[command(name = "acsleuth", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
@@ -45,6 +47,8 @@ pub enum Command {
     Correct(correct::Args),
     /// Score anomaly calls or subtypes against the truth (AUROC, AP, F1, NMI, ARI).
     Evaluate(evaluate::Args),
+    /// Print every setting at its default, as the TOML file --config takes.
+    Config(config::Args),
 }
 
 /// Runs the parsed command.
@@ -58,5 +62,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Detect(a) => detect::run(a),
         Command::Run(a) => run::run(*a),
         Command::Correct(a) => correct::run(a),
+        Command::Config(a) => config::run(a),
     }
 }

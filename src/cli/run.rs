@@ -73,7 +73,8 @@ pub struct Common {
     pub io: IoArgs,
     /// TOML settings: top-level keys batch_correction, correction, chunk;
     /// tables [detect] (the keys of `acsleuth detect --config`), [kin],
-    /// [style], [subtype] (keys as in report.json's `settings`).
+    /// [style], [subtype] (`acsleuth config --defaults --run` prints every
+    /// key at its default).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Target obs column naming each cell's batch (sample, donor,
