@@ -186,7 +186,8 @@ fn variants() -> Vec<(&'static str, NoveltyConfig, u8)> {
         ("  variant: refit 3 times", NoveltyConfig { refit_passes: 3, ..d.clone() }, 0),
         ("  ablation: no correction (joint PCA as is)", NoveltyConfig { correction: Correction::None, ..d.clone() }, 0),
         ("  ablation: distance statistic alone (default correction)", d.clone(), 1),
-        ("  ablation: abundance statistic alone (default correction)", d, 2),
+        ("  ablation: abundance statistic alone (default correction)", d.clone(), 2),
+        ("  variant: MNN pairs only likely-normal cells, two-term score", NoveltyConfig { density_ratio: false, ..mnn(MnnConfig { pair_likely_normal: true, ..d.mnn.clone() }) }, 0),
     ]
 }
 
