@@ -4,6 +4,14 @@
 use clap::Parser;
 
 fn main() {
+    // A closed stdout (`acsleuth simulate … | head -2`) ends the process
+    // quietly, as it does `cat`, instead of a panic on the next print.
+    // Outputs are committed before anything is printed about them.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = acsleuth::cli::Cli::parse();
     if let Err(e) = acsleuth::cli::run(cli) {
         let mut msg = format!("error: {e}");

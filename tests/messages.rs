@@ -84,3 +84,28 @@ fn summaries_go_to_stdout_and_name_each_figure() {
     assert!(text(&o.stdout).contains("target cells called anomalous"), "stdout: {}", text(&o.stdout));
     assert!(!text(&o.stderr).contains("called anomalous"), "stderr: {}", text(&o.stderr));
 }
+
+/// Regression: with its stdout closed (`acsleuth simulate … | head -1`)
+/// the command panicked on its summary ("failed printing to stdout: Broken
+/// pipe"); it now ends quietly, as `cat` does, its outputs complete.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acsleuth"))
+        .args(["simulate", "--out", out.to_str().unwrap(), "--n-ref", "300", "--n-target", "300", "--n-genes", "200"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the summary is printed (simulating
+    // comes first).
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let stderr = text(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}: {stderr}", o.status);
+    assert!(out.join("truth.tsv").exists() && out.join("target.acs").exists());
+}

@@ -199,8 +199,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     let tmp = TempDir::beside(out)?;
 
+    let c = sim.config();
+    let mut disk = DiskCheck::new(tmp.path(), c.n_ref + c.n_target, c.n_genes, layout, args.h5ad);
     for kind in [SetKind::Reference, SetKind::Target] {
-        write_set(&sim, kind, tmp.path(), layout, args.h5ad)?;
+        write_set(&sim, kind, tmp.path(), layout, args.h5ad, &mut disk)?;
     }
     write_truth(&sim, &tmp.path().join("truth.tsv"))?;
     let params = serde_json::to_string_pretty(sim.config())
@@ -254,10 +256,67 @@ struct NamedSink<'a> {
     labels: &'a CellLabels,
     next: usize,
     copy: Option<CsrMatrix>,
+    disk: &'a mut DiskCheck,
+}
+
+/// Cells written before the outputs' size is projected from them.
+const PILOT_CELLS: usize = 1000;
+
+/// Projects the outputs' size from the first cells written (their values
+/// per cell, times the bytes each takes in the files) and stops the run at
+/// once when the rest would not fit on the disk, instead of filling it.
+struct DiskCheck {
+    dir: PathBuf,
+    /// Cells of both sets, and how many are written.
+    total_cells: usize,
+    cells: usize,
+    nnz: u64,
+    /// File bytes per stored value and per cell (names, row offsets; a
+    /// dense row), over the store and, with --h5ad, the .h5ad copy.
+    per_value: u64,
+    per_cell: u64,
+    checked: bool,
+}
+
+impl DiskCheck {
+    fn new(dir: &Path, total_cells: usize, n_genes: usize, layout: Layout, h5ad: bool) -> Self {
+        let (mut per_value, mut per_cell) = match layout {
+            Layout::Csr => (8, 24),
+            Layout::Dense => (0, 4 * n_genes as u64 + 16),
+        };
+        if h5ad {
+            per_value += 8;
+            per_cell += 24;
+        }
+        DiskCheck { dir: dir.to_path_buf(), total_cells, cells: 0, nnz: 0, per_value, per_cell, checked: false }
+    }
+
+    /// The bytes still to write, projected from the cells written so far.
+    fn remaining(&self) -> u64 {
+        let per_cell = self.nnz as f64 / self.cells.max(1) as f64 * self.per_value as f64 + self.per_cell as f64;
+        (per_cell * (self.total_cells - self.cells.min(self.total_cells)) as f64) as u64
+    }
+
+    fn push(&mut self, nnz: usize) -> Result<()> {
+        self.cells += 1;
+        self.nnz += nnz as u64;
+        if self.checked || self.cells < PILOT_CELLS.min(self.total_cells) {
+            return Ok(());
+        }
+        self.checked = true;
+        let needed = self.remaining();
+        let Some(free) = crate::output::disk::free_bytes(&self.dir) else { return Ok(()) };
+        if needed >= 1 << 30 {
+            use crate::output::disk::human;
+            eprintln!("writing about {} more ({} free on {})", human(needed), human(free), self.dir.display());
+        }
+        crate::output::disk::check_fits("simulate", &self.dir, needed, free)
+    }
 }
 
 impl RowSink for NamedSink<'_> {
     fn push_row(&mut self, indices: &[u32], values: &[f32]) -> Result<()> {
+        self.disk.push(values.len())?;
         self.writer.push_cell(&self.labels.cell_name(self.next), indices, values)?;
         self.next += 1;
         if let Some(m) = &mut self.copy {
@@ -267,7 +326,7 @@ impl RowSink for NamedSink<'_> {
     }
 }
 
-fn write_set(sim: &Simulator, kind: SetKind, dir: &Path, layout: Layout, h5ad: bool) -> Result<()> {
+fn write_set(sim: &Simulator, kind: SetKind, dir: &Path, layout: Layout, h5ad: bool, disk: &mut DiskCheck) -> Result<()> {
     let name = match kind {
         SetKind::Reference => "reference",
         SetKind::Target => "target",
@@ -279,6 +338,7 @@ fn write_set(sim: &Simulator, kind: SetKind, dir: &Path, layout: Layout, h5ad: b
         labels,
         next: 0,
         copy: h5ad.then(|| CsrMatrix::empty(genes.len())),
+        disk,
     };
     let bar = crate::progress::bar(labels.len() as u64, name);
     sim.generate(kind, &mut sink, |n| bar.inc(n as u64))?;
@@ -371,6 +431,26 @@ impl Drop for TempDir {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    /// Issue 15 item 10: a simulation whose outputs would not fit stops
+    /// after its first cells, saying how much it needs and how much is
+    /// free; one that fits goes on.
+    #[test]
+    fn a_simulation_too_large_for_the_disk_stops_after_its_first_cells() {
+        let d = tempfile::tempdir().unwrap();
+        // 1,000 cells of 100 values each: 10^12 cells would need ~10^15 bytes.
+        let mut huge = DiskCheck::new(d.path(), 1_000_000_000_000, 2000, Layout::Csr, true);
+        let e = (0..PILOT_CELLS).map(|_| huge.push(100)).collect::<Result<Vec<()>>>().unwrap_err().to_string();
+        assert!(e.contains("simulate would write about") && e.contains("free"), "{e}");
+        assert_eq!(huge.cells, PILOT_CELLS, "checked once the pilot cells were written");
+        // The projection: 100 values × (8 + 8) bytes + 48 bytes per cell.
+        assert_eq!(huge.remaining(), (100 * 16 + 48) * (1_000_000_000_000 - PILOT_CELLS as u64));
+        let mut small = DiskCheck::new(d.path(), 2 * PILOT_CELLS, 2000, Layout::Csr, false);
+        for _ in 0..2 * PILOT_CELLS {
+            small.push(100).unwrap();
+        }
+        assert!(small.checked);
+    }
 
     fn args(extra: &[&str]) -> Args {
         let mut argv = vec!["acsleuth", "simulate", "--out", "o"];

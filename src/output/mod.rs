@@ -6,10 +6,12 @@
 //! - [`atomic`]: single files by temporary sibling + rename, JSON;
 //! - [`tsv`]: the per-cell tables (`scores.tsv`, `cells.tsv`, ...);
 //! - [`figures`]: the PNG figures;
-//! - [`cleanup`]: temporaries removed on SIGINT/SIGTERM and after a kill.
+//! - [`cleanup`]: temporaries removed on SIGINT/SIGTERM and after a kill;
+//! - [`disk`]: free space, and whether what a command will write fits.
 
 pub mod atomic;
 pub mod cleanup;
+pub mod disk;
 pub mod figures;
 pub mod lock;
 pub mod set;
