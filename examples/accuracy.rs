@@ -181,7 +181,7 @@ fn variants() -> Vec<(&'static str, NoveltyConfig, u8)> {
         ("  ablation: Harmony one pass (no refit)", NoveltyConfig { refit: false, ..d.clone() }, 0),
         ("  variant: refit without cells called at q ≤ 0.1 (1 refit)", NoveltyConfig { refit_rule: RefitRule::QValue, ..d.clone() }, 0),
         ("  variant: refit without cells called at q ≤ 0.1 (3 refits)", NoveltyConfig { refit_rule: RefitRule::QValue, refit_passes: 3, ..d.clone() }, 0),
-        ("  variant: refit without p ≤ 0.05", NoveltyConfig { refit_min_p: 0.05, ..d.clone() }, 0),
+        ("  variant: refit without p ≤ 0.2 (the rule before)", NoveltyConfig { refit_min_p: 0.2, ..d.clone() }, 0),
         ("  variant: refit spares p ≤ 0.2 the penalty only (all cells in the regression)", NoveltyConfig { harmony: HarmonyConfig { regress_unfitted: true, ..d.harmony }, ..d.clone() }, 0),
         ("  variant: refit 3 times", NoveltyConfig { refit_passes: 3, ..d.clone() }, 0),
         ("  ablation: no correction (joint PCA as is)", NoveltyConfig { correction: Correction::None, ..d.clone() }, 0),
