@@ -172,7 +172,7 @@ fn variants() -> Vec<(&'static str, NoveltyConfig, u8)> {
         ("  ablation: no MNN refinement", no_mnn.clone(), 0),
         ("  ablation: no MNN refinement, with the target's batches given", no_mnn.clone(), 3),
         ("  ablation: two-term score (no density ratio)", NoveltyConfig { density_ratio: false, ..d.clone() }, 0),
-        ("  ablation: two-term score, no MNN refinement (the previous default)", NoveltyConfig { density_ratio: false, ..no_mnn.clone() }, 0),
+        ("  ablation: two-term score, no MNN refinement, refit without p ≤ 0.2 (the previous default)", NoveltyConfig { density_ratio: false, refit_min_p: 0.2, ..no_mnn.clone() }, 0),
         ("  variant: MNN pairs only likely-normal cells", mnn(MnnConfig { pair_likely_normal: true, ..d.mnn.clone() }), 0),
         ("  ablation: MNN refinement alone (no Harmony)", NoveltyConfig { correction: Correction::Mnn, ..d.clone() }, 0),
         ("  variant: MNN k = 10", mnn(MnnConfig { k: 10, ..d.mnn.clone() }), 0),
