@@ -1,11 +1,14 @@
 //! Accuracy benchmark: the default detector, its ablations and every peer,
-//! side by side, on eight benchmarks, averaged over seeds (mean ± sd).
+//! side by side, on nine benchmarks, averaged over seeds (mean ± sd).
 //!
 //! - `pbmc`: pbmc68k_reduced, the fixed split `split_b_nk.tsv` (`.raw`
 //!   values as they are), anomalies = B + NK (30.5 %);
 //! - `kang`: Kang IFN-β, reference = CTRL cells that are not B or NK,
 //!   target = all STIM cells, anomalies = B + NK (14.8 %); raw counts in,
 //!   3000 HVGs on the reference;
+//! - `oligo`: Tirosh 2016 oligodendroglioma (SMART-seq2, log1p of TPM, all
+//!   genes), reference = a seeded 2/3 of the 42 non-malignant cells (28),
+//!   target = the other 14 + all 142 malignant cells (91 %; four patients);
 //! - `sim`: simulated counts with a batch effect and a condition shift that
 //!   differs by cell type (`condition_shift` 0.5), two anomaly types (10 %);
 //! - `pbmc-null`: the pbmc68k reference split in seeded halves (no anomaly);
@@ -110,8 +113,11 @@ fn call_stats(truth: &[bool], calls: &[bool], fdr: f64) -> Result<[f64; 3]> {
 
 /// The peers' PCA: the same subspace tolerance as ours (scikit-learn's
 /// default for such shapes is a randomized solver, no more exact).
-fn peer_pca() -> PcaOptions {
-    PcaOptions { tol: embed::PCA_TOL, max_iter: embed::PCA_MAX_ITER, ..PcaOptions::default() }
+/// PCA(50), or fewer components when fitted on fewer than 51 cells
+/// (rows − 1: the centred data's rank).
+fn peer_pca(rows: usize) -> PcaOptions {
+    let n_components = PcaOptions::default().n_components.min(rows.saturating_sub(1).max(1));
+    PcaOptions { n_components, tol: embed::PCA_TOL, max_iter: embed::PCA_MAX_ITER, ..PcaOptions::default() }
 }
 
 /// Genes standardised on `stats_of`, clipped at 10, PCA(50) fitted on
@@ -133,7 +139,7 @@ fn pca_space(fit: &CsrMatrix, other: &CsrMatrix, joint: bool) -> Result<(DenseMa
         all.extend_from_slice(&zo.data);
     }
     let rows = if joint { fit.rows + other.rows } else { fit.rows };
-    let pca = Pca::fit(&all, rows, fit.cols, &peer_pca())?;
+    let pca = Pca::fit(&all, rows, fit.cols, &peer_pca(rows))?;
     let k = pca.n_components();
     let f = |d: &DenseMatrix| -> Result<DenseMatrix> {
         Ok(DenseMatrix { rows: d.rows, cols: k, data: pca.transform(&d.data, d.rows)?.into_iter().map(|v| v as f32).collect() })
@@ -147,7 +153,7 @@ fn peers(b: &Bench) -> Result<Vec<(&'static str, Vec<f64>, f64)>> {
     let (r, t) = (csr(&b.reference), csr(&b.target));
     let mut out = vec![];
     let t0 = Instant::now();
-    let pca = Pca::fit_matrix(&r.to_dense(), &peer_pca())?;
+    let pca = Pca::fit_matrix(&r.to_dense(), &peer_pca(r.rows))?;
     let td = t.to_dense();
     out.push(("PCA(50) reconstruction error (reference PCA)", pca.reconstruction_error(&td.data, td.rows)?, t0.elapsed().as_secs_f64()));
     for (name, joint) in [("reference PCA(50), mean distance to 15 nearest reference cells", false), ("joint PCA(50), mean distance to 15 nearest reference cells", true)] {

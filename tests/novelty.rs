@@ -251,11 +251,34 @@ fn novelty_calls_little_on_a_shifted_target_without_anomalies() {
 fn novelty_settings_and_shapes_are_checked_first() {
     assert!(NoveltyConfig { k_distance: 0, ..Default::default() }.validate().is_err());
     assert!(NoveltyConfig { refit_min_p: 1.0, ..Default::default() }.validate().is_err());
-    let e = NoveltyConfig::default().validate_for(10, 5).unwrap_err().to_string();
-    assert!(e.contains("at least 31"), "{e}");
+    let e = NoveltyConfig::default().validate_for(9, 5).unwrap_err().to_string();
+    assert!(e.contains("at least 10"), "{e}");
     let (r, t, _) = shifted_sim(1, 0.1);
     let e = score_novelty(&CpuBackend::new(), &r, &t, Some(&[0; 3]), &NoveltyConfig::default(), 0).unwrap_err().to_string();
     assert!(e.contains("batch labels"), "{e}");
+}
+
+/// Regression: a reference of 28 cells (the oligodendroglioma split the
+/// shared data proposes: 2/3 of its 42 non-malignant cells) was refused,
+/// "needs at least 31" — k_abundance + 1, though only the distance's
+/// leave-one-out needs reference neighbours. Small references score, with
+/// k_distance capped at the reference's size − 1.
+#[test]
+fn a_small_reference_is_scored_with_fewer_neighbours() {
+    let (r, t, truth) = shifted_sim(2, 0.3);
+    for n_ref in [28usize, 12] {
+        let mut small = acsleuth::data::CsrMatrix::empty(r.cols);
+        for i in 0..n_ref {
+            let (idx, val) = r.row(i * 50);
+            small.push_row(idx, val);
+        }
+        let n = score_novelty(&CpuBackend::new(), &small, &t, None, &NoveltyConfig::default(), 0).unwrap();
+        assert_eq!(n.report.k_distance, 15.min(n_ref - 1));
+        let auc = metrics::auroc(&truth, &n.score).unwrap();
+        let called = calls(&n.score, &n.q_value, 0.1, None).unwrap().iter().filter(|&&c| c).count();
+        eprintln!("{n_ref} reference cells: AUROC {auc:.3}, {called} called");
+        assert!(auc > 0.9, "{n_ref} reference cells: AUROC {auc}");
+    }
 }
 
 /// Regression (#13): a target whose batches are shifted differently, given

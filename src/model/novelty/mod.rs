@@ -202,10 +202,10 @@ impl NoveltyConfig {
     /// Checks that need the data's shape, before any work.
     pub fn validate_for(&self, n_reference: usize, n_target: usize) -> Result<()> {
         self.validate()?;
-        let need = self.k_distance.max(self.k_abundance) + 1;
-        if n_reference < need {
+        if n_reference < MIN_REFERENCE_CELLS {
             return Err(Error::invalid(format!(
-                "the reference has {n_reference} cells; the novelty score needs at least {need} (k_distance/k_abundance + 1)"
+                "the reference has {n_reference} cells; the novelty score needs at least {MIN_REFERENCE_CELLS} \
+                 (its p-values are ranks among the reference's cells: with fewer, none is below 0.1)"
             )));
         }
         if n_target == 0 {
@@ -213,12 +213,29 @@ impl NoveltyConfig {
         }
         Ok(())
     }
+
+    /// The settings as used on a reference of `n_reference` cells: a
+    /// reference cell's distance leaves itself out, so at most
+    /// `n_reference − 1` reference neighbours exist (the other neighbour
+    /// counts are capped where they are used).
+    pub fn for_reference(&self, n_reference: usize) -> NoveltyConfig {
+        NoveltyConfig { k_distance: self.k_distance.min(n_reference.saturating_sub(1).max(1)), ..self.clone() }
+    }
 }
+
+/// Fewest reference cells the novelty score accepts: a conformal p-value
+/// against n reference cells is at least 1/(n + 1), so below 10 no cell
+/// could be called at FDR 0.1 (small references — a few dozen cells, as in
+/// plate-based tumour studies — work; their p-values are coarse).
+pub const MIN_REFERENCE_CELLS: usize = 10;
 
 /// What the detector did, for report.json.
 #[derive(Clone, Debug, Serialize)]
 pub struct NoveltyReport {
     pub n_components: usize,
+    /// Reference neighbours of the distance statistic (k_distance, capped
+    /// at the reference's size − 1).
+    pub k_distance: usize,
     pub explained_variance_ratio: f64,
     pub pca_fit_cells: usize,
     pub correction: Correction,
@@ -289,6 +306,7 @@ pub fn score_novelty<B: Backend>(
     use std::time::Instant;
     let (nr, nt) = (reference.n_rows(), target.n_rows());
     cfg.validate_for(nr, nt)?;
+    let cfg = &cfg.for_reference(nr);
     if let Some(b) = target_batches
         && b.len() != nt
     {
@@ -303,6 +321,7 @@ pub fn score_novelty<B: Backend>(
     let t1 = Instant::now();
     let mut report = NoveltyReport {
         n_components: emb.reference.cols,
+        k_distance: cfg.k_distance,
         explained_variance_ratio: emb.explained_variance_ratio,
         pca_fit_cells: emb.n_fit,
         correction: cfg.correction,
