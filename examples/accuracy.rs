@@ -181,7 +181,7 @@ fn variants() -> Vec<(&'static str, NoveltyConfig, u8)> {
         ("  ablation: two-term score, no MNN refinement, refit without p ≤ 0.2 (the previous default)", NoveltyConfig { density_ratio: false, refit_min_p: 0.2, ..no_mnn.clone() }, 0),
         ("  variant: MNN pairs only likely-normal cells", mnn(MnnConfig { pair_likely_normal: true, ..d.mnn.clone() }), 0),
         ("  ablation: MNN refinement alone (no Harmony)", NoveltyConfig { correction: Correction::Mnn, ..d.clone() }, 0),
-        ("  variant: MNN k = 10", mnn(MnnConfig { k: 10, ..d.mnn.clone() }), 0),
+        ("  variant: MNN k = 10", mnn(MnnConfig { k: 10, k_fraction: 0.0, ..d.mnn.clone() }), 0),
         ("  variant: MNN smoothed over 300 paired cells", mnn(MnnConfig { k_smooth: 300, ..d.mnn.clone() }), 0),
         ("  ablation: density ratio alone", d.clone(), 4),
         ("  ablation: Harmony one pass (no refit)", NoveltyConfig { refit: false, ..d.clone() }, 0),
@@ -194,6 +194,9 @@ fn variants() -> Vec<(&'static str, NoveltyConfig, u8)> {
         ("  ablation: distance statistic alone (default correction)", d.clone(), 1),
         ("  ablation: abundance statistic alone (default correction)", d.clone(), 2),
         ("  variant: MNN pairs only likely-normal cells, two-term score", NoveltyConfig { density_ratio: false, ..mnn(MnnConfig { pair_likely_normal: true, ..d.mnn.clone() }) }, 0),
+        ("  variant: MNN k = 5", mnn(MnnConfig { k: 5, k_fraction: 0.0, ..d.mnn.clone() }), 0),
+        ("  variant: MNN k = 20 on every size (k_fraction 0, the rule before)", mnn(MnnConfig { k_fraction: 0.0, ..d.mnn.clone() }), 0),
+        ("  variant: MNN k = 3", mnn(MnnConfig { k: 3, k_fraction: 0.0, ..d.mnn.clone() }), 0),
     ]
 }
 

@@ -1,5 +1,9 @@
 //! Progress bars for long work (indicatif). Hidden when stderr is not a
 //! terminal or when `ACSLEUTH_QUIET` is set, so tests and pipes stay clean.
+//! When stderr is not a terminal (a log file, a batch job), [`StatusLines`]
+//! prints the current stage as one line every 30 s instead (stage, %, ETA;
+//! `ACSLEUTH_STATUS_SECONDS` sets the interval, `ACSLEUTH_QUIET` silences
+//! it too).
 //!
 //! Also the cancellation flag that long loops poll: an embedding program
 //! (the Python binding on Ctrl-C) calls [`cancel`] from another thread, and
@@ -8,7 +12,8 @@
 //! polls it, so each epoch, scorer step and neighbour search does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -23,6 +28,10 @@ fn publish(pb: &ProgressBar) {
     if let Ok(mut c) = CURRENT.lock() {
         *c = Some(pb.clone());
     }
+}
+
+fn quiet() -> bool {
+    std::env::var_os("ACSLEUTH_QUIET").is_some()
 }
 
 /// Marks the start of a stage that has no bar of its own.
@@ -64,7 +73,7 @@ pub fn check_cancelled() -> crate::Result<()> {
 /// A bar of `len` steps labelled `what`; hidden when not interactive.
 pub fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
-    if std::env::var_os("ACSLEUTH_QUIET").is_some() || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    if quiet() || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
     pb.set_style(
@@ -75,4 +84,117 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     pb.set_message(what.to_string());
     publish(&pb);
     pb
+}
+
+/// Seconds between status lines, unless `ACSLEUTH_STATUS_SECONDS` says.
+pub const STATUS_SECONDS: f64 = 30.0;
+
+/// One status line for the stage running now, e.g. `[2m 30s] train: 45 %
+/// (1350/3000, ETA 3m 2s)`; `None` before any stage.
+pub fn status_line(since_start: Duration) -> Option<String> {
+    let c = CURRENT.lock().ok()?;
+    c.as_ref().map(|pb| format_status(pb, since_start))
+}
+
+fn format_status(pb: &ProgressBar, since_start: Duration) -> String {
+    let t = fmt_duration(since_start);
+    let what = pb.message();
+    match pb.length() {
+        Some(len) if len > 0 => {
+            let pos = pb.position().min(len);
+            let eta = if pos > 0 { format!(", ETA {}", fmt_duration(pb.eta())) } else { String::new() };
+            format!("[{t}] {what}: {:.0} % ({pos}/{len}{eta})", 100.0 * pos as f64 / len as f64)
+        }
+        _ => format!("[{t}] {what} (running for {})", fmt_duration(pb.elapsed())),
+    }
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Prints [`status_line`] to stderr at an interval from a background
+/// thread while it lives, when stderr is not a terminal (where the bars
+/// are hidden) and `ACSLEUTH_QUIET` is unset. Dropping it stops the thread
+/// at once.
+pub struct StatusLines {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StatusLines {
+    /// Starts the status lines where they are wanted (see the type's doc);
+    /// a no-op value elsewhere.
+    pub fn start() -> StatusLines {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        if quiet() || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return StatusLines { stop, thread: None };
+        }
+        let every = std::env::var("ACSLEUTH_STATUS_SECONDS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .unwrap_or(STATUS_SECONDS);
+        let every = Duration::from_secs_f64(every);
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("acsleuth-status".into())
+            .spawn(move || {
+                let t0 = Instant::now();
+                let (lock, cv) = &*flag;
+                let Ok(mut stopped) = lock.lock() else { return };
+                loop {
+                    match cv.wait_timeout(stopped, every) {
+                        Ok((g, _)) => stopped = g,
+                        Err(_) => return,
+                    }
+                    if *stopped {
+                        return;
+                    }
+                    if let Some(line) = status_line(t0.elapsed()) {
+                        eprintln!("{line}");
+                    }
+                }
+            })
+            .ok();
+        StatusLines { stop, thread }
+    }
+}
+
+impl Drop for StatusLines {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        if let Ok(mut s) = lock.lock() {
+            *s = true;
+        }
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line_gives_stage_percent_and_eta() {
+        let pb = ProgressBar::hidden();
+        pb.set_length(200);
+        pb.set_message("train");
+        pb.set_position(50);
+        let line = format_status(&pb, Duration::from_secs(150));
+        assert!(line.starts_with("[2m 30s] train: 25 % (50/200, ETA "), "{line}");
+        let pb = ProgressBar::hidden();
+        pb.set_message("novelty score");
+        let line = format_status(&pb, Duration::from_secs(5));
+        assert!(line.starts_with("[5s] novelty score (running for "), "{line}");
+        assert_eq!(fmt_duration(Duration::from_secs(7322)), "2h 2m");
+    }
 }

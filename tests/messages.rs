@@ -109,3 +109,32 @@ fn a_closed_stdout_ends_the_command_quietly() {
     assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}: {stderr}", o.status);
     assert!(out.join("truth.tsv").exists() && out.join("target.acs").exists());
 }
+
+/// Issue #15 item 10: where stderr is not a terminal (a log file, a batch
+/// job) the hidden bars give way to a periodic one-line status — stage,
+/// % and ETA — so a long run is not silent for minutes.
+#[test]
+fn long_work_prints_status_lines_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Simulator::new(SimConfig { n_ref: 300, n_target: 200, n_genes: 300, seed: 5, ..SimConfig::default() }).unwrap();
+    let (r, t) = (dir.path().join("r.acs"), dir.path().join("t.acs"));
+    write_dataset(&r, &simulate_dataset(&s, SetKind::Reference).unwrap(), Layout::Csr).unwrap();
+    write_dataset(&t, &simulate_dataset(&s, SetKind::Target).unwrap(), Layout::Csr).unwrap();
+    let out = dir.path().join("run");
+    let args = [
+        "run", "--reference", r.to_str().unwrap(), "--target", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu", "--n-hvg", "200",
+        "--epochs-prepare", "3", "--epochs-train", "3", "--n-subtypes", "2",
+    ];
+    let o = Command::new(env!("CARGO_BIN_EXE_acsleuth")).args(args).env("ACSLEUTH_STATUS_SECONDS", "0.02").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    let status: Vec<&str> = err.lines().filter(|l| l.starts_with('[') && l.contains("s] ")).collect();
+    assert!(status.iter().any(|l| l.contains("train: ") && l.contains(" % (")), "no training status in: {err}");
+    // Quiet means quiet.
+    let out = dir.path().join("quiet");
+    let mut quiet = args.map(String::from);
+    quiet[6] = out.to_str().unwrap().into();
+    let o = Command::new(env!("CARGO_BIN_EXE_acsleuth")).args(&quiet).env("ACSLEUTH_STATUS_SECONDS", "0.02").env("ACSLEUTH_QUIET", "1").output().unwrap();
+    assert!(o.status.success());
+    assert!(!text(&o.stderr).lines().any(|l| l.contains("s] ")), "{}", text(&o.stderr));
+}

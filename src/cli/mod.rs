@@ -53,6 +53,8 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> crate::Result<()> {
+    // A status line every 30 s where the bars are hidden (stderr to a log).
+    let _status = crate::progress::StatusLines::start();
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),

@@ -59,9 +59,18 @@ pub struct MnnConfig {
     /// normal cells of differently shifted target batches that are not
     /// given as a key are not called. README, "Detection".
     pub enabled: bool,
-    /// Neighbours searched in the other set for mutual pairs (fastMNN's
-    /// default, 20).
+    /// Neighbours searched in the other set for mutual pairs: at most
+    /// this many (fastMNN's default, 20; see `k_fraction`).
     pub k: usize,
+    /// Fewer neighbours on small sets: k = `k_fraction` × the smaller
+    /// set's size, between [`K_MIN`] and `k` (0: `k` as is). Mutuality
+    /// keeps a novel population unpaired only while k is below the size of
+    /// the normal population beside it, in the other set; fastMNN's 20 is
+    /// 1 % of the sets of thousands it was made for, and on a 156-cell
+    /// target with 14 normal cells (oligodendroglioma) 20 neighbours of a
+    /// reference cell reach into the tumour cells, which then pair and are
+    /// pulled onto the reference (README, "Detection").
+    pub k_fraction: f64,
     /// Paired target cells whose vectors are averaged for each cell.
     pub k_smooth: usize,
     /// Most paired cells the smoothing draws on (a seeded sample beyond),
@@ -77,14 +86,20 @@ pub struct MnnConfig {
 
 impl Default for MnnConfig {
     fn default() -> Self {
-        MnnConfig { enabled: true, k: 20, k_smooth: 100, max_smooth_cells: 100_000, pair_likely_normal: false }
+        MnnConfig { enabled: true, k: 20, k_fraction: 0.01, k_smooth: 100, max_smooth_cells: 100_000, pair_likely_normal: false }
     }
 }
+
+/// Fewest neighbours `k_fraction` leaves.
+pub const K_MIN: usize = 3;
 
 impl MnnConfig {
     pub fn validate(&self) -> Result<()> {
         if self.k == 0 || self.k_smooth == 0 {
             return Err(Error::Config("novelty.mnn: k and k_smooth must be at least 1".into()));
+        }
+        if !(self.k_fraction.is_finite() && (0.0..=1.0).contains(&self.k_fraction)) {
+            return Err(Error::Config(format!("novelty.mnn: k_fraction must be in [0, 1], got {}", self.k_fraction)));
         }
         if self.max_smooth_cells < self.k_smooth {
             return Err(Error::Config(format!(
@@ -94,11 +109,23 @@ impl MnnConfig {
         }
         Ok(())
     }
+
+    /// The neighbours searched for pairs between sets of `nr` and `nt` cells.
+    pub fn k_for(&self, nr: usize, nt: usize) -> usize {
+        let k = if self.k_fraction > 0.0 {
+            ((self.k_fraction * nr.min(nt) as f64).round() as usize).clamp(K_MIN.min(self.k), self.k)
+        } else {
+            self.k
+        };
+        k.min(nr).min(nt).max(1)
+    }
 }
 
 /// What the refinement did, for report.json.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct MnnReport {
+    /// Neighbours searched for pairs ([`MnnConfig::k_for`]).
+    pub k: usize,
     /// Target cells with at least one mutual reference neighbour.
     pub paired_target_cells: usize,
     /// Mutual pairs found.
@@ -139,14 +166,13 @@ pub fn refine<B: Backend>(
     {
         return Err(Error::invalid(format!("MNN: {} eligibility flags for {nt} target cells", e.len())));
     }
-    let k_r = cfg.k.min(nr);
-    let k_t = cfg.k.min(nt);
-    let t2r = knn::knn(be, zt, zr, k_r, None)?;
-    let r2t = knn::knn(be, zr, zt, k_t, None)?;
+    let k = cfg.k_for(nr, nt);
+    let t2r = knn::knn(be, zt, zr, k, None)?;
+    let r2t = knn::knn(be, zr, zt, k, None)?;
     let (vectors, is_paired, pairs) = pair_vectors(zr, zt, &t2r, &r2t, eligible);
     drop((t2r, r2t));
     let paired: Vec<usize> = (0..nt).filter(|&i| is_paired[i]).collect();
-    let mut report = MnnReport { paired_target_cells: paired.len(), pairs, smoothing_cells: 0, bandwidth: 0.0, mean_shift: 0.0 };
+    let mut report = MnnReport { k, paired_target_cells: paired.len(), pairs, smoothing_cells: 0, bandwidth: 0.0, mean_shift: 0.0 };
     if paired.is_empty() {
         return Ok((zt.clone(), report));
     }
@@ -271,7 +297,7 @@ mod tests {
         zt.data.extend_from_slice(&novel.data);
         zt.rows += novel.rows;
         let be = CpuBackend::new();
-        let cfg = MnnConfig { k: 10, k_smooth: 30, ..MnnConfig::default() };
+        let cfg = MnnConfig { k: 10, k_fraction: 0.0, k_smooth: 30, ..MnnConfig::default() };
         let (out, rep) = refine(&be, &zr, &zt, None, &cfg, 1).unwrap();
         let (t2r, r2t) = (knn::knn(&be, &zt, &zr, 10, None).unwrap(), knn::knn(&be, &zr, &zt, 10, None).unwrap());
         let (_, paired, _) = pair_vectors(&zr, &zt, &t2r, &r2t, None);
@@ -295,6 +321,42 @@ mod tests {
         // more than the shift: it stays far from the reference.
         let moved = gap(centroid(&out, 180..200), centroid(&zt, 180..200));
         assert!(moved < 0.4, "the novel cluster moved {moved}");
+    }
+
+    #[test]
+    fn k_shrinks_with_the_smaller_set() {
+        let cfg = MnnConfig::default();
+        assert_eq!(cfg.k_for(5631, 7451), 20);
+        assert_eq!(cfg.k_for(2000, 2000), 20);
+        assert_eq!(cfg.k_for(600, 400), 4);
+        assert_eq!(cfg.k_for(28, 156), K_MIN);
+        assert_eq!(cfg.k_for(2, 156), 2);
+        assert_eq!(MnnConfig { k_fraction: 0.0, ..cfg.clone() }.k_for(28, 156), 20);
+        assert_eq!(MnnConfig { k: 2, ..cfg }.k_for(28, 156), 2);
+    }
+
+    /// Regression (oligodendroglioma split): a reference population with
+    /// few target counterparts (5 target cells for 14 reference cells)
+    /// beside a large novel population. With 20 neighbours each reference
+    /// cell's list reached into the novel cells, which were paired and
+    /// pulled onto the reference; k scaled to the sets' size pairs none.
+    #[test]
+    fn a_novel_majority_beside_a_small_normal_population_is_not_paired() {
+        let zr = blobs(&[[0.0, 0.0], [10.0, 0.0]], 14, 1);
+        let mut zt = blobs(&[[0.0, 0.0]], 5, 2);
+        for (c, n, seed) in [([10.0, 0.0], 9, 3), ([2.0, 0.0], 140, 4)] {
+            let b = blobs(&[c], n, seed);
+            zt.data.extend_from_slice(&b.data);
+            zt.rows += b.rows;
+        }
+        let novel_paired = |cfg: &MnnConfig| {
+            let be = CpuBackend::new();
+            let k = cfg.k_for(zr.rows, zt.rows);
+            let (t2r, r2t) = (knn::knn(&be, &zt, &zr, k, None).unwrap(), knn::knn(&be, &zr, &zt, k, None).unwrap());
+            pair_vectors(&zr, &zt, &t2r, &r2t, None).1[14..].iter().filter(|&&p| p).count()
+        };
+        assert_eq!(novel_paired(&MnnConfig::default()), 0);
+        assert!(novel_paired(&MnnConfig { k_fraction: 0.0, ..MnnConfig::default() }) > 10);
     }
 
     #[test]
