@@ -182,6 +182,37 @@ fn to_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// `safetensors::serialize` with the header's keys sorted: the crate
+/// writes its metadata (and tensor index) in a HashMap's order, which
+/// changes from run to run, so the same model gave different bytes. The
+/// data section is unchanged (its offsets are relative to its start).
+pub fn serialize<'a>(
+    views: Vec<(String, safetensors::tensor::TensorView<'a>)>,
+    meta: Option<HashMap<String, String>>,
+) -> std::result::Result<Vec<u8>, String> {
+    let bytes = safetensors::serialize(views, meta).map_err(|e| e.to_string())?;
+    let n = u64::from_le_bytes(bytes[..8].try_into().map_err(|_| "short safetensors output")?) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| e.to_string())?;
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut e: Vec<(String, serde_json::Value)> = m.into_iter().collect();
+                e.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(e.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let mut h = serde_json::to_vec(&sorted(header)).map_err(|e| e.to_string())?;
+    // The data section starts at an 8-byte boundary (spaces pad, as the crate does).
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + h.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
+}
+
 /// Save every tensor of `m` (parameters and buffers) to a safetensors file,
 /// named as in PyTorch. Written to a temporary file and renamed, so a failed
 /// save never leaves a half-written checkpoint.
@@ -198,7 +229,7 @@ pub fn save<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path, meta: Option
                 .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
         })
         .collect::<Result<_>>()?;
-    let bytes = safetensors::serialize(views, meta).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let bytes = serialize(views, meta).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
     // Written through File::create (mode 0666 less the umask, as every
     // other output; safetensors' own writer makes the file 0600), synced,
     // then renamed over the final name.
@@ -307,6 +338,32 @@ mod tests {
         write(&broken, &["weight", "bias", "running_mean"]);
         let e = load(&be, &mut BatchNorm1d::new(&be, 2), &broken).unwrap_err().to_string();
         assert!(e.contains("running_var missing"), "{e}");
+    }
+
+    /// Regression (kill test): the same model saved twice gave different
+    /// bytes — safetensors writes its metadata in a HashMap's order. The
+    /// sorted header is byte-stable and still reads back.
+    #[test]
+    fn serialized_bytes_do_not_depend_on_hash_order() {
+        let data = to_bytes(&[1.0, 2.0, 3.0]);
+        let once = || {
+            let views = vec![
+                ("b".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3], &data).unwrap()),
+                ("a".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3], &data).unwrap()),
+            ];
+            let meta: HashMap<String, String> = (0..12).map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+            serialize(views, Some(meta)).unwrap()
+        };
+        let first = once();
+        for _ in 0..8 {
+            assert_eq!(once(), first);
+        }
+        let st = safetensors::SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(st.tensor("a").unwrap().data(), data.as_slice());
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(meta.metadata().as_ref().unwrap()["key7"], "value 7");
+        let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
     }
 
     /// Values of torch's CosineAnnealingLR(T_max = 4) from lr 1.

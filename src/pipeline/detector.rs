@@ -103,7 +103,7 @@ impl Detector {
         .collect();
         // Through the output layer's atomic writer (a temporary removed on
         // a stop, the umask's mode; safetensors' own writer makes 0600).
-        let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+        let bytes = crate::nn::params::serialize(views, Some(meta)).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
         write_atomic(path, |w| w.write_all(&bytes).map_err(io_at(path)))
     }
 
