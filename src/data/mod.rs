@@ -11,5 +11,7 @@ pub mod preprocess;
 pub mod simulate;
 pub mod summary;
 pub mod table;
+#[doc(hidden)]
+pub mod fuzz;
 
 pub use matrix::{check_unique, CsrMatrix, Dataset, DenseMatrix, Matrix, ObsColumn, RowSink};
