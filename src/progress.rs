@@ -19,6 +19,17 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 
+/// Set by an embedding program that shows progress its own way.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Turns this process's terminal bars and status lines off (or on again),
+/// as `ACSLEUTH_QUIET` does, without touching the environment (which
+/// child processes would inherit). The Python package calls it: its tqdm
+/// bars mirror [`current`] instead.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
 /// The stage running now: its latest bar (position and length) or, for a
 /// stage without one, a bar of length 0. An embedding program shows it
 /// its own way ([`current`]).
@@ -31,7 +42,7 @@ fn publish(pb: &ProgressBar) {
 }
 
 fn quiet() -> bool {
-    std::env::var_os("ACSLEUTH_QUIET").is_some()
+    QUIET.load(Ordering::Relaxed) || std::env::var_os("ACSLEUTH_QUIET").is_some()
 }
 
 /// Marks the start of a stage that has no bar of its own.

@@ -3,17 +3,16 @@ installed and ``progress=True``.
 
 The engine publishes its current stage (name, position, length); while it
 computes with the GIL released, a daemon thread reads that every 0.2 s and
-mirrors it. The engine's own terminal bars stay off (``ACSLEUTH_QUIET``).
+mirrors it. The engine's own terminal bars stay off (the extension module
+turns them off when it loads, without setting ``ACSLEUTH_QUIET`` in the
+caller's environment).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 
 from . import _acsleuth
-
-os.environ.setdefault("ACSLEUTH_QUIET", "1")
 
 
 class Progress:

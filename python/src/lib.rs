@@ -129,6 +129,10 @@ fn progress_state() -> Option<(String, u64, u64)> {
 
 #[pymodule]
 fn _acsleuth(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Progress shows as tqdm bars (acsleuth/_progress.py), not the
+    // engine's terminal bars; set here, not through ACSLEUTH_QUIET, so the
+    // caller's environment (and its child processes) is left as it was.
+    acsleuth::progress::set_quiet(true);
     m.add_function(wrap_pyfunction!(detect, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(default_settings, m)?)?;

@@ -178,3 +178,18 @@ def test_n_hvg_follows_the_command_line_on_log_normalized_input(sim, cli, ref, t
     np.testing.assert_array_equal(tsv["score"].to_numpy(np.float32), t2.obs["acsleuth_score"].to_numpy(np.float32))
     with pytest.raises(ValueError, match="preprocess='never' turns off"):
         acsleuth.detect(r, tgt.copy(), n_hvg=100, preprocess="never", progress=False)
+
+
+def test_import_leaves_the_environment_alone():
+    """Regression (#14): importing the package set ACSLEUTH_QUIET in
+    os.environ, so every acsleuth command a notebook started afterwards ran
+    without its progress bars. The engine's bars are now turned off inside
+    the extension only."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, acsleuth; print('ACSLEUTH_QUIET' in os.environ)"
+    env = {k: v for k, v in os.environ.items() if k != "ACSLEUTH_QUIET"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
