@@ -354,6 +354,50 @@ pub fn call_threshold(scores: &[f32], calls: &[bool]) -> Option<f32> {
     scores.iter().zip(calls).filter(|p| *p.1).map(|p| *p.0).fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.min(s))))
 }
 
+/// A line and its legend label.
+type Labelled = (Vec<(f64, f64)>, String);
+
+/// One panel of the ROC/PR figure: axes over `(lo, hi)` × `(lo, top)`
+/// (ticks above 1 left blank: the headroom holds the legend), a dashed
+/// chance line and the curve, both in the legend.
+fn curve_panel(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    (lo, hi, top): (f64, f64, f64),
+    (chance_line, chance_label): Labelled,
+    (curve_line, curve_label): Labelled,
+    (chance, curve): (ShapeStyle, ShapeStyle),
+) -> DrawResult {
+    let mut c = ChartBuilder::on(area)
+        .caption(caption, (FAMILY, 20))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(65)
+        .build_cartesian_2d(lo..hi, lo..top)?;
+    let unit_ticks = |v: &f64| if *v > 1.0 + 1e-9 { String::new() } else { format!("{v:.1}") };
+    c.configure_mesh()
+        .y_label_formatter(&unit_ticks)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FAMILY, 14))
+        .axis_desc_style((FAMILY, 17))
+        .draw()?;
+    c.draw_series(DashedLineSeries::new(chance_line, 8, 6, chance))?
+        .label(chance_label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], chance));
+    c.draw_series(LineSeries::new(curve_line, curve))?
+        .label(curve_label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], curve));
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FAMILY, 16))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 /// ROC curve (left) and precision–recall curve (right) of `scores` against
 /// `truth` (`true` = anomalous, higher score = more anomalous), with AUROC
 /// and average precision in the legends and the chance level of each.
@@ -386,58 +430,13 @@ pub fn plot_roc_pr(path: &Path, scores: &[f32], truth: &[bool], title: &str) -> 
         let curve = colour(0).stroke_width(3);
         let chance = ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(2);
 
-        let mut c = ChartBuilder::on(&panels[0])
-            .caption("ROC", (FAMILY, 20))
-            .margin(16)
-            .x_label_area_size(50)
-            .y_label_area_size(65)
-            .build_cartesian_2d(lo..hi, lo..top)?;
-        let unit_ticks = |v: &f64| if *v > 1.0 + 1e-9 { String::new() } else { format!("{v:.1}") };
-        c.configure_mesh()
-            .y_label_formatter(&unit_ticks)
-            .x_desc("false positive rate")
-            .y_desc("true positive rate")
-            .label_style((FAMILY, 14))
-            .axis_desc_style((FAMILY, 17))
-            .draw()?;
-        c.draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], 8, 6, chance))?
-            .label("chance (AUROC = 0.5)")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], chance));
-        c.draw_series(LineSeries::new(roc_line, curve))?
-            .label(format!("AUROC = {auc:.3}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], curve));
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FAMILY, 16))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
-
-        let mut c = ChartBuilder::on(&panels[1])
-            .caption("Precision–recall", (FAMILY, 20))
-            .margin(16)
-            .x_label_area_size(50)
-            .y_label_area_size(65)
-            .build_cartesian_2d(lo..hi, lo..top)?;
-        c.configure_mesh()
-            .y_label_formatter(&unit_ticks)
-            .x_desc("recall")
-            .y_desc("precision")
-            .label_style((FAMILY, 14))
-            .axis_desc_style((FAMILY, 17))
-            .draw()?;
-        c.draw_series(DashedLineSeries::new(vec![(0.0, prevalence), (1.0, prevalence)], 8, 6, chance))?
-            .label(format!("chance (AP = {prevalence:.3})"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], chance));
-        c.draw_series(LineSeries::new(pr_line, curve))?
-            .label(format!("AP = {ap:.3}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], curve));
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FAMILY, 16))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        let bounds = (lo, hi, top);
+        let diagonal = (vec![(0.0, 0.0), (1.0, 1.0)], "chance (AUROC = 0.5)".to_string());
+        let roc = (roc_line, format!("AUROC = {auc:.3}"));
+        curve_panel(&panels[0], "ROC", ("false positive rate", "true positive rate"), bounds, diagonal, roc, (chance, curve))?;
+        let level = (vec![(0.0, prevalence), (1.0, prevalence)], format!("chance (AP = {prevalence:.3})"));
+        let pr = (pr_line, format!("AP = {ap:.3}"));
+        curve_panel(&panels[1], "Precision–recall", ("recall", "precision"), bounds, level, pr, (chance, curve))?;
         root.present()?;
         Ok(())
     })
