@@ -151,7 +151,11 @@ impl StatusLines {
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v > 0.0)
             .unwrap_or(STATUS_SECONDS);
-        let every = Duration::from_secs_f64(every);
+        StatusLines::spawn(stop, Duration::from_secs_f64(every))
+    }
+
+    /// The status thread, printing every `every` until `stop` is set.
+    fn spawn(stop: Arc<(Mutex<bool>, Condvar)>, every: Duration) -> StatusLines {
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("acsleuth-status".into())
@@ -160,6 +164,11 @@ impl StatusLines {
                 let (lock, cv) = &*flag;
                 let Ok(mut stopped) = lock.lock() else { return };
                 loop {
+                    // The flag is checked before each wait: a stop that
+                    // came before this thread first waited is not missed.
+                    if *stopped {
+                        return;
+                    }
                     match cv.wait_timeout(stopped, every) {
                         Ok((g, _)) => stopped = g,
                         Err(_) => return,
@@ -207,5 +216,20 @@ mod tests {
         let line = format_status(&pb, Duration::from_secs(5));
         assert!(line.starts_with("[5s] novelty score (running for "), "{line}");
         assert_eq!(fmt_duration(Duration::from_secs(7322)), "2h 2m");
+    }
+
+    /// Regression: a command that ended before the status thread first
+    /// waited (an input refused at once) waited out the whole interval
+    /// (30 s) at exit — the stop's notification came before the wait.
+    #[test]
+    fn stopping_at_once_does_not_wait_out_the_interval() {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let lines = StatusLines { stop: Arc::clone(&stop), thread: None };
+        drop(lines);
+        // The same thread body as `start`, begun after the stop.
+        let t0 = Instant::now();
+        let s = StatusLines::spawn(Arc::clone(&stop), Duration::from_secs(30));
+        drop(s);
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     }
 }

@@ -586,3 +586,15 @@ fn shape_mismatch_and_unsupported_encoding_are_reported() {
     let e = read_h5ad(&p, &opts).unwrap_err();
     assert!(e.to_string().contains("index out of range"), "{e}");
 }
+
+/// Regression (fuzzing, #15 item 12): a damaged sparse X whose `data`
+/// declares 2,147,483,838 values in a 136 KB file made the reader allocate
+/// and fill 8 GB for 14 s before comparing it with the 190 indices. A
+/// dataset that declares more than its file can hold is now refused before
+/// it is read.
+#[test]
+fn a_dataset_declaring_more_than_the_file_holds_is_refused_before_reading() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/h5ad/regression_declared_size");
+    let e = acsleuth::data::io::read_dataset(&path, &acsleuth::data::io::ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("X/data: the dataset declares 2147483838 values of 4 bytes, more than the file's"), "{e}");
+}
