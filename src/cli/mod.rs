@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod common;
 pub mod config;
+pub mod config_docs;
 pub mod convert;
 pub mod correct;
 pub mod demo;
