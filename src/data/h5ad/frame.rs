@@ -19,7 +19,7 @@ impl Reader<'_> {
     /// Reads a 1-D dataset of names (strings; numbers are formatted).
     pub fn read_strings(&self, d: &H5Dataset, path: &str) -> Result<Vec<String>> {
         match self.h5(d.dtype(), path)? {
-            DType::String | DType::VariableLengthString => self.read_checked(&d, H5Dataset::read_string, path),
+            DType::String | DType::VariableLengthString => self.read_checked(d, H5Dataset::read_string, path),
             DType::I8
             | DType::I16
             | DType::I32
@@ -27,22 +27,22 @@ impl Reader<'_> {
             | DType::U8
             | DType::U16
             | DType::U32 => Ok(self
-                .read_checked(&d, H5Dataset::read_i64, path)?
+                .read_checked(d, H5Dataset::read_i64, path)?
                 .into_iter()
                 .map(|v| v.to_string())
                 .collect()),
             DType::U64 => Ok(self
-                .read_checked(&d, H5Dataset::read_u64, path)?
+                .read_checked(d, H5Dataset::read_u64, path)?
                 .into_iter()
                 .map(|v| v.to_string())
                 .collect()),
             DType::F32 | DType::F64 => Ok(self
-                .read_checked(&d, H5Dataset::read_f64, path)?
+                .read_checked(d, H5Dataset::read_f64, path)?
                 .into_iter()
                 .map(|v| v.to_string())
                 .collect()),
             DType::Enum(_) if is_bool(d) => Ok(self
-                .read_checked(&d, H5Dataset::read_u8, path)?
+                .read_checked(d, H5Dataset::read_u8, path)?
                 .into_iter()
                 .map(|v| (v != 0).to_string())
                 .collect()),
@@ -161,15 +161,15 @@ impl Reader<'_> {
     pub fn plain_column(&self, d: &H5Dataset, path: &str) -> Result<Option<ObsColumn>> {
         Ok(Some(match self.h5(d.dtype(), path)? {
             DType::String | DType::VariableLengthString => {
-                ObsColumn::Text(self.read_checked(&d, H5Dataset::read_string, path)?)
+                ObsColumn::Text(self.read_checked(d, H5Dataset::read_string, path)?)
             }
-            DType::F32 | DType::F64 | DType::U64 => ObsColumn::Numeric(self.read_checked(&d, H5Dataset::read_f64, path)?),
+            DType::F32 | DType::F64 | DType::U64 => ObsColumn::Numeric(self.read_checked(d, H5Dataset::read_f64, path)?),
             // Integers stay integers, so a rewrite keeps pandas' int dtype.
             DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::U8 | DType::U16 | DType::U32 => {
-                ObsColumn::Integer(self.read_checked(&d, H5Dataset::read_i64, path)?)
+                ObsColumn::Integer(self.read_checked(d, H5Dataset::read_i64, path)?)
             }
             DType::Enum(_) if is_bool(d) => ObsColumn::Bool(
-                self.read_checked(&d, H5Dataset::read_u8, path)?
+                self.read_checked(d, H5Dataset::read_u8, path)?
                     .into_iter()
                     .map(|v| v != 0)
                     .collect(),
@@ -185,7 +185,7 @@ impl Reader<'_> {
         path: &str,
         categories: Vec<String>,
     ) -> Result<ObsColumn> {
-        let codes = self.read_checked(&codes, H5Dataset::read_i32, format_args!("{path} codes"))?;
+        let codes = self.read_checked(codes, H5Dataset::read_i32, format_args!("{path} codes"))?;
         let n = categories.len() as i32;
         if let Some(bad) = codes.iter().find(|&&c| c < -1 || c >= n) {
             return Err(self.err(format!("{path}: category code {bad} outside -1..{n}")));

@@ -22,7 +22,7 @@ pub(super) fn read_compound_frame(
         )));
     };
     let size = size as usize;
-    let raw = r.read_checked(&d, H5Dataset::read_raw, path)?;
+    let raw = r.read_checked(d, H5Dataset::read_raw, path)?;
     if size == 0 || raw.len() % size != 0 {
         return Err(r.err(format!(
             "{path}: {} bytes is not a whole number of {size}-byte records",

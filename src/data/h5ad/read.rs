@@ -300,7 +300,7 @@ impl<'a> Reader<'a> {
             | DType::U8
             | DType::U16
             | DType::U32
-            | DType::U64 => self.read_checked(&d, H5Dataset::read_f32, path),
+            | DType::U64 => self.read_checked(d, H5Dataset::read_f32, path),
             other => Err(self.err(format!("{path}: values of type {other}, expected numbers"))),
         }
     }
@@ -309,16 +309,16 @@ impl<'a> Reader<'a> {
     fn read_indices(&self, d: &H5Dataset, path: &str, bound: usize) -> Result<Vec<u32>> {
         let out_of_range = || self.err(format!("{path}: index out of range 0..{bound}"));
         let v: Vec<u32> = match self.h5(d.dtype(), path)? {
-            DType::U32 | DType::U16 | DType::U8 => self.read_checked(&d, H5Dataset::read_u32, path)?,
+            DType::U32 | DType::U16 | DType::U8 => self.read_checked(d, H5Dataset::read_u32, path)?,
             DType::I32 | DType::I16 | DType::I8 => {
-                let v = self.read_checked(&d, H5Dataset::read_i32, path)?;
+                let v = self.read_checked(d, H5Dataset::read_i32, path)?;
                 if v.iter().any(|&i| i < 0) {
                     return Err(out_of_range());
                 }
                 v.into_iter().map(|i| i as u32).collect()
             }
             DType::I64 | DType::U64 => {
-                let v = self.read_checked(&d, H5Dataset::read_i64, path)?;
+                let v = self.read_checked(d, H5Dataset::read_i64, path)?;
                 if v.iter().any(|&i| i < 0 || i as u64 >= bound as u64) {
                     return Err(out_of_range());
                 }
