@@ -81,7 +81,7 @@ fn main() -> Result<()> {
     let truth = Truth::from_obs(&reference, &target, "cell_type", &[])?;
     let e = run::evaluate(&truth, &res.scores, &res.calls, &res.subtypes)?;
     println!("whole workflow: {} of {} cells called anomalous, {} subtypes", res.anomalies.len(), res.cells.len(), res.report.subtype.k);
-    println!("  AUROC {:.3}, F1 {:.3}, NMI {:.3}", e.auroc, e.f1, e.nmi.unwrap_or(0.0));
+    println!("  AUROC {:.3}, F1 {:.3}, NMI {:.3}", e.auroc, e.f1(), e.nmi().unwrap_or(0.0));
     for i in res.anomalies.iter().take(3) {
         println!("  {}: score {:.3}, subtype {:?}", res.cells[*i], res.scores[*i], res.subtypes[*i]);
     }

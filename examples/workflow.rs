@@ -144,7 +144,7 @@ fn one(b: &Bench, seed: u64, dir: &Path, ratio_calls: bool) -> Result<(VariantRo
     let opts = RunOptions { checkpoint_dir: Some(dir.to_path_buf()), spill_dir: Some(dir.to_path_buf()), keep_corrected: true, skip_subtyping: false };
     let score = |r: &RunResult, sub: &[Option<u32>]| -> Result<[f64; 3]> {
         let e = evaluate(&truth, &r.scores, &r.calls, sub)?;
-        Ok([e.f1, e.nmi.unwrap_or(0.0), e.f1_x_nmi.unwrap_or(0.0)])
+        Ok([e.f1(), e.nmi().unwrap_or(0.0), e.f1_x_nmi().unwrap_or(0.0)])
     };
     let mut out = vec![];
     let mut runs = vec![];

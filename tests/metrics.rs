@@ -141,6 +141,27 @@ fn evaluate_prints_metrics_and_json() {
     assert!(text.contains("AUROC") && text.contains("F1 (calls)"), "{text}");
 }
 
+/// Issue 16: with one true anomaly called with a subtype, `evaluate`
+/// failed while `run --truth-key` reported NMI = ARI = 0. Both use one
+/// Evaluation now: the detection metrics, and NMI/ARI undefined with why.
+#[test]
+fn evaluate_with_one_subtyped_anomaly_reports_nmi_undefined() {
+    let d = tempfile::tempdir().unwrap();
+    let scores = write(d.path(), "s.tsv", "cell\tscore\tanomaly\tsubtype\nc1\t0.9\t1\tS1\nc2\t0.2\t0\t\nc3\t0.1\t0\t\n");
+    let truth = write(d.path(), "t.tsv", "cell\tanomaly\ttype\nc1\t1\tB\nc2\t1\tNK\nc3\t0\tT\n");
+    let args = ["evaluate", "--scores", &scores, "--truth", &truth, "--truth-subtype-col", "type"];
+    let out = bin().args(args).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["auroc"], 1.0);
+    assert_eq!(v["subtyping"]["n_cells"], 1);
+    assert!(v["subtyping"]["nmi"].is_null() && v["subtyping"]["ari"].is_null());
+    assert!(v["subtyping"]["note"].as_str().unwrap().contains("undefined"));
+    let out = bin().args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("NMI, ARI     undefined (1 true anomalies called with a subtype"), "{text}");
+}
+
 #[test]
 fn evaluate_reports_missing_cells_and_bad_values() {
     let d = tempfile::tempdir().unwrap();

@@ -12,6 +12,8 @@ use crate::output::OutputSet;
 use crate::pipeline::run::{evaluate, outputs, run_workflow, Batches, Correction, RunConfig, RunOptions, Truth};
 use crate::pipeline::DetectConfig;
 
+use super::run::subtyping_line;
+
 /// Run the built-in demonstration: simulate a reference (one batch) and a
 /// two-batch target with three anomaly subtypes, run the whole workflow
 /// (detection, kin pairing, batch correction, subtyping) and print how
@@ -126,22 +128,23 @@ pub fn run(a: Args) -> Result<()> {
     println!("  Module II  kin pairing      {:.1} s", s.module_ii);
     println!("  Module III batch correction {:.1} s  (kin shift; the style generator: {:.1} s, {} epochs)", s.module_iii + s.correction, styled.report.seconds.module_iii, cfg.style.epochs);
     println!("  Module IV  subtyping        {:.1} s  ({} subtypes{})", s.module_iv, res.report.subtype.k, if res.report.subtype.k_inferred { ", inferred" } else { "" });
-    println!("  AUROC {:.3}   AP {:.3}   F1 at the true fraction {:.3}", e.auroc, e.average_precision, e.f1_at_true_fraction);
+    println!("  AUROC {:.3}   AP {:.3}   F1 at the true fraction {:.3}", e.auroc, e.average_precision, e.f1_at_true_fraction.f1);
     let n = res.cells.len().max(1) as f64;
+    let own = e.own_calls.unwrap_or_default();
     println!(
         "  calls: {} cells at FDR {} (estimated anomaly fraction {:.1} %, truth {:.0} %), F1 {:.3} (precision {:.3}, recall {:.3})",
         res.report.n_called,
         cfg.detect.fdr,
         100.0 * res.report.n_called as f64 * (1.0 - cfg.detect.fdr) / n,
         DEMO_ANOMALY_FRACTION * 100.0,
-        e.f1,
-        e.precision,
-        e.recall
+        own.f1,
+        own.precision,
+        own.recall
     );
-    if let (Some(n), Some(x)) = (e.nmi, e.f1_x_nmi) {
-        println!("  subtypes vs the 3 simulated anomaly types: NMI {n:.3}, ARI {:.3}, F1×NMI {x:.3}", e.ari.unwrap_or(0.0));
+    if let Some(st) = &e.subtyping {
+        println!("  subtypes vs the 3 simulated anomaly types: {}", subtyping_line(st));
     }
-    if let Some(n) = es.nmi {
+    if let Some(n) = es.nmi() {
         println!(
             "  (with the paper's Modules III + IV instead — style-transfer correction, fusion of Module I encodings: {} subtypes, NMI {n:.3})",
             styled.report.subtype.k

@@ -10,11 +10,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
 
 use crate::data::table::{parse_bool, Table};
 use crate::error::{Error, Result};
-use crate::metrics;
 
 const METRICS_HELP: &str = "\
 Metrics:
@@ -63,29 +61,12 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The numbers `evaluate` reports.
-#[derive(Clone, Debug, Serialize)]
-pub struct Evaluation {
-    /// Cells scored and joined to the truth: the metrics cover these only.
-    pub n_cells: usize,
-    /// Truth cells absent from the scores (a subset was scored); said on
-    /// stderr, since every metric then describes the subset.
-    pub n_truth_cells_not_scored: usize,
-    pub n_true_anomalies: usize,
-    pub auroc: f64,
-    pub average_precision: f64,
-    pub f1_at_true_fraction: metrics::BinaryScores,
-    pub own_calls: Option<metrics::BinaryScores>,
-    pub subtyping: Option<Subtyping>,
-}
+pub use crate::metrics::evaluation::Evaluation;
+use crate::metrics::evaluation::Scored;
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Subtyping {
-    /// Cells used: true anomalies called anomalous, with both subtype labels.
-    pub n_cells: usize,
-    pub nmi: f64,
-    pub ari: f64,
-    pub f1_x_nmi: Option<f64>,
+/// A label, or `None` for an empty field.
+fn present(v: &str) -> Option<&str> {
+    (!v.is_empty()).then_some(v)
 }
 
 /// Reads both files, joins them by cell and computes the metrics.
@@ -148,7 +129,7 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
         })?;
         s.push(x);
     }
-    let own_calls_vec = match scores.col(&args.call_col) {
+    let calls = match scores.col(&args.call_col) {
         Some(c) => Some(
             joined
                 .iter()
@@ -157,28 +138,11 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
         ),
         None => None,
     };
-    let own_calls = own_calls_vec.as_ref().map(|c| metrics::binary_scores(&y, c)).transpose()?;
-
-    let subtyping = match (t_sub, scores.col(&args.subtype_col), &own_calls_vec) {
-        (Some(ts), Some(ps), Some(calls)) => {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            for (k, &(i, t)) in joined.iter().enumerate() {
-                let (tl, pl) = (&truth.rows[t][ts], &scores.rows[i][ps]);
-                if y[k] && calls[k] && !tl.is_empty() && !pl.is_empty() {
-                    a.push(tl.as_str());
-                    b.push(pl.as_str());
-                }
-            }
-            if a.is_empty() {
-                return Err(Error::invalid("no true anomaly was called with a subtype: NMI and ARI are undefined"));
-            }
-            let nmi = metrics::nmi(&a, &b)?;
-            Some(Subtyping {
-                n_cells: a.len(),
-                nmi,
-                ari: metrics::ari(&a, &b)?,
-                f1_x_nmi: own_calls.map(|c| c.f1 * nmi),
-            })
+    let labels = match (t_sub, scores.col(&args.subtype_col), &calls) {
+        (Some(ts), Some(ps), Some(_)) => {
+            let t: Vec<Option<&str>> = joined.iter().map(|&(_, t)| present(&truth.rows[t][ts])).collect();
+            let p: Vec<Option<&str>> = joined.iter().map(|&(i, _)| present(&scores.rows[i][ps])).collect();
+            Some((t, p))
         }
         (Some(_), None, _) => {
             return Err(Error::Config(format!(
@@ -196,17 +160,11 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
         }
         _ => None,
     };
-
-    Ok(Evaluation {
-        n_truth_cells_not_scored: truth.rows.len() - joined.len(),
-        n_cells: y.len(),
-        n_true_anomalies: y.iter().filter(|&&v| v).count(),
-        auroc: metrics::auroc(&y, &s)?,
-        average_precision: metrics::average_precision(&y, &s)?,
-        f1_at_true_fraction: metrics::f1_top_k(&y, &s)?,
-        own_calls,
-        subtyping,
-    })
+    let rule = format!("{}: column '{}'", truth.path.display(), truth.header[t_col]);
+    let scored = Scored { truth: &y, scores: &s, calls: calls.as_deref(), subtypes: labels.as_ref().map(|(t, p)| (&t[..], &p[..])) };
+    let mut e = Evaluation::compute(rule, &scored)?;
+    e.n_truth_cells_not_scored = truth.rows.len() - joined.len();
+    Ok(e)
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -245,8 +203,13 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     if let Some(st) = &e.subtyping {
-        println!("NMI          {:.4}  (over {} called true anomalies)", st.nmi, st.n_cells);
-        println!("ARI          {:.4}", st.ari);
+        match (st.nmi, st.ari) {
+            (Some(nmi), Some(ari)) => {
+                println!("NMI          {nmi:.4}  (over {} called true anomalies)", st.n_cells);
+                println!("ARI          {ari:.4}");
+            }
+            _ => println!("NMI, ARI     undefined ({})", st.note.as_deref().unwrap_or("too few cells")),
+        }
         if let Some(v) = st.f1_x_nmi {
             println!("F1xNMI       {v:.4}");
         }

@@ -192,19 +192,29 @@ impl Job for Plan {
 }
 
 /// The accuracy line of a run with truth: each F1 next to what it is of.
-pub fn evaluation_line(e: &crate::pipeline::run::Evaluation, n_target: usize) -> String {
+pub fn evaluation_line(e: &crate::pipeline::run::Evaluation) -> String {
+    let c = e.own_calls.unwrap_or_default();
     format!(
         "against {}: AUROC {:.3}, AP {:.3}; F1 of the calls {:.3} (precision {:.3}, recall {:.3}); F1 at the true anomaly fraction ({:.3}: the top {} cells) {:.3}",
         e.truth_rule,
         e.auroc,
         e.average_precision,
-        e.f1,
-        e.precision,
-        e.recall,
-        e.n_true_anomalies as f64 / n_target.max(1) as f64,
+        c.f1,
+        c.precision,
+        c.recall,
+        e.n_true_anomalies as f64 / e.n_cells.max(1) as f64,
         e.n_true_anomalies,
-        e.f1_at_true_fraction
+        e.f1_at_true_fraction.f1
     )
+}
+
+/// The subtyping line: NMI, ARI and F1 × NMI, or why they are undefined.
+pub fn subtyping_line(s: &crate::metrics::evaluation::Subtyping) -> String {
+    match (s.nmi, s.ari, s.f1_x_nmi) {
+        (Some(n), Some(a), Some(x)) => format!("NMI {n:.3}, ARI {a:.3}, F1×NMI {x:.3}"),
+        (Some(n), Some(a), None) => format!("NMI {n:.3}, ARI {a:.3}"),
+        _ => s.note.clone().unwrap_or_else(|| "NMI and ARI are undefined".into()),
+    }
 }
 
 /// Prints a short summary of a finished run to stdout.
@@ -221,9 +231,9 @@ pub fn print_summary(res: &RunResult, files: &[PathBuf]) {
         println!("resumed from checkpoints: {}", r.resumed.join(", "));
     }
     if let Some(e) = &r.evaluation {
-        println!("{}", evaluation_line(e, r.n_target));
-        if let (Some(n), Some(x)) = (e.nmi, e.f1_x_nmi) {
-            println!("subtypes: NMI {n:.3}, ARI {:.3}, F1×NMI {x:.3}", e.ari.unwrap_or(0.0));
+        println!("{}", evaluation_line(e));
+        if let Some(st) = &e.subtyping {
+            println!("subtypes: {}", subtyping_line(st));
         }
     }
     for f in files {

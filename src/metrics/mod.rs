@@ -19,6 +19,7 @@ use std::hash::Hash;
 
 use crate::error::{Error, Result};
 
+pub mod evaluation;
 pub mod mixing;
 
 pub use mixing::{knn_indices, knn_label_accuracy, knn_mixing, silhouette};
@@ -158,7 +159,7 @@ pub fn pr_curve(truth: &[bool], scores: &[f64]) -> Result<PrCurve> {
 }
 
 /// Precision, recall and F1 of binary calls.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct BinaryScores {
     pub precision: f64,
     pub recall: f64,

@@ -2,11 +2,11 @@
 //! run against them: detection (AUROC, AP, F1) and subtyping (NMI, ARI and
 //! the product F1 × NMI).
 
-use serde::Serialize;
 
 use crate::data::{Dataset, ObsColumn};
 use crate::error::{Error, Result};
-use crate::metrics;
+pub use crate::metrics::evaluation::Evaluation;
+use crate::metrics::evaluation::Scored;
 
 /// The truth of every target cell.
 #[derive(Clone, Debug)]
@@ -75,59 +75,19 @@ impl Truth {
     }
 }
 
-/// Detection and subtyping scores against the truth.
-#[derive(Clone, Debug, Serialize)]
-pub struct Evaluation {
-    pub truth_rule: String,
-    pub n_true_anomalies: usize,
-    pub auroc: f64,
-    pub average_precision: f64,
-    /// F1 when the top true-fraction of cells is called (the authors' rule).
-    pub f1_at_true_fraction: f64,
-    /// F1, precision and recall of the run's own calls.
-    pub f1: f64,
-    pub precision: f64,
-    pub recall: f64,
-    /// Subtyping, over the cells that are anomalous and were called so
-    /// (labels given): NMI and ARI of the subtypes against the labels.
-    pub nmi: Option<f64>,
-    pub ari: Option<f64>,
-    /// F1 × NMI: detection and subtyping in one number.
-    pub f1_x_nmi: Option<f64>,
-}
-
 /// Scores a run's `scores`, `calls` and `subtypes` (per target cell, `None`
-/// for cells called normal) against `truth`.
+/// for cells called normal) against `truth`: the one [`Evaluation`] of the
+/// crate, as `acsleuth evaluate` computes it from the files.
 pub fn evaluate(truth: &Truth, scores: &[f32], calls: &[bool], subtypes: &[Option<u32>]) -> Result<Evaluation> {
     let s: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
-    let t = &truth.anomalous;
-    let b = metrics::binary_scores(t, calls)?;
-    let (nmi, ari) = match &truth.labels {
-        Some(labels) => {
-            let idx: Vec<usize> = (0..t.len()).filter(|&i| t[i] && subtypes[i].is_some()).collect();
-            if idx.len() >= 2 {
-                let tl: Vec<&str> = idx.iter().map(|&i| labels[i].as_str()).collect();
-                let pl: Vec<u32> = idx.iter().map(|&i| subtypes[i].unwrap_or(u32::MAX)).collect();
-                (Some(metrics::nmi(&tl, &pl)?), Some(metrics::ari(&tl, &pl)?))
-            } else {
-                (Some(0.0), Some(0.0))
-            }
-        }
-        None => (None, None),
-    };
-    Ok(Evaluation {
-        truth_rule: truth.rule.clone(),
-        n_true_anomalies: t.iter().filter(|&&a| a).count(),
-        auroc: metrics::auroc(t, &s)?,
-        average_precision: metrics::average_precision(t, &s)?,
-        f1_at_true_fraction: metrics::f1_top_k(t, &s)?.f1,
-        f1: b.f1,
-        precision: b.precision,
-        recall: b.recall,
-        nmi,
-        ari,
-        f1_x_nmi: nmi.map(|n| n * b.f1),
-    })
+    let predicted: Vec<String> = subtypes.iter().map(|k| k.map(super::outputs::subtype_name).unwrap_or_default()).collect();
+    let labels = truth.labels.as_ref().map(|l| {
+        let t: Vec<Option<&str>> = l.iter().map(|s| Some(s.as_str())).collect();
+        let p: Vec<Option<&str>> = predicted.iter().map(|s| (!s.is_empty()).then_some(s.as_str())).collect();
+        (t, p)
+    });
+    let scored = Scored { truth: &truth.anomalous, scores: &s, calls: Some(calls), subtypes: labels.as_ref().map(|(t, p)| (&t[..], &p[..])) };
+    Evaluation::compute(truth.rule.clone(), &scored)
 }
 
 #[cfg(test)]
@@ -169,9 +129,9 @@ mod tests {
         let calls = [false, false, true, true, true, true];
         let sub = [None, None, Some(0), Some(0), Some(1), Some(1)];
         let e = evaluate(&tr, &scores, &calls, &sub).unwrap();
-        assert_eq!((e.auroc, e.f1), (1.0, 1.0));
-        assert!((e.nmi.unwrap() - 1.0).abs() < 1e-12 && (e.f1_x_nmi.unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!((e.auroc, e.f1()), (1.0, 1.0));
+        assert!((e.nmi().unwrap() - 1.0).abs() < 1e-12 && (e.f1_x_nmi().unwrap() - 1.0).abs() < 1e-12);
         let mixed = [None, None, Some(0), Some(1), Some(0), Some(1)];
-        assert!(evaluate(&tr, &scores, &calls, &mixed).unwrap().nmi.unwrap() < 1e-9);
+        assert!(evaluate(&tr, &scores, &calls, &mixed).unwrap().nmi().unwrap() < 1e-9);
     }
 }
