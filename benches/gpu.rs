@@ -49,7 +49,7 @@ fn step_flops() -> f64 {
 
 fn train_step(dev: CudaDevice, peak_tflops: f64) {
     let be = KernelBackend::new(dev, "cuda");
-    let cfg = GeneratorConfig { memory: false, ..GeneratorConfig::from_detect(&DetectConfig::default(), GENES) };
+    let cfg = GeneratorConfig { memory: false, ..DetectConfig::default().generator_config(GENES) };
     let mut net = Generator::new(&be, &cfg, &mut Stream::new(0));
     let mut opt = Adam::new(1e-4, 0.5, 0.999);
     let mut l1 = L1Loss::new(&be);

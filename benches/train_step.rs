@@ -26,7 +26,7 @@ pub const GENES: usize = 3000;
 /// Module I's generator at the defaults, without its memory block (the
 /// prepare phase).
 fn generator(be: &CpuBackend) -> Generator<CpuBackend> {
-    let cfg = GeneratorConfig { memory: false, ..GeneratorConfig::from_detect(&DetectConfig::default(), GENES) };
+    let cfg = GeneratorConfig { memory: false, ..DetectConfig::default().generator_config(GENES) };
     Generator::new(be, &cfg, &mut Stream::new(0))
 }
 
@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
     // The whole Module I iteration (generator step + 2 critic steps with
     // GP) in both phases, on the same input; compare with
     // scripts/bench_torch_iteration.py.
-    let mut tr = Trainer::new(&be, &DetectConfig::default(), GENES);
+    let mut tr = Trainer::new(&be, &DetectConfig::default().train_config(GENES));
     for (name, route) in [("iteration_prepare_b128_g3000", Route::Bypass), ("iteration_memory_b128_g3000", Route::Memory)] {
         g.bench_function(name, |b| b.iter(|| tr.iteration(&be, &x, BATCH, route)));
     }

@@ -26,7 +26,7 @@ fn main() {
     let be = CpuBackend::new();
     let (g, b) = (3000, 128);
     let cfg = DetectConfig::default();
-    let mut tr = Trainer::new(&be, &cfg, g);
+    let mut tr = Trainer::new(&be, &cfg.train_config(g));
     let mut r = Rng(5);
     let host: Vec<f32> = (0..b * g).map(|_| if r.next() < density { (1.0 + 2.0 * r.next()) as f32 } else { 0.0 }).collect();
     let x = be.upload(&host);

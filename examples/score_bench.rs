@@ -81,7 +81,7 @@ fn peak_rss_mb() -> f64 {
 /// group whose first 300 genes are shifted, so the MMD has something to find.
 fn scorer_only(n: usize, steps: usize) -> Result<()> {
     use acsleuth::backend::rng::fill_normal;
-    use acsleuth::model::scorer::{train_scorer, DeviationSet, RowCache, ScorerConfig};
+    use acsleuth::model::scorer::{train_scorer, DeviationSet, RowCache};
     let g = 3000;
     let tmp = tempfile::tempdir().map_err(|e| acsleuth::Error::io("tmp", e))?;
     let mut cache = RowCache::new(n, g, usize::MAX, tmp.path())?;
@@ -97,7 +97,7 @@ fn scorer_only(n: usize, steps: usize) -> Result<()> {
     }
     let mut dev = DeviationSet { cache, sq_norms: sq };
     let cfg = DetectConfig { scorer_steps: steps, seed: 1, ..DetectConfig::default() };
-    let scfg = ScorerConfig::from_detect(&cfg, tmp.path().to_path_buf());
+    let scfg = cfg.scorer_config(tmp.path().to_path_buf());
     let t = Instant::now();
     let (_, out) = train_scorer(&CpuBackend::new(), &mut dev, &scfg)?;
     let secs = t.elapsed().as_secs_f64();

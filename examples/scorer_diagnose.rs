@@ -26,14 +26,14 @@ fn diagnose_tiny() {
         let be = CpuBackend::new();
         let rx = reference.x.to_csr();
         let tx = target.x.to_csr();
-        let (mut tr, log) = train::train(&be, &rx, &cfg).unwrap();
+        let (mut tr, log) = train::train(&be, &rx, &cfg.train_config(rx.cols)).unwrap();
         let last = log.train.last().or(log.prepare.last()).unwrap();
         let mut dev = scorer::compute_deviations(&be, &mut tr.generator, &tx, 1024, 1 << 30, &std::env::temp_dir()).unwrap();
         let norms = dev.norms();
         let auc_norm = metrics::auroc(&truth, &norms).unwrap();
         for steps in [20, 100, 400] {
             for lr in [1e-4f32, 1e-3] {
-                let mut sc = scorer::ScorerConfig::from_detect(&cfg, std::env::temp_dir());
+                let mut sc = cfg.scorer_config(std::env::temp_dir());
                 sc.steps = steps;
                 sc.lr = lr;
                 let (_, out) = scorer::train_scorer(&be, &mut dev, &sc).unwrap();

@@ -158,6 +158,46 @@ fn bad_flags_are_one_line_errors() {
     }
 }
 
+/// Issue 16: bad settings of Modules III and IV failed only after Modules I
+/// and II had trained and written checkpoints. Each now fails at once (no
+/// training: the default 50 + 20 epochs would take minutes here) and
+/// leaves no file or folder behind.
+#[test]
+fn bad_module_settings_fail_before_any_work_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, t) = data(dir.path());
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let cfg = dir.path().join("settings.toml");
+    let cases: [(&str, &[&str], &str); 6] = [
+        ("[subtype]\ndropout = 1.5\n", &[], "subtype.dropout must be in [0, 1)"),
+        ("[subtype]\nknn = 0\n", &[], "subtype.knn must be at least 1"),
+        ("[subtype]\nfeatures = \"module-i\"\nheads = 3\n", &[], "subtype.heads (3) must divide"),
+        ("[subtype]\nnu = 0\n", &[], "subtype.nu must be positive"),
+        ("", &["--n-subtypes", "100000"], "100000 subtypes asked for but the target has 400 cells"),
+        ("[style]\nn_critic = 0\n", &["--correction", "style"], "style.n_critic must be at least 1"),
+    ];
+    let listing = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    for (toml, flags, want) in cases {
+        std::fs::write(&cfg, toml).unwrap();
+        let before = listing(dir.path());
+        let mut args = vec!["run", "--reference", &r, "--target", &t, "--out", o, "--device", "cpu", "--config", cfg.to_str().unwrap()];
+        args.extend(flags);
+        let t0 = std::time::Instant::now();
+        let res = acsleuth(&args);
+        let secs = t0.elapsed().as_secs_f64();
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success(), "{toml}{flags:?} succeeded");
+        assert!(err.contains(want) && err.lines().count() == 1, "{toml}{flags:?}: {err}");
+        assert!(secs < 10.0, "{toml}{flags:?} took {secs:.1} s: it trained before failing");
+        assert_eq!(listing(dir.path()), before, "{toml}{flags:?} left files behind");
+    }
+}
+
 /// The kin shift is the mean of `x_target − x_kin` over each batch's pairs.
 #[test]
 fn kin_shift_is_the_mean_pair_difference_per_batch() {

@@ -6,7 +6,7 @@ use crate::backend::Backend;
 use crate::data::{Dataset, Matrix};
 use crate::error::{Error, Result};
 use crate::output::write_json;
-use crate::pipeline::run::{run_workflow, Batches, RunOptions, RunResult};
+use crate::pipeline::run::{run_workflow, Batches, RunConfig, RunOptions, RunResult};
 
 use super::common::Job;
 use super::run::Common;
@@ -27,6 +27,7 @@ pub struct Args {
 /// Modules I–III with the corrected values kept.
 struct Correct<'a> {
     a: &'a Args,
+    cfg: RunConfig,
     spill: std::path::PathBuf,
     reference: &'a Dataset,
     target: &'a Dataset,
@@ -36,9 +37,6 @@ impl Job for Correct<'_> {
     type Output = RunResult;
     fn run<B: Backend>(&self, be: &B) -> Result<RunResult> {
         let c = &self.a.common;
-        let mut cfg = c.settings()?;
-        cfg.batch_correction = true;
-        cfg.validate()?;
         let batches = Batches::from_obs(self.target, c.batch_key.as_deref())?;
         let opts = RunOptions {
             checkpoint_dir: Some(c.io.out.join("checkpoints")),
@@ -46,16 +44,26 @@ impl Job for Correct<'_> {
             keep_corrected: true,
             skip_subtyping: true,
         };
-        run_workflow(be, self.reference, self.target, &batches, &cfg, &opts)
+        run_workflow(be, self.reference, self.target, &batches, &self.cfg, &opts)
     }
+}
+
+/// The settings (`run`'s, with the batch correction on), checked before
+/// any device, folder or input is touched.
+fn settings(a: &Args) -> Result<RunConfig> {
+    let mut cfg = a.common.settings()?;
+    cfg.batch_correction = true;
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 pub fn run(a: Args) -> Result<()> {
     a.common.io.reference()?;
+    let cfg = settings(&a)?;
     let (dev, mut set) = a.common.io.setup()?;
     let (reference, target) = a.common.io.read()?;
     let spill = set.stage().to_path_buf();
-    let res = a.common.io.dispatch(dev, &Correct { a: &a, spill, reference: &reference, target: &target })?;
+    let res = a.common.io.dispatch(dev, &Correct { a: &a, cfg, spill, reference: &reference, target: &target })?;
     let corrected = res.corrected.clone().ok_or_else(|| Error::Other("internal: no corrected values kept".into()))?;
     let obs = crate::pipeline::run::outputs::result_obs(&target, &res, false);
     let ds = Dataset { x: Matrix::Dense(corrected), cell_names: res.cells.clone(), gene_names: res.genes.clone(), obs };

@@ -15,7 +15,7 @@ use crate::backend::{Act, Backend};
 use crate::nn::init::Init;
 use crate::nn::mlp::{Sequential, Stage};
 use crate::nn::{join, DenseConfig, Module, Param, ResBlock};
-use crate::pipeline::DetectConfig;
+use crate::{Error, Result};
 
 use super::memory::MemoryBlock;
 
@@ -49,20 +49,26 @@ pub enum Route {
 }
 
 impl GeneratorConfig {
-    /// The generator a detection run with `cfg` trains on `genes` genes.
-    pub fn from_detect(cfg: &DetectConfig, genes: usize) -> Self {
-        GeneratorConfig {
-            genes,
-            hidden: cfg.hidden_dim,
-            latent: cfg.latent_dim,
-            n_resblocks: cfg.n_resblocks,
-            slope: 0.2,
-            dropout: cfg.dropout,
-            mem_size: cfg.mem_size,
-            mem_temperature: cfg.mem_temperature,
-            mem_shrink: cfg.mem_shrink,
-            memory: cfg.train_epochs > 0,
+    /// Checks the shape and the memory block's settings; messages name
+    /// the `[detect]` keys they come from.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.genes == 0 || self.hidden == 0 || self.latent == 0 {
+            return bad("layer widths must be positive".into());
         }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if self.mem_size == 0 {
+            return bad("mem_size must be at least 1".into());
+        }
+        if !(self.mem_temperature > 0.0 && self.mem_temperature.is_finite()) {
+            return bad(format!("mem_temperature must be positive, got {}", self.mem_temperature));
+        }
+        if !(self.mem_shrink >= 0.0 && self.mem_shrink.is_finite()) {
+            return bad(format!("mem_shrink must be a finite number >= 0, got {}", self.mem_shrink));
+        }
+        Ok(())
     }
 
     /// The route of the trained model.

@@ -104,7 +104,7 @@ impl<B: Backend> MemoryBlock<B> {
     /// FIFO update: the first `batch·dim` values of `z` (a batch of encoder
     /// outputs, treated as constants) replace the oldest `batch` rows.
     /// Panics when `batch` does not divide `mem_size` (checked by
-    /// `DetectConfig::validate` before training).
+    /// `TrainConfig::validate` before training).
     pub fn push(&mut self, be: &B, z: &B::Buf, batch: usize) {
         assert!(
             batch > 0 && self.mem_size.is_multiple_of(batch),

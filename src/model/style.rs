@@ -102,30 +102,35 @@ impl Default for StyleConfig {
 }
 
 impl StyleConfig {
-    /// Checks every value before any work starts.
+    /// Checks every value before any work starts (the run's
+    /// `RunConfig::validate` calls it);
+    /// messages name the `[style]` keys.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
+        let bad = |m: String| Err(Error::Config(format!("style.{m}")));
         if self.batch_size < 2 {
-            return bad(format!("style batch_size must be at least 2 (BatchNorm), got {}", self.batch_size));
+            return bad(format!("batch_size must be at least 2 (BatchNorm), got {}", self.batch_size));
         }
+        // Zero critic steps would train the generator against an untrained
+        // critic. (Zero epochs is the initialised generator, which the run
+        // refuses as a correction but a caller may want.)
         if self.n_critic == 0 {
-            return bad("style n_critic must be at least 1".into());
+            return bad("n_critic must be at least 1".into());
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("style lr must be positive, got {}", self.lr));
+            return bad(format!("lr must be positive, got {}", self.lr));
         }
         for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {
-                return bad(format!("style {name} must be in [0, 1), got {b}"));
+                return bad(format!("{name} must be in [0, 1), got {b}"));
             }
         }
         for (name, l) in [("lambda_rec", self.lambda_rec), ("lambda_adv", self.lambda_adv), ("lambda_gp", self.lambda_gp)] {
             if !(l.is_finite() && l >= 0.0) {
-                return bad(format!("style {name} must be a finite non-negative number, got {l}"));
+                return bad(format!("{name} must be a finite number ≥ 0, got {l}"));
             }
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("style dropout must be in [0, 1), got {}", self.dropout));
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
         for (name, d) in [
             ("hidden_dim", self.hidden_dim),
@@ -134,7 +139,7 @@ impl StyleConfig {
             ("critic_out", self.critic_out),
         ] {
             if d == 0 {
-                return bad(format!("style {name} must be at least 1"));
+                return bad(format!("{name} must be at least 1"));
             }
         }
         Ok(())

@@ -32,7 +32,65 @@ use crate::model::critic::{Critic, CriticConfig, Grads};
 use crate::model::generator::{Generator, GeneratorConfig, Route};
 use crate::model::source::RowSource;
 use crate::nn::{cosine_lr, join, params, Adam, L1Loss, Module, Param};
-use crate::pipeline::DetectConfig;
+
+/// Settings of Module I's adversarial training: the generator it trains,
+/// the critic's widths and the schedule. The run's `[detect]` table
+/// composes it (`DetectConfig::train_config`); field names are its keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub generator: GeneratorConfig,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub prepare_epochs: usize,
+    pub train_epochs: usize,
+    pub n_critic: usize,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub lambda_rec: f32,
+    pub lambda_adv: f32,
+    pub lambda_gp: f32,
+    pub critic_hidden: usize,
+    pub critic_out: usize,
+}
+
+impl TrainConfig {
+    /// Checks every value before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.batch_size < 2 {
+            return bad(format!("batch_size must be at least 2 (BatchNorm), got {}", self.batch_size));
+        }
+        let mem = self.generator.mem_size;
+        if mem == 0 || !mem.is_multiple_of(self.batch_size) {
+            return bad(format!("mem_size ({mem}) must be a positive multiple of batch_size ({})", self.batch_size));
+        }
+        if self.prepare_epochs == 0 || self.train_epochs == 0 {
+            return bad(format!(
+                "prepare_epochs and train_epochs must be at least 1, got {} and {}",
+                self.prepare_epochs, self.train_epochs
+            ));
+        }
+        for (name, v) in [("lambda_rec", self.lambda_rec), ("lambda_adv", self.lambda_adv), ("lambda_gp", self.lambda_gp)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("{name} must be a finite number >= 0, got {v}"));
+            }
+        }
+        if self.n_critic == 0 {
+            return bad("n_critic must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("lr must be positive, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return bad("beta1 and beta2 must be in [0, 1)".into());
+        }
+        if self.critic_hidden == 0 || self.critic_out == 0 {
+            return bad("layer widths must be positive".into());
+        }
+        self.generator.validate()
+    }
+}
 
 /// Mean losses of one epoch.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -256,10 +314,10 @@ impl<B: Backend> Module<B> for Models<'_, B> {
 }
 
 impl<B: Backend> Trainer<B> {
-    pub fn new(be: &B, cfg: &DetectConfig, genes: usize) -> Self {
+    pub fn new(be: &B, cfg: &TrainConfig) -> Self {
         let root = Stream::new(cfg.seed);
-        let generator = Generator::new(be, &GeneratorConfig::from_detect(cfg, genes), &mut root.fork(1));
-        let ccfg = CriticConfig { in_dim: genes, hidden: cfg.critic_hidden, out_dim: cfg.critic_out, slope: 0.2, dropout: cfg.dropout };
+        let generator = Generator::new(be, &cfg.generator, &mut root.fork(1));
+        let ccfg = CriticConfig { in_dim: cfg.generator.genes, hidden: cfg.critic_hidden, out_dim: cfg.critic_out, slope: 0.2, dropout: cfg.generator.dropout };
         let critic = Critic::new(be, &ccfg, &mut root.fork(2));
         Trainer {
             generator,
@@ -314,16 +372,19 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
 }
 
 /// Trains generator and critic on the reference cells of `src`.
-pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &DetectConfig) -> Result<(Trainer<B>, TrainLog)> {
+pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &TrainConfig) -> Result<(Trainer<B>, TrainLog)> {
     cfg.validate()?;
     let (n, g) = (src.n_rows(), src.n_cols());
+    if g != cfg.generator.genes {
+        return Err(Error::invalid(format!("the reference has {g} genes but the generator is built for {}", cfg.generator.genes)));
+    }
     let bs = cfg.batch_size;
     if n < bs {
         return Err(Error::Config(format!(
             "the reference has {n} cells, fewer than one batch of {bs} (batch_size); lower batch_size (and mem_size, a multiple of it)"
         )));
     }
-    let mut tr = Trainer::new(be, cfg, g);
+    let mut tr = Trainer::new(be, cfg);
     let batches = n / bs;
     let mut log = TrainLog { batches_per_epoch: batches, ..Default::default() };
     let shuffle = Stream::new(cfg.seed).fork(3);

@@ -5,16 +5,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::generator::GeneratorConfig;
+use crate::model::mmd::Counts;
+use crate::model::scorer::ScorerConfig;
+use crate::model::train::TrainConfig;
 
-/// Kernel of the MMD scorer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Kernel {
-    /// k(δi, δj) = δi·δj: exact O(N·G) form (the authors' choice).
-    Linear,
-    /// Gaussian kernel, bandwidth by the median heuristic: tiled O(N²) form.
-    Rbf,
-}
+pub use crate::model::scorer::Kernel;
 
 /// Which score ranks the target cells and makes the calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -159,60 +155,71 @@ impl DetectConfig {
         toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))
     }
 
-    /// Checks every value before any work starts.
+    /// Checks every value before any work starts: each model's own
+    /// `validate` on the settings this table gives it, then the calls'.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
-        if self.batch_size < 2 {
-            return bad(format!("batch_size must be at least 2 (BatchNorm), got {}", self.batch_size));
-        }
-        if self.mem_size == 0 || !self.mem_size.is_multiple_of(self.batch_size) {
-            return bad(format!(
-                "mem_size ({}) must be a positive multiple of batch_size ({})",
-                self.mem_size, self.batch_size
-            ));
-        }
-        if self.prepare_epochs == 0 || self.train_epochs == 0 {
-            return bad(format!(
-                "prepare_epochs and train_epochs must be at least 1, got {} and {}",
-                self.prepare_epochs, self.train_epochs
-            ));
-        }
-        for (name, v) in [
-            ("lambda_rec", self.lambda_rec),
-            ("lambda_adv", self.lambda_adv),
-            ("lambda_gp", self.lambda_gp),
-            ("mem_shrink", self.mem_shrink),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                return bad(format!("{name} must be a finite number >= 0, got {v}"));
-            }
-        }
-        if self.n_critic == 0 {
-            return bad("n_critic must be at least 1".into());
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
-        }
-        for (name, v) in [("lr", self.lr), ("scorer_lr", self.scorer_lr), ("mem_temperature", self.mem_temperature)] {
-            if !(v > 0.0 && v.is_finite()) {
-                return bad(format!("{name} must be positive, got {v}"));
-            }
-        }
-        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
-            return bad("beta1 and beta2 must be in [0, 1)".into());
-        }
-        if self.hidden_dim == 0 || self.latent_dim == 0 || self.critic_hidden == 0 || self.critic_out == 0 {
-            return bad("layer widths must be positive".into());
-        }
-        if let Some(r) = self.anomaly_ratio
-            && !(r > 0.0 && r < 1.0)
-        {
-            return bad(format!("anomaly_ratio must be in (0, 1), got {r}"));
-        }
+        self.train_config(1).validate()?;
+        self.scorer_config(std::env::temp_dir()).validate()?;
         if !(self.fdr > 0.0 && self.fdr < 1.0) {
-            return bad(format!("fdr must be in (0, 1), got {}", self.fdr));
+            return Err(Error::Config(format!("fdr must be in (0, 1), got {}", self.fdr)));
         }
         self.novelty.validate()
+    }
+
+    /// The generator these settings train on `genes` genes.
+    pub fn generator_config(&self, genes: usize) -> GeneratorConfig {
+        GeneratorConfig {
+            genes,
+            hidden: self.hidden_dim,
+            latent: self.latent_dim,
+            n_resblocks: self.n_resblocks,
+            slope: 0.2,
+            dropout: self.dropout,
+            mem_size: self.mem_size,
+            mem_temperature: self.mem_temperature,
+            mem_shrink: self.mem_shrink,
+            memory: self.train_epochs > 0,
+        }
+    }
+
+    /// Module I's adversarial training on `genes` genes.
+    pub fn train_config(&self, genes: usize) -> TrainConfig {
+        TrainConfig {
+            generator: self.generator_config(genes),
+            seed: self.seed,
+            batch_size: self.batch_size,
+            prepare_epochs: self.prepare_epochs,
+            train_epochs: self.train_epochs,
+            n_critic: self.n_critic,
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            lambda_rec: self.lambda_rec,
+            lambda_adv: self.lambda_adv,
+            lambda_gp: self.lambda_gp,
+            critic_hidden: self.critic_hidden,
+            critic_out: self.critic_out,
+        }
+    }
+
+    /// The paper's MMD scorer; its caches spill to `spill_dir`.
+    pub fn scorer_config(&self, spill_dir: std::path::PathBuf) -> ScorerConfig {
+        ScorerConfig {
+            h1: self.hidden_dim,
+            h2: self.latent_dim,
+            slope: 0.2,
+            dropout: self.dropout,
+            steps: self.scorer_steps,
+            lr: self.scorer_lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            kernel: self.kernel,
+            counts: self.anomaly_ratio.map_or(Counts::Soft, Counts::Ratio),
+            seed: self.seed,
+            chunk_rows: 0,
+            mem_budget: 1 << 30,
+            spill_dir,
+        }
     }
 }
 

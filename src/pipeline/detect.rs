@@ -23,7 +23,7 @@ use crate::data::preprocess::{self, PreprocessReport, ValueKind};
 use crate::data::store::Store;
 use crate::data::{Dataset, DenseMatrix};
 use crate::error::{Error, Result};
-use crate::model::scorer::{self, ScorerConfig, StepLog};
+use crate::model::scorer::{self, StepLog};
 use crate::model::source::RowSource;
 use crate::model::train::{self, TrainLog};
 use crate::nn::{params, Module, Param};
@@ -307,8 +307,8 @@ impl<B: Backend> ModuleI<B> {
     /// Loads the networks of a Module I checkpoint (as `detect` and `run`
     /// write it) trained with `cfg` on `genes` genes.
     pub fn load(be: &B, cfg: &DetectConfig, genes: usize, path: &std::path::Path) -> Result<Self> {
-        let mut trainer = train::Trainer::new(be, cfg, genes);
-        let s = ScorerConfig::from_detect(cfg, std::env::temp_dir());
+        let mut trainer = train::Trainer::new(be, &cfg.train_config(genes));
+        let s = cfg.scorer_config(std::env::temp_dir());
         let mut rng = crate::backend::rng::Stream::new(cfg.seed).fork(0x5C04E);
         let mut mlp = scorer::ScorerMlp::new(be, genes, s.h1, s.h2, s.slope, s.dropout, &mut rng);
         let mut all = All {
@@ -346,7 +346,7 @@ pub fn detect_sources_full<B: Backend>(
         crate::model::mmd::groups(&vec![0.5f32; target.n_rows()], crate::model::mmd::Counts::Ratio(r))?;
     }
     let t0 = Instant::now();
-    let (mut trainer, log) = train::train(be, reference, cfg)?;
+    let (mut trainer, log) = train::train(be, reference, &cfg.train_config(reference.n_cols()))?;
 
     let spill = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
     let budget = opts.mem_budget.unwrap_or(1 << 30);
@@ -355,7 +355,7 @@ pub fn detect_sources_full<B: Backend>(
     let secs_dev = t1.elapsed().as_secs_f64();
 
     let t2 = Instant::now();
-    let mut scfg = ScorerConfig::from_detect(cfg, spill);
+    let mut scfg = cfg.scorer_config(spill);
     scfg.mem_budget = budget;
     let (mut mlp, out) = scorer::train_scorer(be, &mut dev, &scfg)?;
     let calls = scorer::calls(&out.p, cfg.anomaly_ratio)?;

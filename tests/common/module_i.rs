@@ -24,7 +24,7 @@ pub fn module_i_steps<B: Backend>(be: &B, x: &[f32], batch: usize, genes: usize)
         lr: 1e-3,
         ..DetectConfig::default()
     };
-    let mut tr = Trainer::new(be, &cfg, genes);
+    let mut tr = Trainer::new(be, &cfg.train_config(genes));
     let xb = be.upload(x);
     let mut losses = Vec::new();
     for route in [Route::Bypass, Route::Memory, Route::Memory] {

@@ -42,11 +42,20 @@ use crate::model::generator::Generator;
 use crate::model::mmd::{self, Counts, MmdValue, Orientation};
 use crate::model::source::RowSource;
 use crate::nn::{cosine_lr, params, Adam};
-use crate::pipeline::{DetectConfig, Kernel};
 
 pub use cache::RowCache;
 pub use mlp::ScorerMlp;
 use runner::Runner;
+
+/// Kernel of the MMD scorer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernel {
+    /// k(δi, δj) = δi·δj: exact O(N·G) form (the authors' choice).
+    Linear,
+    /// Gaussian kernel, bandwidth by the median heuristic: tiled O(N²) form.
+    Rbf,
+}
 
 /// Settings of the scorer.
 #[derive(Clone, Debug)]
@@ -73,23 +82,21 @@ pub struct ScorerConfig {
 }
 
 impl ScorerConfig {
-    pub fn from_detect(cfg: &DetectConfig, spill_dir: PathBuf) -> Self {
-        ScorerConfig {
-            h1: cfg.hidden_dim,
-            h2: cfg.latent_dim,
-            slope: 0.2,
-            dropout: cfg.dropout,
-            steps: cfg.scorer_steps,
-            lr: cfg.scorer_lr,
-            beta1: cfg.beta1,
-            beta2: cfg.beta2,
-            kernel: cfg.kernel,
-            counts: cfg.anomaly_ratio.map_or(Counts::Soft, Counts::Ratio),
-            seed: cfg.seed,
-            chunk_rows: 0,
-            mem_budget: 1 << 30,
-            spill_dir,
+    /// Checks what a detection run's settings can get wrong; messages name
+    /// the `[detect]` keys.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::Config(format!("scorer_lr must be positive, got {}", self.lr)));
         }
+        if self.h1 == 0 || self.h2 == 0 {
+            return Err(Error::Config("layer widths must be positive".into()));
+        }
+        if let Counts::Ratio(r) = self.counts
+            && !(r > 0.0 && r < 1.0)
+        {
+            return Err(Error::Config(format!("anomaly_ratio must be in (0, 1), got {r}")));
+        }
+        Ok(())
     }
 }
 

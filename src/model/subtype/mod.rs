@@ -135,6 +135,56 @@ pub struct SubtypeResult {
     pub log: Vec<SubtypeEpoch>,
 }
 
+impl SubtypeConfig {
+    /// Checks every value that needs no data, before any work starts (the
+    /// run's `RunConfig::validate` calls
+    /// it); `width` is the width of the embeddings that will be clustered
+    /// (the fusion block's heads must divide it). Messages name the
+    /// `[subtype]` keys.
+    pub fn validate(&self, width: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("subtype.{m}")));
+        if self.n_subtypes == Some(0) {
+            return bad("n_subtypes must be at least 1 (or absent for auto)".into());
+        }
+        if self.layers > 0 && (self.heads == 0 || !width.is_multiple_of(self.heads)) {
+            return bad(format!("heads ({}) must divide the embedding width {width}", self.heads));
+        }
+        if self.layers > 0 && self.ffn == 0 {
+            return bad("ffn must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr must be positive, got {}", self.lr));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!("weight_decay must be a finite number ≥ 0, got {}", self.weight_decay));
+        }
+        if self.batch_size == 0 || self.restarts == 0 || self.max_epochs == 0 {
+            return bad(format!(
+                "batch_size, subtype.restarts and subtype.max_epochs must be at least 1, got {}, {} and {}",
+                self.batch_size, self.restarts, self.max_epochs
+            ));
+        }
+        if !(self.nu.is_finite() && self.nu > 0.0) {
+            return bad(format!("nu must be positive, got {}", self.nu));
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            return bad(format!("tol must be a finite number ≥ 0, got {}", self.tol));
+        }
+        if self.n_subtypes.is_none() && self.knn == 0 {
+            return bad("knn must be at least 1 (the graph that infers K)".into());
+        }
+        if !(self.resolution.is_finite() && self.resolution > 0.0) {
+            return bad(format!("resolution must be positive, got {}", self.resolution));
+        }
+        Ok(())
+    }
+}
+
+/// The settings, then the data: `z` and `ζ` of the same shape, at least as
+/// many cells as subtypes asked for.
 fn validate(z: &DenseMatrix, zeta: &DenseMatrix, cfg: &SubtypeConfig) -> Result<()> {
     kmeans::check_points(z, "subtyping (z)")?;
     kmeans::check_points(zeta, "subtyping (ζ)")?;
@@ -144,30 +194,8 @@ fn validate(z: &DenseMatrix, zeta: &DenseMatrix, cfg: &SubtypeConfig) -> Result<
             z.rows, z.cols, zeta.rows, zeta.cols
         )));
     }
-    let bad = |m: String| Err(Error::Config(format!("subtyping: {m}")));
-    if cfg.layers > 0 && (cfg.heads == 0 || !z.cols.is_multiple_of(cfg.heads)) {
-        return bad(format!("embedding width {} is not a multiple of {} heads", z.cols, cfg.heads));
-    }
-    if cfg.layers > 0 && cfg.ffn == 0 {
-        return bad("ffn must be at least 1".into());
-    }
-    if !(0.0..1.0).contains(&cfg.dropout) {
-        return bad(format!("dropout must be in [0, 1), got {}", cfg.dropout));
-    }
-    if !(cfg.lr.is_finite() && cfg.lr >= 0.0 && cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0) {
-        return bad("lr and weight_decay must be finite and non-negative".into());
-    }
-    if cfg.batch_size == 0 {
-        return bad("batch_size must be at least 1".into());
-    }
-    if !(cfg.nu.is_finite() && cfg.nu > 0.0) {
-        return bad(format!("nu must be positive, got {}", cfg.nu));
-    }
-    if !(cfg.tol.is_finite() && cfg.tol >= 0.0) {
-        return bad(format!("tol must be non-negative, got {}", cfg.tol));
-    }
+    cfg.validate(z.cols)?;
     match cfg.n_subtypes {
-        Some(0) => bad("n_subtypes must be at least 1".into()),
         Some(k) if k > z.rows => Err(Error::invalid(format!("subtyping: {k} subtypes asked for but only {} cells", z.rows))),
         _ => Ok(()),
     }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::kin::KinConfig;
 use crate::model::style::StyleConfig;
-use crate::model::subtype::SubtypeConfig;
-use crate::pipeline::DetectConfig;
+use crate::model::subtype::{SubtypeConfig, SubtypeFeatures};
+use crate::pipeline::{DetectConfig, ScoreMethod};
 
 /// Settings of every module. Defaults are the authors' (README, `run`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -81,42 +81,42 @@ impl RunConfig {
         self.subtype.seed = seed;
     }
 
-    /// Checks every module's settings before any work starts.
+    /// Checks every module's settings before any work starts: each
+    /// module's own `validate`, and what the modules' settings must agree
+    /// on. The one validation point of a run; [`validate_for`] adds the
+    /// checks that need the inputs' shapes.
+    ///
+    /// [`validate_for`]: RunConfig::validate_for
     pub fn validate(&self) -> Result<()> {
         self.detect.validate()?;
-        let s = &self.style;
-        if s.batch_size < 2 {
-            return Err(Error::Config(format!("style.batch_size must be at least 2, got {}", s.batch_size)));
-        }
-        if !(s.lr > 0.0 && s.lr.is_finite()) {
-            return Err(Error::Config(format!("style.lr must be positive, got {}", s.lr)));
-        }
+        self.style.validate()?;
         // Zero epochs would leave the style generator as it was initialised
-        // and call the result a correction; zero critic steps would train
-        // it against an untrained critic.
-        if s.epochs == 0 || s.n_critic == 0 {
-            return Err(Error::Config(format!("style.epochs and style.n_critic must be at least 1, got {} and {}", s.epochs, s.n_critic)));
+        // and call the result a correction.
+        if self.style.epochs == 0 {
+            return Err(Error::Config("style.epochs must be at least 1".into()));
         }
-        for (name, v) in [("lambda_rec", s.lambda_rec), ("lambda_adv", s.lambda_adv), ("lambda_gp", s.lambda_gp)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::Config(format!("style.{name} must be a finite number ≥ 0, got {v}")));
-            }
-        }
-        let t = &self.subtype;
-        if t.n_subtypes == Some(0) {
-            return Err(Error::Config("subtype.n_subtypes must be at least 1 (or absent for auto)".into()));
-        }
-        if t.batch_size == 0 || t.restarts == 0 || t.max_epochs == 0 {
-            return Err(Error::Config(format!(
-                "subtype.batch_size, subtype.restarts and subtype.max_epochs must be at least 1, got {}, {} and {}",
-                t.batch_size, t.restarts, t.max_epochs
-            )));
-        }
-        if !(t.lr > 0.0 && t.lr.is_finite()) {
-            return Err(Error::Config(format!("subtype.lr must be positive, got {}", t.lr)));
-        }
+        // The fusion block runs on Module I's encodings (latent_dim wide);
+        // DESC on the joint coordinates has no fusion block.
+        let fused = self.subtype.features == SubtypeFeatures::ModuleI || self.detect.score == ScoreMethod::Paper;
+        let subtype = if fused { self.subtype.clone() } else { SubtypeConfig { layers: 0, ..self.subtype.clone() } };
+        subtype.validate(self.detect.latent_dim)?;
         if self.chunk == 0 {
             return Err(Error::Config("chunk must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// [`validate`](RunConfig::validate) and the checks that need the
+    /// number of reference and target cells (known before any training).
+    pub fn validate_for(&self, n_reference: usize, n_target: usize) -> Result<()> {
+        self.validate()?;
+        if let Some(k) = self.subtype.n_subtypes
+            && k > n_target
+        {
+            return Err(Error::Config(format!("subtype.n_subtypes: {k} subtypes asked for but the target has {n_target} cells")));
+        }
+        if self.detect.score == ScoreMethod::Novelty {
+            self.detect.novelty.validate_for(n_reference, n_target)?;
         }
         Ok(())
     }
@@ -138,10 +138,46 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         };
-        bad(&|c| c.style.epochs = 0, "style.epochs and style.n_critic must be at least 1");
-        bad(&|c| c.style.n_critic = 0, "style.epochs and style.n_critic must be at least 1");
+        bad(&|c| c.style.epochs = 0, "style.epochs must be at least 1");
+        bad(&|c| c.style.n_critic = 0, "style.n_critic must be at least 1");
         bad(&|c| c.style.lambda_gp = -10.0, "style.lambda_gp must be a finite number ≥ 0");
         bad(&|c| c.style.lambda_rec = f32::NAN, "style.lambda_rec");
         bad(&|c| c.subtype.max_epochs = 0, "subtype.max_epochs must be at least 1");
+    }
+
+    /// Issue 16: these settings failed only at Module III or IV, after
+    /// hours of training; each is now refused by `validate` (or, for the
+    /// number of subtypes, by `validate_for` with the target's size).
+    #[test]
+    fn every_module_setting_is_checked_up_front() {
+        let bad = |f: &dyn Fn(&mut RunConfig), want: &str| {
+            let mut c = RunConfig::default();
+            f(&mut c);
+            let e = c.validate_for(500, 500).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        };
+        bad(&|c| c.subtype.dropout = 1.5, "subtype.dropout must be in [0, 1), got 1.5");
+        bad(&|c| c.subtype.knn = 0, "subtype.knn must be at least 1");
+        bad(&|c| c.subtype.nu = 0.0, "subtype.nu must be positive");
+        bad(
+            &|c| {
+                c.subtype.features = SubtypeFeatures::ModuleI;
+                c.subtype.heads = 3;
+            },
+            "subtype.heads (3) must divide the embedding width 256",
+        );
+        bad(&|c| c.subtype.n_subtypes = Some(100_000), "100000 subtypes asked for but the target has 500 cells");
+        bad(
+            &|c| {
+                c.correction = Correction::Style;
+                c.style.n_critic = 0;
+            },
+            "style.n_critic must be at least 1",
+        );
+        bad(&|c| c.style.dropout = 1.0, "style.dropout must be in [0, 1)");
+        // The fusion block is not run on the joint coordinates: its heads
+        // need not divide anything there.
+        let c = RunConfig { subtype: SubtypeConfig { heads: 3, ..SubtypeConfig::default() }, ..RunConfig::default() };
+        c.validate_for(500, 500).unwrap();
     }
 }

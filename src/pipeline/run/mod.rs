@@ -121,7 +121,7 @@ pub fn run_workflow<B: Backend>(
     cfg: &RunConfig,
     opts: &RunOptions,
 ) -> Result<RunResult> {
-    cfg.validate()?;
+    cfg.validate_for(reference.n_cells(), target.n_cells())?;
     if batches.of.len() != target.n_cells() {
         return Err(Error::invalid(format!("{} batch labels for {} target cells", batches.of.len(), target.n_cells())));
     }
