@@ -66,19 +66,24 @@ impl CsrMatrix {
     }
     pub fn from_dense(d: &DenseMatrix) -> Self {
         let mut m = CsrMatrix::empty(d.cols);
-        let (mut idx, mut val) = (Vec::new(), Vec::new());
-        for i in 0..d.rows {
-            idx.clear();
-            val.clear();
-            for (j, &v) in d.row(i).iter().enumerate() {
-                if v != 0.0 {
-                    idx.push(j as u32);
-                    val.push(v);
-                }
-            }
-            m.push_row(&idx, &val);
-        }
+        dense_rows_sparse(d, |_, idx, val| m.push_row(idx, val));
         m
+    }
+}
+
+/// Calls `f(row, indices, values)` for every row of `d`, zeros skipped.
+fn dense_rows_sparse(d: &DenseMatrix, mut f: impl FnMut(usize, &[u32], &[f32])) {
+    let (mut idx, mut val) = (Vec::new(), Vec::new());
+    for i in 0..d.rows {
+        idx.clear();
+        val.clear();
+        for (j, &v) in d.row(i).iter().enumerate() {
+            if v != 0.0 {
+                idx.push(j as u32);
+                val.push(v);
+            }
+        }
+        f(i, &idx, &val)
     }
 }
 
@@ -128,20 +133,7 @@ impl Matrix {
                 let (a, b) = c.row(i);
                 f(i, a, b)
             }),
-            Matrix::Dense(d) => {
-                let (mut idx, mut val) = (Vec::new(), Vec::new());
-                for i in 0..d.rows {
-                    idx.clear();
-                    val.clear();
-                    for (j, &v) in d.row(i).iter().enumerate() {
-                        if v != 0.0 {
-                            idx.push(j as u32);
-                            val.push(v);
-                        }
-                    }
-                    f(i, &idx, &val)
-                }
-            }
+            Matrix::Dense(d) => dense_rows_sparse(d, f),
         }
     }
 }

@@ -129,6 +129,37 @@ pub struct IterLosses {
     pub gp: f64,
 }
 
+impl IterLosses {
+    /// Adds one iteration's losses (an epoch's running sums).
+    pub fn add(&mut self, l: &IterLosses) {
+        self.rec += l.rec;
+        self.adv += l.adv;
+        self.d_loss += l.d_loss;
+        self.gp += l.gp;
+    }
+}
+
+impl EpochLog {
+    /// The epoch's means from the sums of its `batches` iterations, with
+    /// `L_G` weighted by `λ_rec`, `λ_adv`; `None` when a loss is not
+    /// finite (training diverged).
+    pub fn of(epoch: usize, lr: f32, sums: &IterLosses, batches: usize, lambda: (f32, f32), seconds: f64) -> Option<EpochLog> {
+        let k = batches as f64;
+        let (rec, adv) = (sums.rec / k, sums.adv / k);
+        let e = EpochLog {
+            epoch,
+            lr,
+            rec,
+            adv,
+            g_loss: lambda.0 as f64 * rec + lambda.1 as f64 * adv,
+            d_loss: sums.d_loss / k,
+            gp: sums.gp / k,
+            seconds,
+        };
+        (e.g_loss.is_finite() && e.d_loss.is_finite()).then_some(e)
+    }
+}
+
 /// What the adversarial iteration needs of a generator: a forward from an
 /// input batch and a backward that accumulates its parameter gradients.
 /// Module I's [`Generator`] and Module III's style generator both train
@@ -409,10 +440,7 @@ pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &TrainConfig) -> Resu
                 src.gather_dense(&order[b * bs..(b + 1) * bs], &mut host)?;
                 be.write(&mut x, 0, &host);
                 let l = tr.iteration(be, &x, bs, route);
-                acc.rec += l.rec;
-                acc.adv += l.adv;
-                acc.d_loss += l.d_loss;
-                acc.gp += l.gp;
+                acc.add(&l);
                 pb.inc(1);
                 // An epoch of a large reference takes seconds: a request to
                 // stop is honoured within one iteration.
@@ -420,25 +448,12 @@ pub fn train<B: Backend>(be: &B, src: &dyn RowSource, cfg: &TrainConfig) -> Resu
             }
             // A device error makes the rest of the run no-ops: stop here.
             be.check()?;
-            let k = batches as f64;
-            let rec = acc.rec / k;
-            let adv = acc.adv / k;
-            let entry = EpochLog {
-                epoch: e,
-                lr,
-                rec,
-                adv,
-                g_loss: cfg.lambda_rec as f64 * rec + cfg.lambda_adv as f64 * adv,
-                d_loss: acc.d_loss / k,
-                gp: acc.gp / k,
-                seconds: t0.elapsed().as_secs_f64(),
-            };
-            if !(entry.g_loss.is_finite() && entry.d_loss.is_finite()) {
-                return Err(Error::invalid(format!(
+            let entry = EpochLog::of(e, lr, &acc, batches, (cfg.lambda_rec, cfg.lambda_adv), t0.elapsed().as_secs_f64()).ok_or_else(|| {
+                Error::invalid(format!(
                     "training diverged in the {} phase, epoch {e} (non-finite loss); lower lr",
                     if phase { "train" } else { "prepare" }
-                )));
-            }
+                ))
+            })?;
             if phase { log.train.push(entry) } else { log.prepare.push(entry) }
         }
         pb.finish_and_clear();

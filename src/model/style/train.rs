@@ -165,29 +165,11 @@ pub fn train_style<B: Backend>(
             be.write(&mut y, 0, &host_y);
             generator.set_batches(be, &rows_b)?;
             let l = step.iteration(be, w, &mut generator, &mut opt_g, &mut critic, &mut opt_d, &x, &y, bs, |_, _| {});
-            acc.rec += l.rec;
-            acc.adv += l.adv;
-            acc.d_loss += l.d_loss;
-            acc.gp += l.gp;
+            acc.add(&l);
             pb.inc(1);
         }
-        let k = batches as f64;
-        let (rec, adv) = (acc.rec / k, acc.adv / k);
-        let entry = EpochLog {
-            epoch: e,
-            lr: cfg.lr,
-            rec,
-            adv,
-            g_loss: cfg.lambda_rec as f64 * rec + cfg.lambda_adv as f64 * adv,
-            d_loss: acc.d_loss / k,
-            gp: acc.gp / k,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        if !(entry.g_loss.is_finite() && entry.d_loss.is_finite()) {
-            return Err(Error::invalid(format!(
-                "style transfer training diverged at epoch {e} (non-finite loss); lower lr"
-            )));
-        }
+        let entry = EpochLog::of(e, cfg.lr, &acc, batches, (cfg.lambda_rec, cfg.lambda_adv), t0.elapsed().as_secs_f64())
+            .ok_or_else(|| Error::invalid(format!("style transfer training diverged at epoch {e} (non-finite loss); lower lr")))?;
         log.epochs.push(entry);
     }
     pb.finish_and_clear();
