@@ -28,7 +28,7 @@ use crate::data::{Dataset, DenseMatrix};
 use crate::error::{Error, Result};
 use crate::model::generator::Generator;
 use crate::model::style::StyleGenerator;
-use crate::pipeline::detect::{self, ModuleI, Prepared};
+use crate::pipeline::detect::{self, Inputs, ModuleI, Prepared};
 use crate::pipeline::ScoreMethod;
 
 pub use crate::pipeline::batches::Batches;
@@ -88,10 +88,12 @@ pub fn run_workflow<B: Backend>(
 
     // Module I: detection.
     let t = Instant::now();
+    let cells = target.cell_names.clone();
+    let m1_inputs = Inputs { reference: &prep.reference, target: &prep.target, cells, genes: prep.report.clone(), target_batches: None, preprocess_seconds: secs.preprocess };
     let (m1state, mut m1) = chain.stage_with_networks(
         &MODULES[0],
         &cfg.detect,
-        |path| modules::module_i(be, &prep, &target.cell_names, batches, cfg, path, &spill, secs.preprocess),
+        |path| modules::module_i(be, &m1_inputs, batches, cfg, path, &spill),
         |path| ModuleI::<B>::load(be, &cfg.detect, prep.genes.len(), path),
     )?;
     be.check()?;

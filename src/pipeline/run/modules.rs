@@ -88,23 +88,20 @@ impl SubtypeState {
 /// target batch corrected as its own.
 pub(super) fn module_i<B: Backend>(
     be: &B,
-    prep: &Prepared,
-    cells: &[String],
+    inputs: &Inputs,
     batches: &Batches,
     cfg: &RunConfig,
     model_path: Option<&Path>,
     spill: &Path,
-    preprocess_seconds: f64,
 ) -> Result<(ModuleIState, ModuleI<B>)> {
     let dopts = DetectOptions { model_path: model_path.map(Path::to_path_buf), spill_dir: Some(spill.to_path_buf()), mem_budget: None, batch_key: None };
-    let inputs = Inputs { reference: &prep.reference, target: &prep.target, cells: cells.to_vec(), genes: prep.report.clone(), target_batches: None, preprocess_seconds };
-    let (mut res, m) = detect::train_module_i(be, &inputs, &cfg.detect, &dopts)?;
-    res.report.seconds.preprocess = preprocess_seconds;
+    let (mut res, m) = detect::train_module_i(be, inputs, &cfg.detect, &dopts)?;
+    res.report.seconds.preprocess = inputs.preprocess_seconds;
     if cfg.detect.score == ScoreMethod::Novelty {
         let tb = (batches.names.len() > 1).then_some(&batches.of[..]);
         let t = Instant::now();
         crate::progress::stage("novelty score");
-        let nov = novelty::score_novelty(be, &prep.reference, &prep.target, tb, &cfg.detect.novelty, cfg.detect.seed)?;
+        let nov = novelty::score_novelty(be, inputs.reference, inputs.target, tb, &cfg.detect.novelty, cfg.detect.seed)?;
         detect::apply_novelty(&mut res, nov, &cfg.detect)?;
         res.report.seconds.novelty = t.elapsed().as_secs_f64();
     }
