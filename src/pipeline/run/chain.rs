@@ -48,11 +48,6 @@ impl<'a> Chain<'a> {
         Chain { ck, order, fp: inputs, resumed: Vec::new() }
     }
 
-    /// The fingerprint the next stage extends.
-    pub fn fingerprint(&self) -> Fingerprint {
-        self.fp
-    }
-
     /// Folds the settings of a step that keeps no checkpoint (a cheap one,
     /// or one skipped) into the chain: later stages rerun when they change.
     pub fn extend<S: Serialize>(&mut self, settings: &S) -> Result<()> {
@@ -71,9 +66,9 @@ impl<'a> Chain<'a> {
 
     /// Stage `stage` under `settings`: its state from the checkpoint, and
     /// its networks rebuilt by `load` from `<file>.safetensors`, when the
-    /// fingerprint matches; otherwise this checkpoint and every later one are deleted,
-    /// `run` computes (writing its networks to the path it is given, when
-    /// checkpointing), and the state is saved after it.
+    /// fingerprint matches; otherwise this checkpoint and every later one
+    /// are deleted, `run` computes (writing its networks to the path it is
+    /// given, when checkpointing), and the state is saved after it.
     pub fn stage_with_networks<T, M, S>(
         &mut self,
         stage: &Stage,
