@@ -14,7 +14,7 @@ use acsleuth::backend::CpuBackend;
 use acsleuth::data::simulate::{simulate_dataset, DeParams, SetKind, SimConfig, Simulator};
 use acsleuth::data::{Dataset, DenseMatrix, Matrix, ObsColumn};
 use acsleuth::model::style;
-use acsleuth::pipeline::detect::{self, DetectOptions};
+use acsleuth::pipeline::detect::{self, DetectOptions, Inputs};
 use acsleuth::pipeline::run::{self, Batches, RunConfig, RunOptions, Truth};
 use acsleuth::Result;
 
@@ -88,15 +88,8 @@ fn main() -> Result<()> {
 
     // 2. The same modules one by one (e.g. to swap one out).
     let prep = detect::prepare(&reference, &target, &cfg.detect)?;
-    let (det, mut m1) = detect::detect_sources_full(
-        &be,
-        &prep.reference,
-        &prep.target,
-        target.cell_names.clone(),
-        prep.report.clone(),
-        &cfg.detect,
-        &DetectOptions::default(),
-    )?;
+    let inputs = Inputs::prepared(&prep, &target, None, &cfg.detect, 0.0)?;
+    let (det, mut m1) = detect::train_module_i(&be, &inputs, &cfg.detect, &DetectOptions::default())?;
     let normal: Vec<usize> = (0..det.calls.len()).filter(|&i| !det.calls[i]).collect();
     let anomalies: Vec<usize> = (0..det.calls.len()).filter(|&i| det.calls[i]).collect();
     let generator = &mut m1.trainer.generator;

@@ -34,7 +34,7 @@ use acsleuth::backend::CpuBackend;
 use acsleuth::data::simulate::{SetKind, SimConfig, Simulator};
 use acsleuth::data::store::{Layout, Store, StoreWriter};
 use acsleuth::data::RowSink;
-use acsleuth::pipeline::detect::{detect_stores, DetectOptions};
+use acsleuth::pipeline::detect::{detect_inputs, DetectOptions, Inputs};
 use acsleuth::pipeline::{DetectConfig, ScoreMethod};
 use acsleuth::Result;
 
@@ -140,7 +140,8 @@ fn main() -> Result<()> {
         let cfg = DetectConfig { seed: 1, ..DetectConfig::default() };
         let (r, tg) = (Store::open(&rp)?, Store::open(&tp)?);
         let t = Instant::now();
-        let res = detect_stores(&CpuBackend::new(), &r, &tg, &cfg, &DetectOptions::default())?.expect("log-normalized stores stream");
+        let inputs = Inputs::stores(&r, &tg, None, &cfg)?.expect("log-normalized stores stream");
+        let res = detect_inputs(&CpuBackend::new(), &inputs, &cfg, &DetectOptions::default())?;
         let n_called = res.calls.iter().filter(|&&c| c).count();
         println!(
             "N = {n}: novelty detector {:.1} s ({n_called} called; {}); peak RSS {:.0} MB",
@@ -155,7 +156,8 @@ fn main() -> Result<()> {
     let cfg = DetectConfig { prepare_epochs: 1, train_epochs: 1, seed: 1, scorer_steps, score: ScoreMethod::Paper, ..DetectConfig::default() };
     let (r, tg) = (Store::open(&rp)?, Store::open(&tp)?);
     let opts = DetectOptions { spill_dir: Some(dir.clone()), ..DetectOptions::default() };
-    let res = detect_stores(&CpuBackend::new(), &r, &tg, &cfg, &opts)?.expect("log-normalized stores stream");
+    let inputs = Inputs::stores(&r, &tg, None, &cfg)?.expect("log-normalized stores stream");
+    let res = detect_inputs(&CpuBackend::new(), &inputs, &cfg, &opts)?;
     let s = &res.report.seconds;
     println!(
         "N = {n}: training {:.1} s, deviations {:.1} s, scorer ({} steps) {:.1} s, scoring total {:.1} s; δ on disk: {}; peak RSS {:.0} MB",

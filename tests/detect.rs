@@ -109,14 +109,15 @@ fn as_stores(dir: &std::path::Path, reference: &Dataset, target: &Dataset) -> (a
 #[test]
 fn two_log_normalized_stores_are_streamed() {
     use acsleuth::data::store::{write_dataset, Layout, Store};
-    use acsleuth::pipeline::detect::{detect_stores, detect_with, DetectOptions};
+    use acsleuth::pipeline::detect::{detect_inputs, detect_with, DetectOptions, Inputs};
     let dir = tempfile::tempdir().unwrap();
     let (reference, target, _) = simulate(96, 64, 20, 0.2, 11);
     let (r, t) = as_stores(dir.path(), &reference, &target);
     let cfg = tiny_config();
     let be = acsleuth::backend::CpuBackend::new();
     let opts = DetectOptions::default();
-    let streamed = detect_stores(&be, &r, &t, &cfg, &opts).unwrap().expect("streamed");
+    let inputs = Inputs::stores(&r, &t, None, &cfg).unwrap().expect("streamed");
+    let streamed = detect_inputs(&be, &inputs, &cfg, &opts).unwrap();
     assert!(streamed.report.genes.mode.contains("streamed"));
     let loaded = detect_with(&be, &reference, &target, &cfg, &opts).unwrap();
     assert_eq!(streamed.cells, loaded.cells);
@@ -127,7 +128,7 @@ fn two_log_normalized_stores_are_streamed() {
     let counts = Dataset { x: Matrix::Csr(CsrMatrix::from_dense(&DenseMatrix { rows: 2, cols: 20, data: vec![1.0; 40] })), cell_names: vec!["a".into(), "b".into()], ..reference.clone() };
     let cp = dir.path().join("counts.acs");
     write_dataset(&cp, &counts, Layout::Csr).unwrap();
-    assert!(detect_stores(&be, &Store::open(&cp).unwrap(), &t, &cfg, &opts).unwrap().is_none());
+    assert!(Inputs::stores(&Store::open(&cp).unwrap(), &t, None, &cfg).unwrap().is_none());
 }
 
 /// The default detector streams two log-normalized stores too, and gives
@@ -135,14 +136,15 @@ fn two_log_normalized_stores_are_streamed() {
 /// and projections read the same values in the same order).
 #[test]
 fn the_novelty_score_streams_stores_and_matches_the_loaded_run() {
-    use acsleuth::pipeline::detect::{detect_stores, detect_with, DetectOptions};
+    use acsleuth::pipeline::detect::{detect_inputs, detect_with, DetectOptions, Inputs};
     let dir = tempfile::tempdir().unwrap();
     let (reference, target, _) = simulate(120, 80, 30, 0.2, 5);
     let (r, t) = as_stores(dir.path(), &reference, &target);
     let cfg = DetectConfig::default();
     let be = acsleuth::backend::CpuBackend::new();
     let opts = DetectOptions::default();
-    let streamed = detect_stores(&be, &r, &t, &cfg, &opts).unwrap().expect("streamed");
+    let inputs = Inputs::stores(&r, &t, None, &cfg).unwrap().expect("streamed");
+    let streamed = detect_inputs(&be, &inputs, &cfg, &opts).unwrap();
     assert!(streamed.report.genes.mode.contains("streamed"));
     let loaded = detect_with(&be, &reference, &target, &cfg, &opts).unwrap();
     assert_eq!(streamed.scores, loaded.scores);

@@ -8,7 +8,7 @@ use crate::backend::Backend;
 use crate::data::io::{self, ReadOptions};
 use crate::data::store::Store;
 use crate::error::{Error, Result};
-use crate::pipeline::detect::{detect_stores, detect_with, DetectOptions, DetectResult};
+use crate::pipeline::detect::{detect_inputs, detect_with, DetectOptions, DetectResult, Inputs};
 use crate::output::{write_deviations, write_json, write_scores_with};
 use crate::pipeline::detector::Detector;
 use crate::pipeline::{DetectConfig, Kernel, ScoreMethod};
@@ -149,8 +149,8 @@ impl Job for Detect<'_> {
             && !io.raw
         {
             let (r, t) = (Store::open(io.reference()?)?, Store::open(&io.target)?);
-            if let Some(res) = detect_stores(be, &r, &t, &self.cfg, &self.opts)? {
-                return Ok((res, None));
+            if let Some(inputs) = Inputs::stores(&r, &t, self.opts.batch_key.as_deref(), &self.cfg)? {
+                return Ok((detect_inputs(be, &inputs, &self.cfg, &self.opts)?, None));
             }
         }
         let reference = io::read_dataset(io.reference()?, &opts)?;

@@ -19,18 +19,17 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{Backend, CpuBackend};
-use crate::data::preprocess::{self, PreprocessReport, ValueKind};
-use crate::data::store::Store;
+use crate::data::preprocess::{PreprocessReport, ValueKind};
 use crate::data::{Dataset, DenseMatrix};
 use crate::error::{Error, Result};
 use crate::model::scorer::{self, StepLog};
-use crate::model::source::RowSource;
 use crate::model::train::{self, TrainLog};
 use crate::nn::{params, Module, Param};
 use crate::model::novelty::NoveltyReport;
+pub use crate::pipeline::inputs::Inputs;
 pub use crate::pipeline::novelty::{apply_novelty, detect_novelty};
 pub use crate::pipeline::prepare::{prepare, prepare_reference, prepare_target, Prepared, PreparedReference};
-use crate::pipeline::{DetectConfig, PreprocessMode, ScoreMethod};
+use crate::pipeline::{DetectConfig, ScoreMethod};
 
 /// Options of a run that are not model settings.
 #[derive(Clone, Debug, Default)]
@@ -150,7 +149,8 @@ pub fn detect(reference: &Dataset, target: &Dataset, cfg: &DetectConfig) -> Resu
     detect_with(&CpuBackend::new(), reference, target, cfg, &DetectOptions::default())
 }
 
-/// Module I with a chosen backend and options.
+/// Module I on two in-memory datasets with a chosen backend and options:
+/// both are prepared (see [`prepare`]), then scored by [`detect_inputs`].
 pub fn detect_with<B: Backend>(
     be: &B,
     reference: &Dataset,
@@ -162,111 +162,26 @@ pub fn detect_with<B: Backend>(
     let t0 = Instant::now();
     crate::progress::stage("preprocess");
     target.validate()?;
-    let r = prepare_reference(reference, cfg)?;
-    detect_prepared(be, r, target, cfg, opts, t0)
+    let prep = prepare_target(prepare_reference(reference, cfg)?, target, cfg)?;
+    crate::progress::check_cancelled()?;
+    let inputs = Inputs::prepared(&prep, target, opts.batch_key.as_deref(), cfg, t0.elapsed().as_secs_f64())?;
+    detect_inputs(be, &inputs, cfg, opts)
 }
 
-/// Detection once the reference is prepared (by [`detect_with`], or kept by
-/// a fitted detector): the target is prepared against it and scored.
-/// `t0` is when the call started (for the report's timings).
-pub fn detect_prepared<B: Backend>(
-    be: &B,
-    reference: PreparedReference,
-    target: &Dataset,
-    cfg: &DetectConfig,
-    opts: &DetectOptions,
-    t0: Instant,
-) -> Result<DetectResult> {
-    cfg.validate()?;
-    crate::progress::stage("preprocess");
-    let prep = prepare_target(reference, target, cfg)?;
-    crate::progress::check_cancelled()?;
-    let secs_pp = t0.elapsed().as_secs_f64();
+/// Module I on prepared inputs, by the score `cfg.score` names: the novelty
+/// score (nothing trained), or the paper's GAN and scorer.
+pub fn detect_inputs<B: Backend>(be: &B, inputs: &Inputs, cfg: &DetectConfig, opts: &DetectOptions) -> Result<DetectResult> {
+    let t0 = Instant::now();
     let mut res = match cfg.score {
         ScoreMethod::Novelty => {
-            let batches = crate::pipeline::run::Batches::from_obs(target, opts.batch_key.as_deref())?;
-            let tb = (batches.names.len() > 1).then_some(&batches.of[..]);
             crate::progress::stage("novelty score");
-            detect_novelty(be, &prep, target.cell_names.clone(), tb, cfg)?
+            detect_novelty(be, inputs, cfg)?
         }
-        ScoreMethod::Paper => detect_sources(be, &prep.reference, &prep.target, target.cell_names.clone(), prep.report, cfg, opts)?,
+        ScoreMethod::Paper => train_module_i(be, inputs, cfg, opts)?.0,
     };
-    res.report.seconds.preprocess = secs_pp;
-    res.report.seconds.total = t0.elapsed().as_secs_f64();
+    res.report.seconds.preprocess = inputs.preprocess_seconds;
+    res.report.seconds.total = inputs.preprocess_seconds + t0.elapsed().as_secs_f64();
     Ok(res)
-}
-
-/// Detection straight from two on-disk stores, streamed: the novelty
-/// score's gene statistics and projections (and Module I's minibatches and
-/// deviations) read the memory maps in chunks, so what is held grows with
-/// the cells only by their low-dimensional coordinates. The stores must
-/// hold log-normalized values over the same genes in the same order (as
-/// `acsleuth convert` writes them after preprocessing elsewhere); returns
-/// `Ok(None)` when they do not, and the caller loads them instead.
-pub fn detect_stores<B: Backend>(
-    be: &B,
-    reference: &Store,
-    target: &Store,
-    cfg: &DetectConfig,
-    opts: &DetectOptions,
-) -> Result<Option<DetectResult>> {
-    cfg.validate()?;
-    if cfg.preprocess == PreprocessMode::Always || reference.gene_names() != target.gene_names() {
-        return Ok(None);
-    }
-    let ref_kind = sampled_value_kind(reference)?;
-    if cfg.preprocess == PreprocessMode::Auto && ref_kind == ValueKind::RawCounts {
-        return Ok(None);
-    }
-    let tgt_kind = sampled_value_kind(target)?;
-    if ref_kind != tgt_kind {
-        return Err(Error::invalid(format!(
-            "the reference holds {ref_kind:?} values but the target {tgt_kind:?}; give both in the same form (or let acsleuth preprocess raw counts)"
-        )));
-    }
-    let genes = GeneReport {
-        mode: "values used as they are; streamed from the stores (same genes in the same order)".into(),
-        reference_value_kind: Some(ref_kind),
-        target_value_kind: Some(tgt_kind),
-        genes_used: reference.n_genes(),
-        target_genes_shared: target.n_genes(),
-        target_genes_missing: 0,
-        missing_examples: vec![],
-        preprocess: None,
-        warnings: crate::pipeline::prepare::input_warnings(
-            cfg,
-            ref_kind,
-            reference.n_genes(),
-            false,
-            crate::pipeline::prepare::empty_store_rows(target),
-            target.n_cells(),
-        ),
-    };
-    let cells = target.cell_names().to_vec();
-    match cfg.score {
-        ScoreMethod::Novelty => {
-            let batches = crate::pipeline::run::Batches::from_columns(target.obs(), &cells, opts.batch_key.as_deref())?;
-            let tb = (batches.names.len() > 1).then_some(&batches.of[..]);
-            crate::pipeline::novelty::detect_novelty_sources(be, reference, target, genes, cells, tb, cfg).map(Some)
-        }
-        ScoreMethod::Paper => detect_sources(be, reference, target, cells, genes, cfg, opts).map(Some),
-    }
-}
-
-/// Rows looked at by [`sampled_value_kind`].
-const KIND_SAMPLE_ROWS: usize = 2000;
-
-/// The value kind of a store from its first rows (a full scan of a
-/// million-cell store would cost more than it tells), by the rule of
-/// [`preprocess::detect_value_kind`].
-fn sampled_value_kind(st: &Store) -> Result<ValueKind> {
-    use crate::data::store::RowView;
-    let rows = (0..st.n_cells().min(KIND_SAMPLE_ROWS)).map(|i| match st.row(i) {
-        RowView::Dense(v) => (i, None, v),
-        RowView::Sparse(idx, v) => (i, Some(idx), v),
-    });
-    preprocess::value_kind_of_rows(rows, st.cell_names(), st.gene_names())
-        .map_err(|e| Error::corrupt(st.path(), e.to_string()))
 }
 
 /// Checkpoint of the three networks (`generator.*`, `critic.*`, `scorer.*`).
@@ -280,20 +195,6 @@ impl<B: Backend> Module<B> for All<'_, B> {
         self.models.visit(prefix, f);
         self.scorer.visit(&crate::nn::join(prefix, "scorer"), f);
     }
-}
-
-/// Module I on row sources that already share genes (e.g. two stores,
-/// streamed batch by batch): trains on `reference`, scores `target`.
-pub fn detect_sources<B: Backend>(
-    be: &B,
-    reference: &dyn RowSource,
-    target: &dyn RowSource,
-    cells: Vec<String>,
-    genes: GeneReport,
-    cfg: &DetectConfig,
-    opts: &DetectOptions,
-) -> Result<DetectResult> {
-    detect_sources_full(be, reference, target, cells, genes, cfg, opts).map(|(res, _)| res)
 }
 
 /// Module I's trained networks, kept for the later modules (kin pairing
@@ -320,16 +221,11 @@ impl<B: Backend> ModuleI<B> {
     }
 }
 
-/// As [`detect_sources`], and also returns the trained networks.
-pub fn detect_sources_full<B: Backend>(
-    be: &B,
-    reference: &dyn RowSource,
-    target: &dyn RowSource,
-    cells: Vec<String>,
-    genes: GeneReport,
-    cfg: &DetectConfig,
-    opts: &DetectOptions,
-) -> Result<(DetectResult, ModuleI<B>)> {
+/// The paper's Module I on prepared inputs (the GAN trained on the
+/// reference, the scorer on the target's deviations), and its trained
+/// networks, which the later modules of a run use.
+pub fn train_module_i<B: Backend>(be: &B, inputs: &Inputs, cfg: &DetectConfig, opts: &DetectOptions) -> Result<(DetectResult, ModuleI<B>)> {
+    let (reference, target) = (inputs.reference, inputs.target);
     cfg.validate()?;
     if reference.n_cols() != target.n_cols() {
         return Err(Error::invalid(format!(
@@ -338,8 +234,8 @@ pub fn detect_sources_full<B: Backend>(
             target.n_cols()
         )));
     }
-    if cells.len() != target.n_rows() {
-        return Err(Error::invalid(format!("{} cell names for {} target cells", cells.len(), target.n_rows())));
+    if inputs.cells.len() != target.n_rows() {
+        return Err(Error::invalid(format!("{} cell names for {} target cells", inputs.cells.len(), target.n_rows())));
     }
     if let Some(r) = cfg.anomaly_ratio {
         // Fail before training when the ratio leaves a group empty.
@@ -391,7 +287,7 @@ pub fn detect_sources_full<B: Backend>(
         backend: be.name().to_string(),
         n_reference: reference.n_rows(),
         n_target: target.n_rows(),
-        genes,
+        genes: inputs.genes.clone(),
         seconds: Timings {
             preprocess: 0.0,
             prepare: log.seconds_prepare,
@@ -423,6 +319,6 @@ pub fn detect_sources_full<B: Backend>(
             },
         }),
     };
-    let res = DetectResult { cells, scores: out.p, calls, p_values: None, q_values: None, embedding: None, deviation: Some(out.deviation), report };
+    let res = DetectResult { cells: inputs.cells.clone(), scores: out.p, calls, p_values: None, q_values: None, embedding: None, deviation: Some(out.deviation), report };
     Ok((res, ModuleI { trainer, scorer: mlp }))
 }

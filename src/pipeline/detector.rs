@@ -26,7 +26,7 @@ use crate::backend::Backend;
 use crate::data::{CsrMatrix, Dataset};
 use crate::error::{Error, Result};
 use crate::output::{io_at, write_atomic};
-use crate::pipeline::detect::{detect_prepared, prepare_reference, DetectOptions, DetectResult, PreparedReference};
+use crate::pipeline::detect::{detect_inputs, prepare_reference, prepare_target, DetectOptions, DetectResult, Inputs, PreparedReference};
 use crate::pipeline::{DetectConfig, ScoreMethod};
 
 /// The `format` metadata of a detector checkpoint.
@@ -70,7 +70,13 @@ impl Detector {
                 s.preprocess, s.n_hvg, s.hvg_flavor, s.score
             )));
         }
-        detect_prepared(be, self.reference.clone(), target, settings, opts, Instant::now())
+        settings.validate()?;
+        let t0 = Instant::now();
+        crate::progress::stage("preprocess");
+        let prep = prepare_target(self.reference.clone(), target, settings)?;
+        crate::progress::check_cancelled()?;
+        let inputs = Inputs::prepared(&prep, target, opts.batch_key.as_deref(), settings, t0.elapsed().as_secs_f64())?;
+        detect_inputs(be, &inputs, settings, opts)
     }
 
     /// Writes the checkpoint (atomically: a temporary file, then renamed).

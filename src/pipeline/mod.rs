@@ -1,7 +1,9 @@
 //! The modules of ACsleuth as steps of one run: settings, outputs, reports.
 
+pub mod batches;
 pub mod config;
 pub mod detect;
+pub mod inputs;
 pub mod novelty;
 pub mod prepare;
 pub mod detector;

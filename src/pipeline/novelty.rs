@@ -7,46 +7,27 @@ use std::time::Instant;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::novelty::{self, NoveltyScores};
-use crate::model::source::RowSource;
-use crate::pipeline::detect::{DetectReport, DetectResult, GeneReport, Prepared, Timings};
+use crate::pipeline::detect::{DetectReport, DetectResult, Timings};
+use crate::pipeline::inputs::Inputs;
 use crate::pipeline::{DetectConfig, ScoreMethod};
 
 /// The novelty score of prepared inputs, and its calls (see
 /// [`crate::model::novelty`]): no GAN is trained.
-pub fn detect_novelty<B: Backend>(
-    be: &B,
-    prep: &Prepared,
-    cells: Vec<String>,
-    target_batches: Option<&[u32]>,
-    cfg: &DetectConfig,
-) -> Result<DetectResult> {
-    detect_novelty_sources(be, &prep.reference, &prep.target, prep.report.clone(), cells, target_batches, cfg)
-}
-
-/// [`detect_novelty`] on row sources over the same genes, e.g. two stores
-/// streamed from their memory maps.
-pub fn detect_novelty_sources<B: Backend>(
-    be: &B,
-    reference: &dyn RowSource,
-    target: &dyn RowSource,
-    genes: GeneReport,
-    cells: Vec<String>,
-    target_batches: Option<&[u32]>,
-    cfg: &DetectConfig,
-) -> Result<DetectResult> {
+pub fn detect_novelty<B: Backend>(be: &B, inputs: &Inputs, cfg: &DetectConfig) -> Result<DetectResult> {
     cfg.validate()?;
+    let (reference, target, cells) = (inputs.reference, inputs.target, inputs.cells.clone());
     if cells.len() != target.n_rows() {
         return Err(Error::invalid(format!("{} cell names for {} target cells", cells.len(), target.n_rows())));
     }
     let t0 = Instant::now();
-    let nov = novelty::score_novelty(be, reference, target, target_batches, &cfg.novelty, cfg.seed)?;
+    let nov = novelty::score_novelty(be, reference, target, inputs.target_batches.as_deref(), &cfg.novelty, cfg.seed)?;
     let secs = t0.elapsed().as_secs_f64();
     let report = DetectReport {
         settings: cfg.clone(),
         backend: be.name().to_string(),
         n_reference: reference.n_rows(),
         n_target: target.n_rows(),
-        genes,
+        genes: inputs.genes.clone(),
         seconds: Timings { novelty: secs, total: secs, ..Timings::default() },
         score: ScoreMethod::Novelty,
         call_rule: String::new(),

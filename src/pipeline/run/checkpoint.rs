@@ -13,57 +13,64 @@ use crate::data::CsrMatrix;
 use crate::error::{Error, Result};
 use crate::output::write_json;
 
-/// A chain of 64-bit fingerprints (two CRC32s with different seeds).
+/// A chain of 256-bit BLAKE3 hashes: of the inputs and the crate's
+/// version, then of each stage's settings on top of the stage before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fingerprint(pub u64);
+pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {
-    /// Of the model's inputs: both prepared matrices, the cell and gene names.
+    /// Of the model's inputs: both prepared matrices, the cell and gene
+    /// names, and the crate's version (another version may compute
+    /// differently, so it never resumes this one's checkpoints).
     pub fn of_inputs(reference: &CsrMatrix, target: &CsrMatrix, cells: &[String], genes: &[String]) -> Self {
-        let mut h = Hasher::new();
-        for m in [reference, target] {
-            h.usize(m.rows);
-            h.usize(m.cols);
-            h.bytes(bytes_of(&m.indptr));
-            h.bytes(bytes_of(&m.indices));
-            h.bytes(bytes_of(&m.data));
-        }
-        for s in cells.iter().chain(genes) {
-            h.bytes(s.as_bytes());
-            h.bytes(&[0]);
-        }
-        Fingerprint(h.finish())
+        Self::of_inputs_at(env!("CARGO_PKG_VERSION"), reference, target, cells, genes)
     }
 
-    /// This fingerprint extended with the settings of the next module
-    /// (anything serializable: its config, its extra inputs).
-    pub fn then<T: Serialize>(self, settings: &T) -> Self {
-        let mut h = Hasher::new();
-        h.bytes(&self.0.to_le_bytes());
-        h.bytes(serde_json::to_string(settings).unwrap_or_default().as_bytes());
-        Fingerprint(h.finish())
+    /// [`of_inputs`](Self::of_inputs) as crate version `version` computes it.
+    pub fn of_inputs_at(version: &str, reference: &CsrMatrix, target: &CsrMatrix, cells: &[String], genes: &[String]) -> Self {
+        let mut h = blake3::Hasher::new();
+        field(&mut h, b"acsleuth checkpoint fingerprint");
+        field(&mut h, version.as_bytes());
+        for m in [reference, target] {
+            h.update(&(m.rows as u64).to_le_bytes());
+            h.update(&(m.cols as u64).to_le_bytes());
+            field(&mut h, bytes_of(&m.indptr));
+            field(&mut h, bytes_of(&m.indices));
+            field(&mut h, bytes_of(&m.data));
+        }
+        for list in [cells, genes] {
+            h.update(&(list.len() as u64).to_le_bytes());
+            for s in list {
+                field(&mut h, s.as_bytes());
+            }
+        }
+        Fingerprint(*h.finalize().as_bytes())
+    }
+
+    /// This fingerprint extended with the settings of the next stage
+    /// (anything serializable: its config, its extra inputs), as JSON.
+    pub fn then<T: Serialize>(self, settings: &T) -> Result<Self> {
+        let json = serde_json::to_vec(settings).map_err(|e| Error::Other(format!("fingerprint of settings: {e}")))?;
+        let mut h = blake3::Hasher::new();
+        h.update(&self.0);
+        field(&mut h, &json);
+        Ok(Fingerprint(*h.finalize().as_bytes()))
     }
 
     pub fn hex(self) -> String {
-        format!("{:016x}", self.0)
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
-struct Hasher(crc32fast::Hasher, crc32fast::Hasher);
-
-impl Hasher {
-    fn new() -> Self {
-        Hasher(crc32fast::Hasher::new(), crc32fast::Hasher::new_with_initial(0x9E37_79B9))
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.0.update(b);
-        self.1.update(b);
-    }
-    fn usize(&mut self, v: usize) {
-        self.bytes(&(v as u64).to_le_bytes());
-    }
-    fn finish(self) -> u64 {
-        ((self.0.finalize() as u64) << 32) | self.1.finalize() as u64
+/// Hashes `b` with its length first, so that no two sequences of fields
+/// give the same stream of bytes.
+fn field(h: &mut blake3::Hasher, b: &[u8]) {
+    h.update(&(b.len() as u64).to_le_bytes());
+    // Rayon pays off past a few hundred KiB (BLAKE3's documentation says 128 KiB).
+    if b.len() >= 1 << 18 {
+        h.update_rayon(b);
+    } else {
+        h.update(b);
     }
 }
 
@@ -85,7 +92,7 @@ struct Envelope<T> {
     state: T,
 }
 
-const FORMAT: &str = "acsleuth run checkpoint v1";
+const FORMAT: &str = "acsleuth run checkpoint v2";
 
 impl Checkpoints {
     pub fn new(dir: &Path) -> Result<Self> {
@@ -132,29 +139,59 @@ impl Checkpoints {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fingerprint_changes_with_values_and_settings() {
+    fn inputs() -> (CsrMatrix, Vec<String>, Vec<String>) {
         let mut a = CsrMatrix::empty(3);
         a.push_row(&[0, 2], &[1.0, 2.0]);
+        let g = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
+        (a, vec!["c".to_string()], g)
+    }
+
+    #[test]
+    fn fingerprint_changes_with_any_input_byte() {
+        let (a, cells, genes) = inputs();
+        let fa = Fingerprint::of_inputs(&a, &a, &cells, &genes);
+        assert_eq!(fa, Fingerprint::of_inputs(&a, &a, &cells, &genes));
         let mut b = a.clone();
         b.data[1] = 2.5;
-        let names = vec!["c".to_string()];
-        let g: Vec<String> = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
-        let fa = Fingerprint::of_inputs(&a, &a, &names, &g);
-        assert_eq!(fa, Fingerprint::of_inputs(&a, &a, &names, &g));
-        assert_ne!(fa, Fingerprint::of_inputs(&a, &b, &names, &g));
-        assert_ne!(fa.then(&1), fa.then(&2));
+        assert_ne!(fa, Fingerprint::of_inputs(&a, &b, &cells, &genes));
+        assert_ne!(fa, Fingerprint::of_inputs(&b, &a, &cells, &genes));
+        let mut b = a.clone();
+        b.indices[1] = 1;
+        assert_ne!(fa, Fingerprint::of_inputs(&a, &b, &cells, &genes));
+        let mut b = a.clone();
+        b.cols = 4;
+        assert_ne!(fa, Fingerprint::of_inputs(&a, &b, &cells, &genes));
+        assert_ne!(fa, Fingerprint::of_inputs(&a, &a, &["d".to_string()], &genes));
+        let mut g = genes.clone();
+        g[2] = "w".into();
+        assert_ne!(fa, Fingerprint::of_inputs(&a, &a, &cells, &g));
+        // A name moved from one list to the other is another input.
+        let (c2, g2) = (vec!["c".to_string(), "x".to_string()], genes[1..].to_vec());
+        assert_ne!(fa, Fingerprint::of_inputs(&a, &a, &c2, &g2));
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_version_and_settings() {
+        let (a, cells, genes) = inputs();
+        let fa = Fingerprint::of_inputs(&a, &a, &cells, &genes);
+        assert_eq!(fa, Fingerprint::of_inputs_at(env!("CARGO_PKG_VERSION"), &a, &a, &cells, &genes));
+        assert_ne!(fa, Fingerprint::of_inputs_at("0.0.0-other", &a, &a, &cells, &genes));
+        assert_eq!(fa.then(&1).unwrap(), fa.then(&1).unwrap());
+        assert_ne!(fa.then(&1).unwrap(), fa.then(&2).unwrap());
+        assert_ne!(fa.then(&1).unwrap().then(&2).unwrap(), fa.then(&2).unwrap().then(&1).unwrap());
+        assert_eq!(fa.hex().len(), 64);
     }
 
     #[test]
     fn stale_checkpoints_are_ignored() {
         let d = tempfile::tempdir().unwrap();
         let c = Checkpoints::new(d.path()).unwrap();
-        c.save("m", Fingerprint(7), &vec![1u32, 2]).unwrap();
-        assert_eq!(c.load::<Vec<u32>>("m", Fingerprint(7)).unwrap(), Some(vec![1, 2]));
-        assert_eq!(c.load::<Vec<u32>>("m", Fingerprint(8)).unwrap(), None);
-        assert_eq!(c.load::<Vec<u32>>("other", Fingerprint(7)).unwrap(), None);
+        let (f7, f8) = (Fingerprint([7; 32]), Fingerprint([8; 32]));
+        c.save("m", f7, &vec![1u32, 2]).unwrap();
+        assert_eq!(c.load::<Vec<u32>>("m", f7).unwrap(), Some(vec![1, 2]));
+        assert_eq!(c.load::<Vec<u32>>("m", f8).unwrap(), None);
+        assert_eq!(c.load::<Vec<u32>>("other", f7).unwrap(), None);
         std::fs::write(c.path("m.json"), "{").unwrap();
-        assert!(c.load::<Vec<u32>>("m", Fingerprint(7)).is_err());
+        assert!(c.load::<Vec<u32>>("m", f7).is_err());
     }
 }

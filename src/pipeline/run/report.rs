@@ -4,8 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
+use super::modules::{ModuleIState, SubtypeState};
+use super::stages::CorrectionPass;
+use super::subtypes;
 use super::truth::Evaluation;
-use crate::data::{CsrMatrix, DenseMatrix};
+use crate::backend::Backend;
+use crate::data::{CsrMatrix, Dataset, DenseMatrix};
+use crate::pipeline::batches::Batches;
+use crate::pipeline::detect::Prepared;
 use crate::model::kin::{KinPairs, KinSimilarity};
 use crate::pipeline::detect::GeneReport;
 
@@ -107,4 +113,73 @@ pub(super) fn kin_report_of(p: &KinPairs, similarity: KinSimilarity) -> KinRepor
     distinct.dedup();
     let mean = if p.score.is_empty() { 0.0 } else { p.score.iter().map(|&s| s as f64).sum::<f64>() / p.score.len() as f64 };
     KinReport { n_pairs: p.kin.len(), n_distinct_kin: distinct.len(), similarity, mean_similarity: mean }
+}
+
+/// The modules' results, before they are assembled into a [`RunResult`].
+pub(super) struct Done {
+    pub m1: ModuleIState,
+    pub kin: Option<KinReport>,
+    pub style: Option<serde_json::Value>,
+    pub subtypes: SubtypeState,
+    pub anomalies: Vec<usize>,
+    pub pass: CorrectionPass,
+    pub latent: usize,
+    pub resumed: Vec<String>,
+    pub secs: RunTimings,
+}
+
+impl Done {
+    /// Subtypes too small to keep are dropped (and the report says so),
+    /// then the per-cell result and the report.
+    pub fn into_result<B: Backend>(self, be: &B, target: &Dataset, batches: &Batches, prep: Prepared, cfg: &RunConfig) -> RunResult {
+        let (m1, anomalies, mut st) = (self.m1, self.anomalies, self.subtypes);
+        let n = prep.target.rows;
+        let k_found = st.k;
+        let (k, sizes) = subtypes::compact(&mut st.labels, &mut st.q, st.k);
+        st.k = k;
+        let dropped = |d: usize| format!("{d} of {k_found} subtypes ended with fewer than {} cells and were dropped", subtypes::MIN_SUBTYPE_CELLS);
+        let note = match (st.note, k_found - k) {
+            (n, 0) => n,
+            (None, d) => Some(dropped(d)),
+            (Some(n), d) => Some(format!("{n}; {}", dropped(d))),
+        };
+        let mut subtype_of = vec![None; n];
+        for (&row, &l) in anomalies.iter().zip(&st.labels) {
+            subtype_of[row] = Some(l);
+        }
+        let report = RunReport {
+            settings: cfg.clone(),
+            backend: be.name().to_string(),
+            n_reference: prep.reference.rows,
+            n_target: n,
+            genes: prep.report.clone(),
+            batches: batches.names.iter().enumerate().map(|(b, name)| (name.clone(), batches.of.iter().filter(|&&x| x as usize == b).count())).collect(),
+            resumed: self.resumed,
+            detect: m1.report,
+            n_called: anomalies.len(),
+            kin: self.kin,
+            style: self.style,
+            subtype: SubtypeReport { n_anomalies: anomalies.len(), k: st.k, k_inferred: st.k_inferred, epochs: st.epochs, sizes, note, log: st.log },
+            seconds: self.secs,
+            evaluation: None,
+        };
+        let z_cols = if anomalies.is_empty() { self.latent } else { st.z_star.len() / anomalies.len() };
+        RunResult {
+            cells: target.cell_names.clone(),
+            genes: prep.genes,
+            target_values: prep.target,
+            scores: m1.scores,
+            calls: m1.calls,
+            deviation: m1.deviation,
+            q_values: m1.q_value,
+            batch_of: batches.of.clone(),
+            q: DenseMatrix { rows: anomalies.len(), cols: st.k.max(1), data: st.q },
+            z_star: DenseMatrix { rows: anomalies.len(), cols: z_cols, data: st.z_star },
+            anomalies,
+            subtypes: subtype_of,
+            z: self.pass.z,
+            corrected: self.pass.corrected,
+            report,
+        }
+    }
 }
