@@ -198,6 +198,25 @@ fn bad_module_settings_fail_before_any_work_and_write_nothing() {
     }
 }
 
+/// Issue 16: more subtypes asked for than anomalies were called failed at
+/// Module IV, after the detection had run; the run now completes with its
+/// calls and says why there are no subtypes.
+#[test]
+fn more_subtypes_than_anomalies_keep_the_run_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, t) = data(dir.path());
+    let out = dir.path().join("out");
+    let mut args = vec!["run", "--reference", &r, "--target", &t, "--out", out.to_str().unwrap()];
+    args.extend(QUICK);
+    args.extend(["--anomaly-ratio", "0.15", "--n-subtypes", "100", "--no-batch-correction"]);
+    let o = acsleuth(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["n_called"], 60);
+    let note = report["subtype"]["note"].as_str().unwrap();
+    assert_eq!(note, "100 subtypes asked for but 60 anomalies called: not subtyped");
+}
+
 /// The kin shift is the mean of `x_target − x_kin` over each batch's pairs.
 #[test]
 fn kin_shift_is_the_mean_pair_difference_per_batch() {

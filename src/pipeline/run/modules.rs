@@ -163,8 +163,17 @@ pub(super) fn module_iv<B: Backend>(
     anomaly_values: &DenseMatrix,
     cfg: &RunConfig,
 ) -> Result<SubtypeState> {
-    if anomalies.len() < 2 {
-        return Ok(SubtypeState::single(anomalies.len(), generator.cfg.latent, format!("{} anomalies called: too few to subtype", anomalies.len())));
+    let n = anomalies.len();
+    if n < 2 {
+        return Ok(SubtypeState::single(n, generator.cfg.latent, format!("{n} anomalies called: too few to subtype")));
+    }
+    // Asked for more subtypes than were called: the run's calls and scores
+    // stand, and the note says why there are no subtypes (an error here
+    // would throw away the modules before it).
+    if let Some(k) = cfg.subtype.n_subtypes
+        && k > n
+    {
+        return Ok(SubtypeState::single(n, generator.cfg.latent, format!("{k} subtypes asked for but {n} anomalies called: not subtyped")));
     }
     crate::progress::stage("subtypes");
     let r = match (&m1.embedding, cfg.subtype.features) {
