@@ -175,7 +175,7 @@ pub fn philox(n: usize, offset: u64) -> Dims {
     elementwise(blocks as usize)
 }
 
-/// One block per row (`row_sums`, `row_sumsq`, `memory_*`, `mmd_row_*`):
+/// One block per row (`row_sums`, `row_sumsq`, `memory_*`, `mmd_row_norms`):
 /// as many threads as columns, rounded up to a warp, at most 256.
 pub fn per_row(rows: usize, cols: usize) -> Dims {
     let t = (cols.div_ceil(32) * 32).clamp(32, BLOCK as usize) as u32;
@@ -183,7 +183,7 @@ pub fn per_row(rows: usize, cols: usize) -> Dims {
 }
 
 /// Column-block kernels (`col_sums`, `bn_stats`, `bn_backward`,
-/// `mmd_linear_ab`): block (32, COL_ROWS) per 32 columns.
+/// `layer_norm_backward_params`): block (32, COL_ROWS) per 32 columns.
 pub fn col_blocks(cols: usize) -> Dims {
     Dims { grid: [(cols.div_ceil(32).max(1)) as u32, 1, 1], block: [32, COL_ROWS, 1], shared: 0 }
 }

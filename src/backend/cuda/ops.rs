@@ -409,19 +409,6 @@ pub struct MmdPtrs {
     pub v: DevPtr,
 }
 
-/// Linear kernel, exact O(N·G): `mmd_linear_ab` into `big_a`, `big_b`
-/// (`[genes]` f64), then `mmd_row_dots` writes s, u, v.
-pub unsafe fn mmd_linear(l: &dyn Launcher, n: usize, genes: usize, p: &MmdPtrs, big_a: DevPtr, big_b: DevPtr) -> Result<()> {
-    if n == 0 || genes == 0 {
-        return Ok(());
-    }
-    let (n32, g32) = (cols32(n), cols32(genes));
-    unsafe {
-        stub::mmd_linear_ab(l, launch::col_blocks(genes), n32, g32, p.delta, p.a, p.b, big_a, big_b)?;
-        stub::mmd_row_dots(l, launch::per_row(n, genes), g32, p.delta, big_a, big_b, p.a, p.b, p.s, p.u, p.v)
-    }
-}
-
 /// Tiled pairwise form: `mmd_row_norms` then `mmd_pairwise`. `rbf_coefs`
 /// empty: linear kernel; else `−1/(2h²)` per bandwidth h (at most 4).
 pub unsafe fn mmd_pairwise(l: &dyn Launcher, n: usize, genes: usize, rbf_coefs: &[f64], p: &MmdPtrs) -> Result<()> {
