@@ -130,7 +130,7 @@ fn scorer_only(n: usize, steps: usize) -> Result<()> {
 
 fn main() -> Result<()> {
     // As the command line does: this thread works as worker 0 of the pool.
-    acsleuth::backend::cpu_pool::init_global(None);
+    acsleuth::backend::thread_pool::init_global(None);
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--scorer-only") {
         let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);

@@ -1,7 +1,7 @@
 //! Twin tests: every kernel of `kernels/*.cu`, run on the CPU through the
 //! emulation harness (kernels/emu/cuda_emu.h) with the launch geometry and
 //! host orchestration of `backend::cuda::ops` — the code a GPU run uses —
-//! and compared with its CPU twin (`CpuBackend`, `cpu_memory`,
+//! and compared with its CPU twin (`CpuBackend`, `cpu_memory_attention`,
 //! `model::mmd`). Shapes include sizes that are not multiples of the block
 //! size (1, 31, 33, 255, 257, …).
 //!
@@ -11,7 +11,7 @@
 //! are reordered (tree reductions instead of sequential loops), so they
 //! are compared with relative tolerances stated at each check.
 
-use acsleuth::backend::cpu_memory::{memory_attention_backward, memory_attention_forward};
+use acsleuth::backend::cpu_memory_attention::{memory_attention_backward, memory_attention_forward};
 use acsleuth::backend::cuda::emu::{self, Emu};
 use acsleuth::backend::cuda::launch::{self, emu_selftest, stub, DevPtr, Dims};
 use acsleuth::backend::cuda::ops::{self, BnBwdPtrs, BnFwdPtrs, MmdPtrs};

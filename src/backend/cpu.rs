@@ -198,7 +198,7 @@ impl Backend for CpuBackend {
         out: &mut CpuBuf,
     ) {
         let n = rows * cols;
-        super::cpu_memory::memory_attention_forward(
+        super::cpu_memory_attention::memory_attention_forward(
             rows,
             cols,
             inv_tau,
@@ -219,7 +219,7 @@ impl Backend for CpuBackend {
         dlogits: &mut CpuBuf,
     ) {
         let n = rows * cols;
-        super::cpu_memory::memory_attention_backward(
+        super::cpu_memory_attention::memory_attention_backward(
             rows,
             cols,
             inv_tau,

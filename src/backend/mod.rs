@@ -22,8 +22,8 @@
 
 pub mod cpu;
 pub mod cpu_argmax;
-pub mod cpu_memory;
-pub mod cpu_pool;
+pub mod cpu_memory_attention;
+pub mod thread_pool;
 pub mod cpu_desc;
 pub mod cpu_mmd;
 pub mod cuda;
@@ -339,7 +339,7 @@ pub trait Backend: Send + Sync {
     /// `out = w'/max(Σ|w'|, 1e-12)`. Writes the softmax to `w_saved` (kept
     /// for the backward) and the attention weights to `out` (both
     /// `[rows, cols]`). One kernel (one block per row) on a GPU; the CPU twin
-    /// is [`cpu_memory::memory_attention_forward`].
+    /// is [`cpu_memory_attention::memory_attention_forward`].
     #[allow(clippy::too_many_arguments)]
     fn memory_attention_forward(
         &self,

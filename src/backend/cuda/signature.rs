@@ -51,7 +51,7 @@ pub fn kernel_params(src: &str) -> Vec<(&str, Vec<Param<'_>>)> {
                     let last = w[w.len() - 1];
                     let ty = w[..w.len() - 1].join(" ");
                     let stars = last.chars().take_while(|&c| c == '*').count();
-                    let ty = format!("{}{}", ty.replace(' ', "").replace('*', ""), "*".repeat(ty.matches('*').count() + stars));
+                    let ty = format!("{}{}", ty.replace([' ', '*'], ""), "*".repeat(ty.matches('*').count() + stars));
                     Param { ty, name: &last[stars..] }
                 })
                 .collect();
