@@ -21,7 +21,7 @@ fn shapes() -> Vec<(&'static str, Trans, Trans, usize, usize, usize)> {
 }
 
 fn bench(c: &mut Criterion) {
-    acsleuth::backend::cpu_pool::init_global(Some(2));
+    acsleuth::backend::thread_pool::init_global(Some(2));
     let mut group = c.benchmark_group("gemm");
     group.sample_size(20).measurement_time(std::time::Duration::from_secs(2)).warm_up_time(std::time::Duration::from_millis(500));
     for (name, ta, tb, m, n, k) in shapes() {
@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
 /// loaded machine, where criterion's means swing by 2×):
 /// `GEMM_BEST_OF=30 cargo bench --bench gemm`.
 fn best_of(reps: usize) {
-    acsleuth::backend::cpu_pool::init_global(Some(2));
+    acsleuth::backend::thread_pool::init_global(Some(2));
     let modes = [GemmThreading::Internal, GemmThreading::RowSplit, GemmThreading::ColSplit, GemmThreading::Auto];
     println!("{:<22} {:>9} {:>9} {:>9} {:>9}   (best of {reps}, GFLOP/s, 2 threads)", "shape", "Internal", "RowSplit", "ColSplit", "Auto");
     for (name, ta, tb, m, n, k) in shapes() {
@@ -80,7 +80,7 @@ criterion_group!(benches, bench);
 /// batch on the left (the zero-skipping path, `cpu_sparse`), at Kang's
 /// fraction of non-zeros and at 10 %: `SPARSE_BEST_OF=30 cargo bench --bench gemm`.
 fn sparse_best_of(reps: usize) {
-    acsleuth::backend::cpu_pool::init_global(Some(2));
+    acsleuth::backend::thread_pool::init_global(Some(2));
     let be = CpuBackend::new();
     println!("{:<28} {:>9} {:>9}   (best of {reps}, ms, 2 threads)", "shape", "3.8 %", "10 %");
     for (name, ta, m, n, k) in [

@@ -6,13 +6,10 @@
 //!   benches/train_step.rs) on `CudaBackend`;
 //! - the tiled pairwise MMD kernel (`mmd_pairwise`, RBF) at N = 10^4 and
 //!   3·10^4 cells × 256 features;
-//! - the linear-kernel MMD reductions (`mmd_linear`) at N = 10^5 and 10^6
-//!   cells × 3000 genes (memory-bound: reported in GB/s);
 //! - kin pairing (`kin_argmax`) at 10^5 query × 10^4 key rows × 256.
 //!
-//! Each prints achieved GFLOP/s or GB/s beside the device's peak, taken
-//! from `ACSLEUTH_GPU_PEAK_TFLOPS` (FP32, default 67: H100 SXM) and
-//! `ACSLEUTH_GPU_PEAK_GBS` (default 3350).
+//! Each prints achieved GFLOP/s beside the device's peak, taken from
+//! `ACSLEUTH_GPU_PEAK_TFLOPS` (FP32, default 67: H100 SXM).
 //!
 //! Run: `cargo bench --bench gpu`
 
@@ -81,7 +78,7 @@ fn train_step(dev: CudaDevice, peak_tflops: f64) {
     );
 }
 
-fn mmd(dev: &CudaDevice, peak_tflops: f64, peak_gbs: f64) {
+fn mmd(dev: &CudaDevice, peak_tflops: f64) {
     // Pairwise RBF: per pair 2·G FLOP for the dot product (+ a few for exp).
     for n in [10_000usize, 30_000] {
         let g = 256;
@@ -106,31 +103,6 @@ fn mmd(dev: &CudaDevice, peak_tflops: f64, peak_gbs: f64) {
             "mmd_pairwise RBF (N = {n}, G = {g}): {:.2} ms, {gf:.0} GFLOP/s = {:.1} % of {peak_tflops} TFLOP/s",
             secs * 1e3,
             100.0 * gf / (peak_tflops * 1e3)
-        );
-    }
-    // Linear form: two streamed passes over δ (read twice).
-    for n in [100_000usize, 1_000_000] {
-        let g = GENES;
-        let d = vec![0.25f32; n * g];
-        let ab: Vec<f64> = (0..n).map(|i| (i % 7) as f64 / 7.0).collect();
-        let (delta, a, b) = (dev.upload(&d).unwrap(), dev.upload(&ab).unwrap(), dev.upload(&ab).unwrap());
-        let (s, uu, vv) = (dev.zeros::<f64>(n).unwrap(), dev.zeros::<f64>(n).unwrap(), dev.zeros::<f64>(n).unwrap());
-        let (big_a, big_b) = (dev.zeros::<f64>(g).unwrap(), dev.zeros::<f64>(g).unwrap());
-        let p = MmdPtrs { delta: dev.ptr(&delta), a: dev.ptr(&a), b: dev.ptr(&b), s: dev.ptr(&s), u: dev.ptr(&uu), v: dev.ptr(&vv) };
-        unsafe { ops::mmd_linear(dev, n, g, &p, dev.ptr(&big_a), dev.ptr(&big_b)) }.unwrap();
-        dev.synchronize().unwrap();
-        let t = Instant::now();
-        let reps = 5;
-        for _ in 0..reps {
-            unsafe { ops::mmd_linear(dev, n, g, &p, dev.ptr(&big_a), dev.ptr(&big_b)) }.unwrap();
-        }
-        dev.synchronize().unwrap();
-        let secs = t.elapsed().as_secs_f64() / reps as f64;
-        let gbs = 2.0 * (n * g * 4) as f64 / secs / 1e9;
-        println!(
-            "mmd_linear (N = {n}, G = {g}): {:.2} ms, {gbs:.0} GB/s = {:.1} % of {peak_gbs} GB/s",
-            secs * 1e3,
-            100.0 * gbs / peak_gbs
         );
     }
 }
@@ -164,10 +136,10 @@ fn main() {
         Ok(_) => return println!("no CUDA device found: GPU benchmark skipped"),
         Err(e) => return println!("no CUDA device ({e}): GPU benchmark skipped"),
     }
-    let (tf, gbs) = (env_f64("ACSLEUTH_GPU_PEAK_TFLOPS", 67.0), env_f64("ACSLEUTH_GPU_PEAK_GBS", 3350.0));
+    let tf = env_f64("ACSLEUTH_GPU_PEAK_TFLOPS", 67.0);
     let dev = CudaDevice::new(0).expect("a CUDA device is present but cannot be opened");
     println!("device: {}", dev.name());
-    mmd(&dev, tf, gbs);
+    mmd(&dev, tf);
     train_step(dev, tf);
     kin(tf);
 }

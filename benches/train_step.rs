@@ -40,7 +40,7 @@ fn input(be: &CpuBackend) -> <CpuBackend as Backend>::Buf {
 }
 
 fn bench(c: &mut Criterion) {
-    acsleuth::backend::cpu_pool::init_global(Some(2));
+    acsleuth::backend::thread_pool::init_global(Some(2));
     let be = CpuBackend::new();
     let mut net = generator(&be);
     let mut opt = Adam::new(1e-4, 0.5, 0.999);
@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
 /// the best (`STEP_TIMES=30 cargo bench --bench train_step`), the same
 /// statistics scripts/bench_torch_step.py prints.
 fn plain(steps: usize) {
-    acsleuth::backend::cpu_pool::init_global(Some(2));
+    acsleuth::backend::thread_pool::init_global(Some(2));
     let be = CpuBackend::new();
     let mut net = generator(&be);
     let mut opt = Adam::new(1e-4, 0.5, 0.999);

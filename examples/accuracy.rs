@@ -225,7 +225,7 @@ fn print_row(data: &str, method: &str, runs: &[Run]) {
 
 fn main() -> Result<()> {
     // As the command line does: this thread works as worker 0 of the pool.
-    acsleuth::backend::cpu_pool::init_global(None);
+    acsleuth::backend::thread_pool::init_global(None);
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let seeds: u64 = opt("--seeds").map(|s| s.parse().expect("--seeds N")).unwrap_or(5);

@@ -14,7 +14,7 @@ use acsleuth::nn::params::{zero_grads, Adam};
 
 fn main() {
     // As the command line does: this thread works as worker 0 of the pool.
-    acsleuth::backend::cpu_pool::init_global(None);
+    acsleuth::backend::thread_pool::init_global(None);
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let batch = args.first().copied().unwrap_or(128);
     let genes = args.get(1).copied().unwrap_or(3000);

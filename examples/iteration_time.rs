@@ -5,7 +5,7 @@
 //! as scripts/bench_torch_iteration.py prints them. The input has a
 //! fraction `DENSITY` (default 0.1) of non-zeros, U(1, 3); `THREADS`
 //! (default 2) threads, this one among them as in the command line
-//! (`backend::cpu_pool`); `ONLY=prepare` or `ONLY=memory` times one phase.
+//! (`backend::thread_pool`); `ONLY=prepare` or `ONLY=memory` times one phase.
 //!
 //! `cargo run --release --example iteration_time`
 
@@ -22,7 +22,7 @@ fn main() {
     let env = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (steps, density, warmup) = (env("ITERATIONS", 30.0) as usize, env("DENSITY", 0.1), env("WARMUP", 3.0) as usize);
     // As the command line runs: this thread is worker 0 of the pool.
-    acsleuth::backend::cpu_pool::adopt_current_thread(env("THREADS", 2.0) as usize).unwrap();
+    acsleuth::backend::thread_pool::adopt_current_thread(env("THREADS", 2.0) as usize).unwrap();
     let be = CpuBackend::new();
     let (g, b) = (3000, 128);
     let cfg = DetectConfig::default();

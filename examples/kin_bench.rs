@@ -30,7 +30,7 @@ fn random(rows: usize, cols: usize, seed: u64) -> DenseMatrix {
 
 fn main() {
     // As the command line does: this thread works as worker 0 of the pool.
-    acsleuth::backend::cpu_pool::init_global(None);
+    acsleuth::backend::thread_pool::init_global(None);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args.first().map_or("kin", String::as_str).to_string();
     let num = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);

@@ -35,7 +35,7 @@ fn main() -> Result<()> {
     // training iteration runs hundreds of short parallel loops; started from
     // outside the pool each one costs a wake-up and a sleep). `Some(n)` sets
     // the thread count. Skip it if your program configures rayon itself.
-    acsleuth::backend::cpu_pool::init_global(None);
+    acsleuth::backend::thread_pool::init_global(None);
 
     // Some data: simulated counts (any matrices would do; see
     // `dataset_from_arrays` for building one from your own arrays).

@@ -25,7 +25,9 @@
 //!
 //! times only the scorer (default configuration, `STEPS` steps, default 5)
 //! on synthetic deviations of N cells × 3,000 genes held in memory (no
-//! stores, no generator), and prints the seconds per step.
+//! stores, no generator), and prints the seconds per step and, apart, the
+//! seconds of the step's MMD (the part `Backend::mmd_pairwise_sums` moves
+//! to a GPU for the RBF kernel). `KERNEL=rbf` scores with the RBF kernel.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -96,7 +98,9 @@ fn scorer_only(n: usize, steps: usize) -> Result<()> {
         cache.write_rows(i, &row)?;
     }
     let mut dev = DeviationSet { cache, sq_norms: sq };
-    let cfg = DetectConfig { scorer_steps: steps, seed: 1, ..DetectConfig::default() };
+    let rbf = std::env::var("KERNEL").is_ok_and(|k| k == "rbf");
+    let kernel = if rbf { acsleuth::pipeline::Kernel::Rbf } else { acsleuth::pipeline::Kernel::Linear };
+    let cfg = DetectConfig { scorer_steps: steps, seed: 1, kernel, ..DetectConfig::default() };
     let scfg = cfg.scorer_config(tmp.path().to_path_buf());
     let t = Instant::now();
     let (_, out) = train_scorer(&CpuBackend::new(), &mut dev, &scfg)?;
@@ -107,12 +111,26 @@ fn scorer_only(n: usize, steps: usize) -> Result<()> {
         secs / steps as f64,
         out.chunk_rows
     );
+    // The MMD alone, on the final scores, as one step computes it.
+    let t = Instant::now();
+    let reps = 3;
+    for _ in 0..reps {
+        match out.bandwidth {
+            None => acsleuth::model::scorer::linear_streamed(&mut dev, &out.p, scfg.counts, out.chunk_rows)?,
+            Some(h) => {
+                let all = dev.cache.in_memory().expect("held in memory");
+                let coefs = [-0.5 / (h * h)];
+                acsleuth::model::scorer::pairwise_on(&CpuBackend::new(), all, g, &out.p, scfg.counts, &coefs)?
+            }
+        };
+    }
+    println!("  of which the MMD ({}): {:.3} s/step", if rbf { "RBF, pairwise" } else { "linear, streamed" }, t.elapsed().as_secs_f64() / reps as f64);
     Ok(())
 }
 
 fn main() -> Result<()> {
     // As the command line does: this thread works as worker 0 of the pool.
-    acsleuth::backend::cpu_pool::init_global(None);
+    acsleuth::backend::thread_pool::init_global(None);
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--scorer-only") {
         let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);

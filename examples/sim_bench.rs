@@ -27,7 +27,7 @@ impl RowSink for Counter {
 
 fn main() -> acsleuth::Result<()> {
     // As the command line does: this thread works as worker 0 of the pool.
-    acsleuth::backend::cpu_pool::init_global(None);
+    acsleuth::backend::thread_pool::init_global(None);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parse = |i: usize, default: usize| -> usize {
         args.get(i).and_then(|s| s.replace('_', "").parse().ok()).unwrap_or(default)

@@ -39,7 +39,7 @@ fn vm_hwm_kib() -> Option<u64> {
 
 fn main() -> acsleuth::Result<()> {
     // As the command line does: this thread works as worker 0 of the pool.
-    acsleuth::backend::cpu_pool::init_global(None);
+    acsleuth::backend::thread_pool::init_global(None);
     let a: Vec<String> = std::env::args().skip(1).collect();
     let bad = |what: &str| acsleuth::Error::Config(format!("bad {what}; usage: store_bench [N_CELLS] [N_GENES] [DENSITY] [DIR]"));
     let n_cells: usize = a.first().map_or(Ok(1_000_000), |s| s.parse()).map_err(|_| bad("N_CELLS"))?;

@@ -198,7 +198,7 @@ fn one(b: &Bench, seed: u64, dir: &Path, ratio_calls: bool) -> Result<(VariantRo
 
 fn main() -> Result<()> {
     // As the command line does: this thread works as worker 0 of the pool.
-    acsleuth::backend::cpu_pool::init_global(None);
+    acsleuth::backend::thread_pool::init_global(None);
     let args: Vec<String> = std::env::args().collect();
     let arg = |f: &str| args.iter().position(|a| a == f).and_then(|i| args.get(i + 1)).cloned();
     let seeds: u64 = arg("--seeds").and_then(|v| v.parse().ok()).unwrap_or(3);

@@ -1,57 +1,11 @@
-// mmd.cu — the kernel row sums of the γ_c MMD objective (twins:
-// src/model/mmd/linear.rs `linear_exact`, src/model/mmd/pairwise.rs
-// `pairwise`). Deviations δ: [N, G] f32 row-major; the weights a, b, row
-// norms s and the outputs u, v are double, as on the CPU. The O(N) finish
-// (loss and gradient from u, v) stays on the host.
+// mmd.cu — the pairwise kernel row sums of the γ_c MMD objective, the
+// scorer's RBF step (`Backend::mmd_pairwise_sums`; CPU twin
+// src/backend/cpu_mmd.rs `pairwise_row_sums`). Deviations δ: [N, G] f32
+// row-major; the weights a, b, row norms s and the outputs u, v are double,
+// as on the CPU. The O(N) finish (loss and gradient from u, v) stays on the
+// host, and so does the linear kernel's exact O(N·G) form (two streamed
+// passes over δ, which would cost as much to upload as to compute).
 #include "common.cuh"
-
-// Linear form, pass 1: A[g] = Σ_i a_i δ_ig and B[g] = Σ_i b_i δ_ig. Block
-// (32, COL_ROWS) owns 32 genes and walks all cells; grid ceil(G / 32).
-extern "C" __global__ void mmd_linear_ab(u32 n, u32 genes, const float* __restrict__ delta,
-                                         const double* __restrict__ a, const double* __restrict__ b,
-                                         double* __restrict__ A, double* __restrict__ B) {
-    __shared__ double scratch[32 * COL_ROWS];
-    const u32 g = blockIdx.x * 32 + threadIdx.x;
-    double sa = 0.0, sb = 0.0;
-    if (g < genes)
-        for (u32 i = threadIdx.y; i < n; i += COL_ROWS) {
-            const double d = delta[(u64)i * genes + g];
-            sa += a[i] * d;
-            sb += b[i] * d;
-        }
-    sa = col_block_sum(sa, scratch);
-    sb = col_block_sum(sb, scratch);
-    if (threadIdx.y == 0 && g < genes) {
-        A[g] = sa;
-        B[g] = sb;
-    }
-}
-
-// Linear form, pass 2, one block per cell (block min(256, G rounded up to
-// 32)): s_i = ‖δ_i‖², u_i = δ_i·A − a_i s_i, v_i = δ_i·B − b_i s_i.
-extern "C" __global__ void mmd_row_dots(u32 genes, const float* __restrict__ delta, const double* __restrict__ A,
-                                        const double* __restrict__ B, const double* __restrict__ a,
-                                        const double* __restrict__ b, double* __restrict__ s,
-                                        double* __restrict__ u, double* __restrict__ v) {
-    __shared__ double scratch[32];
-    const u32 i = blockIdx.x;
-    const float* row = delta + (u64)i * genes;
-    double ss = 0.0, da = 0.0, db = 0.0;
-    for (u32 g = threadIdx.x; g < genes; g += blockDim.x) {
-        const double d = row[g];
-        ss += d * d;
-        da += d * A[g];
-        db += d * B[g];
-    }
-    ss = block_sum_d(ss, scratch);
-    da = block_sum_d(da, scratch);
-    db = block_sum_d(db, scratch);
-    if (threadIdx.x == 0) {
-        s[i] = ss;
-        u[i] = da - a[i] * ss;
-        v[i] = db - b[i] * ss;
-    }
-}
 
 // Row norms s_i = ‖δ_i‖² (double), one block per cell, for the pairwise form.
 extern "C" __global__ void mmd_row_norms(u32 genes, const float* __restrict__ delta, double* __restrict__ s) {

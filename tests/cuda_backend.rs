@@ -3,7 +3,8 @@
 //! device, against the CPU backend through the `Backend` trait: memory
 //! operations, GEMMs with every transpose / offset / padded leading
 //! dimension / batch, and three iterations of Module I's production
-//! trainer (generator and critic, `tests/common/module_i.rs`).
+//! trainer (generator and critic, `tests/common/module_i.rs`), and the
+//! scorer's RBF step (`Backend::mmd_pairwise_sums`).
 //!
 //! Tolerances: memory operations are exact; GEMMs accumulate in another
 //! order (f32): 1e-5 relative to the largest |C|; the training iterations
@@ -12,9 +13,11 @@
 
 use acsleuth::backend::cuda::emu::emu_backend;
 use acsleuth::backend::{Backend, Batch, CpuBackend, Gemm, Trans};
+use acsleuth::model::scorer::{train_scorer, DeviationSet, RowCache, ScorerConfig};
+use acsleuth::pipeline::{DetectConfig, Kernel};
 
 mod common;
-use common::{close, lcg, module_i_steps};
+use common::{close, close64, lcg, module_i_steps};
 
 #[test]
 fn memory_operations_are_exact() {
@@ -98,3 +101,40 @@ fn module_i_steps_match_cpu<B: Backend>(be: &B) {
 }
 
 test_device!(module_i_steps_match_cpu, module_i_steps_cpu, module_i_steps_emu, module_i_steps_cuda);
+
+/// The scorer's RBF step on the backend: `mmd_pairwise_sums` (the
+/// `mmd_pairwise` kernels off the CPU) against the CPU twin, then three RBF
+/// scorer steps end to end. Gram entries are f32 dot products accumulated
+/// in another order: u, v to 1e-5 of the largest, scores to 1e-3.
+fn mmd_rbf_step_matches_cpu<B: Backend>(be: &B) {
+    let (n, genes) = (70, 33);
+    let delta = lcg(&mut 5, n * genes, -1.0, 1.0);
+    let a: Vec<f64> = lcg(&mut 6, n, 0.0, 1.0).iter().map(|&x| x as f64).collect();
+    let b: Vec<f64> = a.iter().map(|x| 1.0 - x).collect();
+    let cpu = CpuBackend::new();
+    for coefs in [vec![], vec![-0.5 / 9.0], vec![-0.5, -0.1, -0.02]] {
+        let sums = |be: &dyn Fn(&mut [f64], &mut [f64])| {
+            let (mut u, mut v) = (vec![0.0f64; n], vec![0.0f64; n]);
+            be(&mut u, &mut v);
+            (u, v)
+        };
+        let (u, v) = sums(&|u, v| be.mmd_pairwise_sums(&delta, genes, &a, &b, &coefs, u, v));
+        let (cu, cv) = sums(&|u, v| cpu.mmd_pairwise_sums(&delta, genes, &a, &b, &coefs, u, v));
+        close64(&format!("u {coefs:?}"), &u, &cu, 1e-5);
+        close64(&format!("v {coefs:?}"), &v, &cv, 1e-5);
+    }
+    let scores = |be: &dyn Fn(&mut DeviationSet, &ScorerConfig) -> Vec<f32>| {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cache = RowCache::new(n, genes, usize::MAX, tmp.path()).unwrap();
+        cache.write_rows(0, &delta).unwrap();
+        let sq_norms = delta.chunks(genes).map(|r| r.iter().map(|&x| (x as f64).powi(2)).sum()).collect();
+        let mut dev = DeviationSet { cache, sq_norms };
+        let det = DetectConfig { kernel: Kernel::Rbf, scorer_steps: 3, hidden_dim: 32, latent_dim: 16, seed: 4, ..DetectConfig::default() };
+        be(&mut dev, &det.scorer_config(tmp.path().to_path_buf()))
+    };
+    let p = scores(&|dev, cfg| train_scorer(be, dev, cfg).unwrap().1.p);
+    let p_cpu = scores(&|dev, cfg| train_scorer(&cpu, dev, cfg).unwrap().1.p);
+    close("RBF scores", &p, &p_cpu, 1e-3, 1e-3);
+}
+
+test_device!(mmd_rbf_step_matches_cpu, mmd_rbf_step_cpu, mmd_rbf_step_emu, mmd_rbf_step_cuda);

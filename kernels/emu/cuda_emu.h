@@ -310,9 +310,15 @@ struct Bound {
 };
 
 /// cuLaunchKernel-shaped entry: `args[i]` points at the value of parameter i.
+/// `nargs` is how many the caller passed: unpacking reads exactly as many as
+/// the kernel declares, so a different count is an error, not a stray read.
 template <class... A>
 inline int launch(void (*k)(A...), const unsigned* grid, const unsigned* block, unsigned shared,
-                  void** args) {
+                  void** args, unsigned nargs) {
+    if (nargs != sizeof...(A)) {
+        g_last_error = std::to_string(nargs) + " arguments for " + std::to_string(sizeof...(A)) + " parameters";
+        return 1;
+    }
     Bound<A...> b{k, args};
     return launch_raw(dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]), shared,
                       &Bound<A...>::call, &b);

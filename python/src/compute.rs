@@ -8,7 +8,7 @@
 //! own rayon pool (one thread per core), as the command line's main thread
 //! is: the hundreds of short parallel loops of a training iteration then
 //! run in place instead of waking the pool and sleeping
-//! (`backend::cpu_pool`). With `threads=N` a pool of N threads is used for
+//! (`backend::thread_pool`). With `threads=N` a pool of N threads is used for
 //! that call instead.
 
 use std::sync::mpsc;
@@ -38,7 +38,7 @@ fn engine() -> PyResult<mpsc::Sender<Task>> {
         let (tx, rx) = mpsc::channel::<Task>();
         let spawned = std::thread::Builder::new().name("acsleuth-engine".into()).spawn(move || {
             // Without its own pool the tasks still run, on rayon's global one.
-            let _ = acsleuth::backend::cpu_pool::adopt_current_thread(0);
+            let _ = acsleuth::backend::thread_pool::adopt_current_thread(0);
             for task in rx {
                 task();
             }

@@ -198,7 +198,7 @@ impl Backend for CpuBackend {
         out: &mut CpuBuf,
     ) {
         let n = rows * cols;
-        super::cpu_memory::memory_attention_forward(
+        super::cpu_memory_attention::memory_attention_forward(
             rows,
             cols,
             inv_tau,
@@ -219,7 +219,7 @@ impl Backend for CpuBackend {
         dlogits: &mut CpuBuf,
     ) {
         let n = rows * cols;
-        super::cpu_memory::memory_attention_backward(
+        super::cpu_memory_attention::memory_attention_backward(
             rows,
             cols,
             inv_tau,
@@ -417,6 +417,14 @@ impl Backend for CpuBackend {
         best_idx: &mut CpuBuf,
     ) {
         super::cpu_argmax::kin_argmax_merge(rows, keys, dim, key_base, &q.0, &k.0, &mut best.0, &mut best_idx.0);
+    }
+    fn mmd_pairwise_sums(&self, delta: &[f32], genes: usize, a: &[f64], b: &[f64], rbf_coefs: &[f64], u: &mut [f64], v: &mut [f64]) {
+        use super::cpu_mmd::{pairwise_row_sums, row_sq_norms, GramPrecision, TILE};
+        assert!(rbf_coefs.len() <= 4, "mmd_pairwise_sums: at most 4 RBF bandwidths");
+        let s = row_sq_norms(delta, genes);
+        let (su, sv) = pairwise_row_sums(delta, genes, &s, a, b, rbf_coefs, TILE, GramPrecision::F32);
+        u.copy_from_slice(&su);
+        v.copy_from_slice(&sv);
     }
 }
 

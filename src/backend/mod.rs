@@ -22,9 +22,10 @@
 
 pub mod cpu;
 pub mod cpu_argmax;
-pub mod cpu_memory;
-pub mod cpu_pool;
+pub mod cpu_memory_attention;
+pub mod thread_pool;
 pub mod cpu_desc;
+pub mod cpu_mmd;
 pub mod cuda;
 mod cpu_fused;
 mod cpu_gemm;
@@ -338,7 +339,7 @@ pub trait Backend: Send + Sync {
     /// `out = w'/max(Σ|w'|, 1e-12)`. Writes the softmax to `w_saved` (kept
     /// for the backward) and the attention weights to `out` (both
     /// `[rows, cols]`). One kernel (one block per row) on a GPU; the CPU twin
-    /// is [`cpu_memory::memory_attention_forward`].
+    /// is [`cpu_memory_attention::memory_attention_forward`].
     #[allow(clippy::too_many_arguments)]
     fn memory_attention_forward(
         &self,
@@ -502,6 +503,16 @@ pub trait Backend: Send + Sync {
         best_idx: &mut Self::Buf,
     );
     // ---- end kin pairing ----
+    /// The γ_c MMD's off-diagonal kernel row sums (ARCHITECTURE §3) over
+    /// `delta: [n, genes]`: `u_i = Σ_{j≠i} k(δ_i, δ_j) a_j`, `v_i` likewise
+    /// with `b`, f64; `k` linear for empty `rbf_coefs`, else
+    /// `Σ_c exp(c‖δ_i − δ_j‖²)` (c = −1/(2h²), at most 4). O(N²·G), the
+    /// scorer's RBF step. δ is host memory the scorer already holds, copied
+    /// to the device per call (N·G floats next to N²·G work) rather than
+    /// kept there twice. CPU twin: [`cpu_mmd::pairwise_row_sums`]; on a GPU
+    /// `mmd_row_norms` + `mmd_pairwise`.
+    #[allow(clippy::too_many_arguments)]
+    fn mmd_pairwise_sums(&self, delta: &[f32], genes: usize, a: &[f64], b: &[f64], rbf_coefs: &[f64], u: &mut [f64], v: &mut [f64]);
 }
 
 /// Make `buf` hold exactly `len` values, reallocating (zeroed) when it does

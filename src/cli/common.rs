@@ -161,7 +161,7 @@ impl IoArgs {
         if self.threads == Some(0) {
             return Err(Error::Config("--threads must be at least 1".into()));
         }
-        crate::backend::cpu_pool::init_global(self.threads);
+        crate::backend::thread_pool::init_global(self.threads);
         let dev = device(&self.device)?;
         if matches!(dev, Device::Cpu) && self.gemm_precision != GemmPrecision::F32 {
             if self.device.trim().eq_ignore_ascii_case("cpu") {

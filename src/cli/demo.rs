@@ -82,7 +82,7 @@ pub fn run(a: Args) -> Result<()> {
         return Err(Error::Config(format!("--cells must be at least 300, got {}", a.cells)));
     }
     let mut set = OutputSet::begin(&a.out)?;
-    crate::backend::cpu_pool::init_global(None);
+    crate::backend::thread_pool::init_global(None);
     let t0 = Instant::now();
     let sim = Simulator::new(demo_simulation(a.cells, a.seed))?;
     let reference = simulate_dataset(&sim, SetKind::Reference)?;

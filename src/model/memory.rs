@@ -143,7 +143,7 @@ mod tests {
         let mut out = vec![0.0; batch * d];
         for b in 0..batch {
             let l: Vec<f64> = (0..m).map(|k| (0..d).map(|j| z[b * d + j] * q[k * d + j]).sum()).collect();
-            let w = crate::backend::cpu_memory::memory_attention_f64(inv_tau, lambda, &l);
+            let w = crate::backend::cpu_memory_attention::memory_attention_f64(inv_tau, lambda, &l);
             for j in 0..d {
                 out[b * d + j] = (0..m).map(|k| w[k] * q[k * d + j]).sum();
             }

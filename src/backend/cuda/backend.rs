@@ -428,4 +428,26 @@ impl<D: DeviceApi> Backend for KernelBackend<D> {
             )
         });
     }
+
+    fn mmd_pairwise_sums(&self, delta: &[f32], genes: usize, a: &[f64], b: &[f64], rbf_coefs: &[f64], u: &mut [f64], v: &mut [f64]) {
+        let n = a.len();
+        assert!(genes > 0 && delta.len() == n * genes, "mmd_pairwise_sums: delta is not [n, genes]");
+        assert!(b.len() == n && u.len() == n && v.len() == n, "mmd_pairwise_sums: length mismatch");
+        if n == 0 {
+            return;
+        }
+        let mut d = self.alloc(4 * delta.len());
+        self.htod(&mut d, 0, f32_bytes(delta));
+        // One f64 scratch: a, b, s, u, v, n values each.
+        let mut m = self.scratch64(5 * n);
+        let ab: Vec<u8> = a.iter().chain(b).flat_map(|x| x.to_ne_bytes()).collect();
+        self.htod(&mut m, 0, &ab);
+        let base = m.as_ref().map_or(DevPtr(0), |m| self.dev.addr(m));
+        let at = |k: u64| DevPtr(base.0 + 8 * k * n as u64);
+        let delta = d.as_ref().map_or(DevPtr(0), |m| self.dev.addr(m));
+        let p = ops::MmdPtrs { delta, a: at(0), b: at(1), s: at(2), u: at(3), v: at(4) };
+        self.launched(unsafe { ops::mmd_pairwise(self.l(), n, genes, rbf_coefs, &p) });
+        u.copy_from_slice(&self.read64(&m, 3 * n, n));
+        v.copy_from_slice(&self.read64(&m, 4 * n, n));
+    }
 }

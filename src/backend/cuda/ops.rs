@@ -2,6 +2,7 @@
 //! launches, in which order, with which geometry and arguments. Written
 //! once against [`Launcher`], so the CUDA backend and the emulation twin
 //! tests run the same code; buffers are device addresses ([`DevPtr`]).
+//! Every launch goes through the typed stubs of [`launch::stub`].
 //!
 //! # Safety
 //! Every function is `unsafe` for one reason, stated once here: the device
@@ -10,47 +11,41 @@
 //! errors are programming errors and panic, as in the CPU backend.
 #![allow(clippy::missing_safety_doc)]
 
-use super::launch::{self, Args, DevPtr, Dims, LaunchError, Launcher};
+use super::launch::{self, stub, DevPtr, Dims, LaunchError, Launcher};
 use crate::backend::{Act, AdamStep, DropoutMask, Fused};
 
 pub type Result<T> = std::result::Result<T, LaunchError>;
-
-unsafe fn go(l: &dyn Launcher, kernel: &str, dims: Dims, mut args: Args) -> Result<()> {
-    // SAFETY: forwarded to the callers of this module's functions.
-    unsafe { l.launch(kernel, &dims, &mut args) }
-}
 
 fn cols32(cols: usize) -> u32 {
     u32::try_from(cols).expect("more than 2³² − 1 columns")
 }
 
-/// `kernel(n, args…)` over `n` elements with the grid-stride geometry.
-unsafe fn ew(l: &dyn Launcher, kernel: &str, n: usize, args: Args) -> Result<()> {
-    if n == 0 {
-        return Ok(());
-    }
-    let mut all = Args::new().u64(n as u64);
-    all.append(args);
-    unsafe { go(l, kernel, launch::elementwise(n), all) }
+/// The grid-stride geometry over `n` elements; None when there is no work.
+fn ew(n: usize) -> Option<Dims> {
+    (n > 0).then(|| launch::elementwise(n))
 }
 
 // ---- elementwise ----
 
 /// `y += alpha·x` over `n`.
 pub unsafe fn axpy(l: &dyn Launcher, n: usize, alpha: f32, x: DevPtr, y: DevPtr) -> Result<()> {
-    unsafe { ew(l, "axpy", n, Args::new().f32(alpha).ptr(x).ptr(y)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::axpy(l, d, n as u64, alpha, x, y) }
 }
 /// `x *= alpha`.
 pub unsafe fn scale(l: &dyn Launcher, n: usize, alpha: f32, x: DevPtr) -> Result<()> {
-    unsafe { ew(l, "elem_scale", n, Args::new().f32(alpha).ptr(x)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::elem_scale(l, d, n as u64, alpha, x) }
 }
 /// `out = a + b`.
 pub unsafe fn add(l: &dyn Launcher, n: usize, a: DevPtr, b: DevPtr, out: DevPtr) -> Result<()> {
-    unsafe { ew(l, "elem_add", n, Args::new().ptr(a).ptr(b).ptr(out)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::elem_add(l, d, n as u64, a, b, out) }
 }
 /// `out = a ⊙ b`.
 pub unsafe fn mul(l: &dyn Launcher, n: usize, a: DevPtr, b: DevPtr, out: DevPtr) -> Result<()> {
-    unsafe { ew(l, "elem_mul", n, Args::new().ptr(a).ptr(b).ptr(out)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::elem_mul(l, d, n as u64, a, b, out) }
 }
 /// `x[r, c] += bias[c]` over `x: [rows, cols]`.
 pub unsafe fn add_bias(l: &dyn Launcher, rows: usize, cols: usize, bias: DevPtr, x: DevPtr) -> Result<()> {
@@ -58,39 +53,44 @@ pub unsafe fn add_bias(l: &dyn Launcher, rows: usize, cols: usize, bias: DevPtr,
     if n == 0 {
         return Ok(());
     }
-    let a = Args::new().u64(rows as u64).u32(cols32(cols)).ptr(bias).ptr(x);
-    unsafe { go(l, "add_bias", launch::elementwise(n), a) }
+    unsafe { stub::add_bias(l, launch::elementwise(n), rows as u64, cols32(cols), bias, x) }
 }
 /// `out = act(x)`.
 pub unsafe fn act_forward(l: &dyn Launcher, n: usize, act: Act, x: DevPtr, out: DevPtr) -> Result<()> {
     let (code, slope) = launch::act_code(act);
-    unsafe { ew(l, "act_forward", n, Args::new().i32(code).f32(slope).ptr(x).ptr(out)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::act_forward(l, d, n as u64, code, slope, x, out) }
 }
 /// `dx = dy ⊙ act'(x)`.
 pub unsafe fn act_backward(l: &dyn Launcher, n: usize, act: Act, x: DevPtr, dy: DevPtr, dx: DevPtr) -> Result<()> {
     let (code, slope) = launch::act_code(act);
-    unsafe { ew(l, "act_backward", n, Args::new().i32(code).f32(slope).ptr(x).ptr(dy).ptr(dx)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::act_backward(l, d, n as u64, code, slope, x, dy, dx) }
 }
 /// `out = σ(x)`.
 pub unsafe fn sigmoid(l: &dyn Launcher, n: usize, x: DevPtr, out: DevPtr) -> Result<()> {
-    unsafe { ew(l, "sigmoid_forward", n, Args::new().ptr(x).ptr(out)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::sigmoid_forward(l, d, n as u64, x, out) }
 }
 /// `dx = dy ⊙ y(1 − y)`.
 pub unsafe fn sigmoid_backward(l: &dyn Launcher, n: usize, y: DevPtr, dy: DevPtr, dx: DevPtr) -> Result<()> {
-    unsafe { ew(l, "sigmoid_backward", n, Args::new().ptr(y).ptr(dy).ptr(dx)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::sigmoid_backward(l, d, n as u64, y, dy, dx) }
 }
 /// `out = |x|`.
 pub unsafe fn abs(l: &dyn Launcher, n: usize, x: DevPtr, out: DevPtr) -> Result<()> {
-    unsafe { ew(l, "abs_forward", n, Args::new().ptr(x).ptr(out)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::abs_forward(l, d, n as u64, x, out) }
 }
 /// `out = sign(x)`.
 pub unsafe fn sign(l: &dyn Launcher, n: usize, x: DevPtr, out: DevPtr) -> Result<()> {
-    unsafe { ew(l, "sign_forward", n, Args::new().ptr(x).ptr(out)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::sign_forward(l, d, n as u64, x, out) }
 }
 /// `y = x ⊙ mask`.
 pub unsafe fn dropout(l: &dyn Launcher, n: usize, mask: &DropoutMask, x: DevPtr, y: DevPtr) -> Result<()> {
-    let a = Args::new().f32(mask.p).u64(mask.seed).u64(mask.offset).ptr(x).ptr(y);
-    unsafe { ew(l, "dropout", n, a) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::dropout(l, d, n as u64, mask.p, mask.seed, mask.offset, x, y) }
 }
 /// L1 loss: writes `grad = scale·sign(pred − target)/n` and per-block
 /// partial sums of `|pred − target|` into `partial` (f64, at least
@@ -107,8 +107,7 @@ pub unsafe fn l1_loss(
 ) -> Result<usize> {
     assert!(n > 0, "l1_loss: empty input");
     let d = launch::elementwise(n);
-    let a = Args::new().u64(n as u64).f32(scale / n as f32).ptr(pred).ptr(target).ptr(grad).ptr(partial);
-    unsafe { go(l, "l1_loss", d, a)? };
+    unsafe { stub::l1_loss(l, d, n as u64, scale / n as f32, pred, target, grad, partial)? };
     Ok(d.grid[0] as usize)
 }
 /// `x[i] = lo + (hi − lo)·uniform(seed, offset + i)`.
@@ -116,21 +115,20 @@ pub unsafe fn fill_uniform(l: &dyn Launcher, n: usize, seed: u64, offset: u64, l
     if n == 0 {
         return Ok(());
     }
-    let a = Args::new().u64(n as u64).u64(seed).u64(offset).f32(lo).f32(hi).ptr(x);
-    unsafe { go(l, "fill_uniform", launch::philox(n, offset), a) }
+    unsafe { stub::fill_uniform(l, launch::philox(n, offset), n as u64, seed, offset, lo, hi, x) }
 }
 /// `x[i] = mean + std·normal(seed, offset + i)`.
 pub unsafe fn fill_normal(l: &dyn Launcher, n: usize, seed: u64, offset: u64, mean: f32, std: f32, x: DevPtr) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let a = Args::new().u64(n as u64).u64(seed).u64(offset).f32(mean).f32(std).ptr(x);
-    unsafe { go(l, "fill_normal", launch::philox(n, offset), a) }
+    unsafe { stub::fill_normal(l, launch::philox(n, offset), n as u64, seed, offset, mean, std, x) }
 }
 
 /// `x[i] = value`.
 pub unsafe fn fill(l: &dyn Launcher, n: usize, value: f32, x: DevPtr) -> Result<()> {
-    unsafe { ew(l, "fill_value", n, Args::new().f32(value).ptr(x)) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::fill_value(l, d, n as u64, value, x) }
 }
 
 // ---- reductions ----
@@ -140,16 +138,16 @@ pub unsafe fn row_sums(l: &dyn Launcher, rows: usize, cols: usize, square: bool,
     if rows == 0 {
         return Ok(());
     }
-    let k = if square { "row_sumsq" } else { "row_sums" };
-    unsafe { go(l, k, launch::per_row(rows, cols), Args::new().u32(cols32(cols)).ptr(x).ptr(out)) }
+    let d = launch::per_row(rows, cols);
+    let k = if square { stub::row_sumsq } else { stub::row_sums };
+    unsafe { k(l, d, cols32(cols), x, out) }
 }
 /// `out[c] = beta·out[c] + Σ_r x[r, c]`.
 pub unsafe fn col_sums(l: &dyn Launcher, rows: usize, cols: usize, x: DevPtr, beta: f32, out: DevPtr) -> Result<()> {
     if cols == 0 {
         return Ok(());
     }
-    let a = Args::new().u64(rows as u64).u32(cols32(cols)).ptr(x).f32(beta).ptr(out);
-    unsafe { go(l, "col_sums", launch::col_blocks(cols), a) }
+    unsafe { stub::col_sums(l, launch::col_blocks(cols), rows as u64, cols32(cols), x, beta, out) }
 }
 /// Elements of the f64 scratch buffer [`sum`] needs.
 pub const SUM_SCRATCH: usize = launch::MAX_PARTIALS as usize + 1;
@@ -160,8 +158,8 @@ pub unsafe fn sum(l: &dyn Launcher, n: usize, square: bool, x: DevPtr, scratch: 
     let d = launch::sum_partial(n);
     let out = DevPtr(scratch.0 + 8 * launch::MAX_PARTIALS as u64);
     unsafe {
-        go(l, "sum_partial", d, Args::new().u64(n as u64).i32(square as i32).ptr(x).ptr(scratch))?;
-        go(l, "sum_final", launch::sum_final(), Args::new().u32(d.grid[0]).ptr(scratch).ptr(out))?;
+        stub::sum_partial(l, d, n as u64, square as i32, x, scratch)?;
+        stub::sum_final(l, launch::sum_final(), d.grid[0], scratch, out)?;
     }
     Ok(out)
 }
@@ -198,26 +196,10 @@ fn drop_args(cfg: &Fused) -> (f32, u64, u64) {
     }
 }
 
-/// The arguments `fused_apply` and `fused_grad` share: shape, activation,
-/// dropout, `z`, bias and (gamma, beta, mean, invstd) of the BN, if any.
-fn fused_args(cfg: &Fused, z: DevPtr, bias: Option<DevPtr>, bn: Option<[DevPtr; 4]>) -> Args {
-    let (code, slope) = launch::act_code(cfg.act);
-    let (p, seed, offset) = drop_args(cfg);
-    let bn_at = |k: usize| bn.map(|b| b[k]);
-    Args::new()
-        .u64(cfg.rows as u64)
-        .u32(cols32(cfg.cols))
-        .i32(code)
-        .f32(slope)
-        .f32(p)
-        .u64(seed)
-        .u64(offset)
-        .ptr(z)
-        .opt(bias)
-        .opt(bn_at(0))
-        .opt(bn_at(1))
-        .opt(bn_at(2))
-        .opt(bn_at(3))
+/// The BN tensors `fused_apply` and `fused_grad` read: (gamma, beta, mean,
+/// invstd), all null without BN.
+fn bn_read(bn: Option<[DevPtr; 4]>) -> [DevPtr; 4] {
+    bn.unwrap_or([DevPtr::NULL; 4])
 }
 
 /// [`crate::backend::Backend::fused_forward`]: `bn_stats` (with BN) then
@@ -236,23 +218,17 @@ pub unsafe fn fused_forward(
     }
     if let Some(b) = bn {
         assert!(!cfg.train || rows > 1, "BatchNorm in training needs more than one row per batch");
-        let a = Args::new()
-            .u64(rows as u64)
-            .u32(cols32(cols))
-            .i32(cfg.train as i32)
-            .f32(cfg.eps)
-            .f32(cfg.momentum)
-            .ptr(z)
-            .opt(bias)
-            .ptr(b.running_mean)
-            .ptr(b.running_var)
-            .ptr(b.save_mean)
-            .ptr(b.save_invstd);
-        unsafe { go(l, "bn_stats", launch::col_blocks(cols), a)? };
+        let (mean, var) = (b.running_mean, b.running_var);
+        let d = launch::col_blocks(cols);
+        let bias = DevPtr::or_null(bias);
+        let (r, c, train) = (rows as u64, cols32(cols), cfg.train as i32);
+        unsafe { stub::bn_stats(l, d, r, c, train, cfg.eps, cfg.momentum, z, bias, mean, var, b.save_mean, b.save_invstd)? };
     }
-    let bn_ptrs = bn.map(|b| [b.gamma, b.beta, b.save_mean, b.save_invstd]);
-    let a = fused_args(cfg, z, bias, bn_ptrs).ptr(y);
-    unsafe { go(l, "fused_apply", launch::elementwise(rows * cols), a) }
+    let [gamma, beta, mean, invstd] = bn_read(bn.map(|b| [b.gamma, b.beta, b.save_mean, b.save_invstd]));
+    let (code, slope) = launch::act_code(cfg.act);
+    let (p, seed, offset) = drop_args(cfg);
+    let (d, r, c, bias) = (launch::elementwise(rows * cols), rows as u64, cols32(cols), DevPtr::or_null(bias));
+    unsafe { stub::fused_apply(l, d, r, c, code, slope, p, seed, offset, z, bias, gamma, beta, mean, invstd, y) }
 }
 
 /// [`crate::backend::Backend::fused_backward`]: `fused_grad`, then
@@ -273,25 +249,16 @@ pub unsafe fn fused_backward(
     if rows * cols == 0 {
         return Ok(());
     }
-    let bn_ptrs = bn.map(|b| [b.gamma, b.beta, b.save_mean, b.save_invstd]);
-    let a = fused_args(cfg, z, bias, bn_ptrs).ptr(dy).ptr(dz);
-    unsafe { go(l, "fused_grad", launch::elementwise(rows * cols), a)? };
+    let [gamma, beta, mean, invstd] = bn_read(bn.map(|b| [b.gamma, b.beta, b.save_mean, b.save_invstd]));
+    let (code, slope) = launch::act_code(cfg.act);
+    let (p, seed, offset) = drop_args(cfg);
+    let (r, c, bias_p) = (rows as u64, cols32(cols), DevPtr::or_null(bias));
+    let d = launch::elementwise(rows * cols);
+    unsafe { stub::fused_grad(l, d, r, c, code, slope, p, seed, offset, z, bias_p, gamma, beta, mean, invstd, dy, dz)? };
     match bn {
         Some(b) => {
-            let a = Args::new()
-                .u64(rows as u64)
-                .u32(cols32(cols))
-                .i32(cfg.train as i32)
-                .ptr(z)
-                .opt(bias)
-                .ptr(b.gamma)
-                .ptr(b.save_mean)
-                .ptr(b.save_invstd)
-                .ptr(dz)
-                .ptr(b.dgamma)
-                .ptr(b.dbeta)
-                .opt(dbias);
-            unsafe { go(l, "bn_backward", launch::col_blocks(cols), a) }
+            let (d, train, db) = (launch::col_blocks(cols), cfg.train as i32, DevPtr::or_null(dbias));
+            unsafe { stub::bn_backward(l, d, r, c, train, z, bias_p, b.gamma, b.save_mean, b.save_invstd, dz, b.dgamma, b.dbeta, db) }
         }
         None => match dbias {
             Some(db) => unsafe { col_sums(l, rows, cols, dz, 1.0, db) },
@@ -307,8 +274,7 @@ pub unsafe fn softmax_rows(l: &dyn Launcher, rows: usize, cols: usize, scale: f3
     if rows * cols == 0 {
         return Ok(());
     }
-    let a = Args::new().u32(cols32(cols)).f32(scale).ptr(x).ptr(y);
-    unsafe { go(l, "softmax_rows", launch::per_row(rows, cols), a) }
+    unsafe { stub::softmax_rows(l, launch::per_row(rows, cols), cols32(cols), scale, x, y) }
 }
 
 /// `dx = scale·y ⊙ (dy − rowsum(dy ⊙ y))`.
@@ -325,8 +291,7 @@ pub unsafe fn softmax_rows_backward(
     if rows * cols == 0 {
         return Ok(());
     }
-    let a = Args::new().u32(cols32(cols)).f32(scale).ptr(y).ptr(dy).ptr(dx);
-    unsafe { go(l, "softmax_rows_backward", launch::per_row(rows, cols), a) }
+    unsafe { stub::softmax_rows_backward(l, launch::per_row(rows, cols), cols32(cols), scale, y, dy, dx) }
 }
 
 /// Row LayerNorm; saves `mean, invstd: [rows]`.
@@ -346,8 +311,7 @@ pub unsafe fn layer_norm_forward(
     if rows * cols == 0 {
         return Ok(());
     }
-    let a = Args::new().u32(cols32(cols)).f32(eps).ptr(x).ptr(gamma).ptr(beta).ptr(y).ptr(mean).ptr(invstd);
-    unsafe { go(l, "layer_norm_forward", launch::per_row(rows, cols), a) }
+    unsafe { stub::layer_norm_forward(l, launch::per_row(rows, cols), cols32(cols), eps, x, gamma, beta, y, mean, invstd) }
 }
 
 /// LayerNorm backward: `layer_norm_backward_params` (accumulates dgamma,
@@ -370,10 +334,9 @@ pub unsafe fn layer_norm_backward(
         return Ok(());
     }
     unsafe {
-        let a = Args::new().u64(rows as u64).u32(cols32(cols)).ptr(x).ptr(mean).ptr(invstd).ptr(dy).ptr(dgamma).ptr(dbeta);
-        go(l, "layer_norm_backward_params", launch::col_blocks(cols), a)?;
-        let a = Args::new().u32(cols32(cols)).ptr(x).ptr(gamma).ptr(mean).ptr(invstd).ptr(dy).ptr(dx);
-        go(l, "layer_norm_backward_dx", launch::per_row(rows, cols), a)
+        let (r, c) = (rows as u64, cols32(cols));
+        stub::layer_norm_backward_params(l, launch::col_blocks(cols), r, c, x, mean, invstd, dy, dgamma, dbeta)?;
+        stub::layer_norm_backward_dx(l, launch::per_row(rows, cols), c, x, gamma, mean, invstd, dy, dx)
     }
 }
 
@@ -394,8 +357,7 @@ pub unsafe fn memory_forward(
     if rows * cols == 0 {
         return Ok(());
     }
-    let a = Args::new().u32(cols32(cols)).f32(inv_tau).f32(lambda).ptr(logits).ptr(w).ptr(out);
-    unsafe { go(l, "memory_forward", launch::per_row(rows, cols), a) }
+    unsafe { stub::memory_forward(l, launch::per_row(rows, cols), cols32(cols), inv_tau, lambda, logits, w, out) }
 }
 
 /// Backward from the saved softmax `w` and `dout`: writes `dlogits`.
@@ -413,8 +375,7 @@ pub unsafe fn memory_backward(
     if rows * cols == 0 {
         return Ok(());
     }
-    let a = Args::new().u32(cols32(cols)).f32(inv_tau).f32(lambda).ptr(w).ptr(dout).ptr(dlogits);
-    unsafe { go(l, "memory_backward", launch::per_row(rows, cols), a) }
+    unsafe { stub::memory_backward(l, launch::per_row(rows, cols), cols32(cols), inv_tau, lambda, w, dout, dlogits) }
 }
 
 // ---- optimiser ----
@@ -430,19 +391,8 @@ pub unsafe fn adam_step(
     v: DevPtr,
 ) -> Result<()> {
     let (step_size, bc2_sqrt, decay, wd) = launch::adam_consts(s);
-    let a = Args::new()
-        .f32(s.beta1)
-        .f32(s.beta2)
-        .f32(s.eps)
-        .f32(step_size)
-        .f32(bc2_sqrt)
-        .f32(decay)
-        .f32(wd)
-        .ptr(param)
-        .ptr(grad)
-        .ptr(m)
-        .ptr(v);
-    unsafe { ew(l, "adam_step", n, a) }
+    let Some(d) = ew(n) else { return Ok(()) };
+    unsafe { stub::adam_step(l, d, n as u64, s.beta1, s.beta2, s.eps, step_size, bc2_sqrt, decay, wd, param, grad, m, v) }
 }
 
 // ---- γ_c MMD row sums ----
@@ -459,21 +409,6 @@ pub struct MmdPtrs {
     pub v: DevPtr,
 }
 
-/// Linear kernel, exact O(N·G): `mmd_linear_ab` into `big_a`, `big_b`
-/// (`[genes]` f64), then `mmd_row_dots` writes s, u, v.
-pub unsafe fn mmd_linear(l: &dyn Launcher, n: usize, genes: usize, p: &MmdPtrs, big_a: DevPtr, big_b: DevPtr) -> Result<()> {
-    if n == 0 || genes == 0 {
-        return Ok(());
-    }
-    let (n32, g32) = (cols32(n), cols32(genes));
-    unsafe {
-        let a = Args::new().u32(n32).u32(g32).ptr(p.delta).ptr(p.a).ptr(p.b).ptr(big_a).ptr(big_b);
-        go(l, "mmd_linear_ab", launch::col_blocks(genes), a)?;
-        let a = Args::new().u32(g32).ptr(p.delta).ptr(big_a).ptr(big_b).ptr(p.a).ptr(p.b).ptr(p.s).ptr(p.u).ptr(p.v);
-        go(l, "mmd_row_dots", launch::per_row(n, genes), a)
-    }
-}
-
 /// Tiled pairwise form: `mmd_row_norms` then `mmd_pairwise`. `rbf_coefs`
 /// empty: linear kernel; else `−1/(2h²)` per bandwidth h (at most 4).
 pub unsafe fn mmd_pairwise(l: &dyn Launcher, n: usize, genes: usize, rbf_coefs: &[f64], p: &MmdPtrs) -> Result<()> {
@@ -484,21 +419,8 @@ pub unsafe fn mmd_pairwise(l: &dyn Launcher, n: usize, genes: usize, rbf_coefs: 
     let (n32, g32) = (cols32(n), cols32(genes));
     let c = |i: usize| rbf_coefs.get(i).copied().unwrap_or(0.0);
     unsafe {
-        go(l, "mmd_row_norms", launch::per_row(n, genes), Args::new().u32(g32).ptr(p.delta).ptr(p.s))?;
-        let a = Args::new()
-            .u32(n32)
-            .u32(g32)
-            .i32(rbf_coefs.len() as i32)
-            .f64(c(0))
-            .f64(c(1))
-            .f64(c(2))
-            .f64(c(3))
-            .ptr(p.delta)
-            .ptr(p.s)
-            .ptr(p.a)
-            .ptr(p.b)
-            .ptr(p.u)
-            .ptr(p.v);
-        go(l, "mmd_pairwise", launch::mmd_pairwise(n), a)
+        stub::mmd_row_norms(l, launch::per_row(n, genes), g32, p.delta, p.s)?;
+        let (d, nbw) = (launch::mmd_pairwise(n), rbf_coefs.len() as i32);
+        stub::mmd_pairwise(l, d, n32, g32, nbw, c(0), c(1), c(2), c(3), p.delta, p.s, p.a, p.b, p.u, p.v)
     }
 }

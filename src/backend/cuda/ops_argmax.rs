@@ -5,7 +5,7 @@
 //! (live device addresses covering the stated shapes, no aliasing).
 #![allow(clippy::missing_safety_doc)]
 
-use super::launch::{Args, DevPtr, Dims, LaunchError, Launcher};
+use super::launch::{stub, DevPtr, Dims, LaunchError, Launcher};
 
 /// Query rows per block (`AQ` in argmax.cu).
 pub const KIN_ROWS_PER_BLOCK: u32 = 64;
@@ -50,17 +50,9 @@ pub unsafe fn kin_argmax(
     // kernel's u32 key loop (steps of 64) clear of overflow.
     assert!((key_base + keys) < u32::MAX as usize, "kin_argmax: key indices reach u32::MAX");
     assert!(keys <= (u32::MAX - KIN_KEYS_PER_STEP) as usize, "kin_argmax: too many keys for one launch");
-    let mut a = Args::new()
-        .u32(u(rows, "rows"))
-        .u32(u(keys, "keys"))
-        .u32(u(dim, "dim"))
-        .u32(u(key_base, "key_base"))
-        .ptr(q)
-        .ptr(k)
-        .ptr(best)
-        .ptr(best_idx);
+    let (rows32, keys32, dim32, base32) = (u(rows, "rows"), u(keys, "keys"), u(dim, "dim"), u(key_base, "key_base"));
     // SAFETY: forwarded to the caller.
-    unsafe { l.launch("kin_argmax", &kin_argmax_dims(rows), &mut a) }
+    unsafe { stub::kin_argmax(l, kin_argmax_dims(rows), rows32, keys32, dim32, base32, q, k, best, best_idx) }
 }
 
 #[cfg(test)]

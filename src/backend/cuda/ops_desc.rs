@@ -3,7 +3,7 @@
 //! (whose module doc states the safety contract shared by these functions).
 #![allow(clippy::missing_safety_doc)]
 
-use super::launch::{self, Args, DevPtr, Dims, Launcher};
+use super::launch::{self, stub, DevPtr, Dims, Launcher};
 use super::ops::Result;
 
 fn u32_of(what: &str, v: usize) -> u32 {
@@ -15,11 +15,6 @@ fn u32_of(what: &str, v: usize) -> u32 {
 /// centroids and then over `dim` in the others.
 pub fn rows_geometry(rows: usize, k: usize, dim: usize) -> Dims {
     launch::per_row(rows, dim.max(k))
-}
-
-unsafe fn go(l: &dyn Launcher, kernel: &str, dims: Dims, mut args: Args) -> Result<()> {
-    // SAFETY: forwarded to the callers (see super::ops).
-    unsafe { l.launch(kernel, &dims, &mut args) }
 }
 
 /// `desc_soft_assign`: writes `dist` and `q` (`[rows, k]`).
@@ -38,8 +33,9 @@ pub unsafe fn soft_assign(
     if rows == 0 || k == 0 {
         return Ok(());
     }
-    let a = Args::new().u32(u32_of("k", k)).u32(u32_of("dim", dim)).f32(nu).ptr(z).ptr(mu).ptr(dist).ptr(q);
-    unsafe { go(l, "desc_soft_assign", rows_geometry(rows, k, dim), a) }
+    let d = rows_geometry(rows, k, dim);
+    // SAFETY: forwarded to the callers (see super::ops).
+    unsafe { stub::desc_soft_assign(l, d, u32_of("k", k), u32_of("dim", dim), nu, z, mu, dist, q) }
 }
 
 /// `desc_kl_grad`: writes `g: [rows, k]`, `dz: [rows, dim]` and the per-row
@@ -63,19 +59,9 @@ pub unsafe fn kl_grad(
     if rows == 0 {
         return Ok(());
     }
-    let a = Args::new()
-        .u32(u32_of("k", k))
-        .u32(u32_of("dim", dim))
-        .f32(nu)
-        .f32(scale)
-        .ptr(z)
-        .ptr(mu)
-        .ptr(p)
-        .ptr(dist)
-        .ptr(g)
-        .ptr(dz)
-        .ptr(row_loss);
-    unsafe { go(l, "desc_kl_grad", rows_geometry(rows, k, dim), a) }
+    let d = rows_geometry(rows, k, dim);
+    // SAFETY: forwarded to the callers (see super::ops).
+    unsafe { stub::desc_kl_grad(l, d, u32_of("k", k), u32_of("dim", dim), nu, scale, z, mu, p, dist, g, dz, row_loss) }
 }
 
 /// `desc_centroid_grad`: accumulates into `dmu: [k, dim]`, one block per
@@ -94,6 +80,7 @@ pub unsafe fn centroid_grad(
     if k == 0 || dim == 0 {
         return Ok(());
     }
-    let a = Args::new().u32(u32_of("rows", rows)).u32(u32_of("k", k)).u32(u32_of("dim", dim)).ptr(z).ptr(mu).ptr(g).ptr(dmu);
-    unsafe { go(l, "desc_centroid_grad", launch::per_row(k, dim), a) }
+    let (rows32, k32, dim32) = (u32_of("rows", rows), u32_of("k", k), u32_of("dim", dim));
+    // SAFETY: forwarded to the callers (see super::ops).
+    unsafe { stub::desc_centroid_grad(l, launch::per_row(k, dim), rows32, k32, dim32, z, mu, g, dmu) }
 }

@@ -28,10 +28,16 @@ fn globals(src: &str) -> Vec<(&str, usize)> {
     found
 }
 
-/// The parameters of every `__global__` kernel of a source, in order, as
-/// `(kernel, [parameter type])` with qualifiers dropped and pointer types
-/// written `T*` (`const float* __restrict__ x` → `float*`).
-pub fn kernel_params(src: &str) -> Vec<(&str, Vec<String>)> {
+/// One kernel parameter: its type with qualifiers dropped and pointers
+/// written `T*` (`const float* __restrict__ x` → `float*`), and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param<'a> {
+    pub ty: String,
+    pub name: &'a str,
+}
+
+/// The parameters of every `__global__` kernel of a source, in order.
+pub fn kernel_params(src: &str) -> Vec<(&str, Vec<Param<'_>>)> {
     globals(src)
         .into_iter()
         .map(|(name, open)| {
@@ -41,10 +47,12 @@ pub fn kernel_params(src: &str) -> Vec<(&str, Vec<String>)> {
                 .map(|p| p.split_whitespace().filter(|w| *w != "const" && *w != "__restrict__").collect::<Vec<_>>())
                 .filter(|w| !w.is_empty())
                 .map(|w| {
-                    // All but the parameter's name, stars joined to the type.
+                    // All but the last word is the type; stars may sit on the name.
+                    let last = w[w.len() - 1];
                     let ty = w[..w.len() - 1].join(" ");
-                    let stars = w[w.len() - 1].chars().take_while(|&c| c == '*').count();
-                    format!("{}{}", ty.replace(' ', "").replace("*", ""), "*".repeat(ty.matches('*').count() + stars))
+                    let stars = last.chars().take_while(|&c| c == '*').count();
+                    let ty = format!("{}{}", ty.replace([' ', '*'], ""), "*".repeat(ty.matches('*').count() + stars));
+                    Param { ty, name: &last[stars..] }
                 })
                 .collect();
             (name, params)
@@ -52,16 +60,17 @@ pub fn kernel_params(src: &str) -> Vec<(&str, Vec<String>)> {
         .collect()
 }
 
-/// The `launch::ArgKind` variant a parameter type is passed as, or None
-/// for a type the launch arguments cannot carry.
-pub fn arg_kind(ty: &str) -> Option<&'static str> {
+/// How a parameter type is passed by a launch stub: the Rust type of the
+/// stub's parameter and the `launch::Args` method that packs it; None for
+/// a type the stubs cannot carry.
+pub fn rust_arg(ty: &str) -> Option<(&'static str, &'static str)> {
     Some(match ty {
-        t if t.ends_with('*') => "Ptr",
-        "int" => "I32",
-        "u32" | "unsigned" => "U32",
-        "u64" => "U64",
-        "float" => "F32",
-        "double" => "F64",
+        t if t.ends_with('*') => ("DevPtr", "ptr"),
+        "int" => ("i32", "i32"),
+        "u32" | "unsigned" => ("u32", "u32"),
+        "u64" => ("u64", "u64"),
+        "float" => ("f32", "f32"),
+        "double" => ("f64", "f64"),
         _ => return None,
     })
 }

@@ -38,7 +38,7 @@ mod pairwise;
 pub use gamma::{ab, gamma_c, Ab};
 pub use linear::linear_exact;
 pub use orient::{orient, row_norms, Orientation};
-pub use pairwise::{median_bandwidth, pairwise, GramPrecision, PairwiseOptions};
+pub use pairwise::{median_bandwidth, pairwise, rbf_coefs, GramPrecision, PairwiseOptions};
 
 use crate::error::{Error, Result};
 

@@ -249,6 +249,23 @@ pub fn linear_streamed(dev: &mut DeviationSet, p: &[f32], counts: Counts, chunk:
     Ok(mmd::finish(&ab, &u, &v, &grp))
 }
 
+/// The RBF kernel's MMD loss and ∂L/∂p on the backend: the O(N²·G) row
+/// sums by [`Backend::mmd_pairwise_sums`] (a kernel on a GPU; on the CPU
+/// the code of [`mmd::pairwise`], so CPU scores are unchanged), the O(N)
+/// finish on the host.
+pub fn pairwise_on<B: Backend>(be: &B, delta: &[f32], genes: usize, p: &[f32], counts: Counts, rbf_coefs: &[f64]) -> Result<MmdValue> {
+    let n = p.len();
+    let ab = mmd::eval_ab(p, n)?;
+    let grp = mmd::groups(p, counts)?;
+    let a: Vec<f64> = ab.iter().map(|x| x.a).collect();
+    let b: Vec<f64> = ab.iter().map(|x| x.b).collect();
+    let (mut u, mut v) = (vec![0.0f64; n], vec![0.0f64; n]);
+    be.mmd_pairwise_sums(delta, genes, &a, &b, rbf_coefs, &mut u, &mut v);
+    // A failed device reads zeros: report its error, not their loss.
+    be.check()?;
+    Ok(mmd::finish(&ab, &u, &v, &grp))
+}
+
 /// Rows per chunk: about 32 MB of the widest row type, at least 64.
 pub fn auto_chunk(n: usize, genes: usize, h1: usize) -> usize {
     ((8 << 20) / genes.max(h1).max(1)).max(64).min(n.max(1))
@@ -281,7 +298,7 @@ pub fn train_scorer<B: Backend>(be: &B, dev: &mut DeviationSet, cfg: &ScorerConf
             };
             let d = mmd::Deviations::new(all, n, g)?;
             let h = mmd::median_bandwidth(d, 2000, cfg.seed)?;
-            Some((h, mmd::Kernel::Rbf { bandwidths: vec![h] }))
+            Some((h, mmd::rbf_coefs(&mmd::Kernel::Rbf { bandwidths: vec![h] })?))
         }
     };
     let mut run = Runner::new(be, dev, cfg.h1, cfg.h2, chunk, cfg.mem_budget, &cfg.spill_dir)?;
@@ -296,9 +313,9 @@ pub fn train_scorer<B: Backend>(be: &B, dev: &mut DeviationSet, cfg: &ScorerConf
         be.check()?;
         let val = match &rbf {
             None => linear_streamed(run.dev, &p, cfg.counts, chunk)?,
-            Some((_, k)) => {
+            Some((_, coefs)) => {
                 let all = run.dev.cache.in_memory().expect("checked above");
-                mmd::pairwise(mmd::Deviations::new(all, n, g)?, &p, cfg.counts, k, &mmd::PairwiseOptions::default())?
+                pairwise_on(be, all, g, &p, cfg.counts, coefs)?
             }
         };
         if !val.loss.is_finite() {

@@ -136,3 +136,20 @@ fn calls_follow_the_rule() {
     assert_eq!(calls(&[0.2, 0.7, 0.51, 0.5], None).unwrap(), [false, true, true, false]);
     assert_eq!(calls(&[0.2, 0.7, 0.51, 0.1], Some(0.25)).unwrap(), [false, true, false, false]);
 }
+
+/// On the CPU backend the scorer's RBF step is `mmd::pairwise` bit for bit
+/// (the reference path: CPU scores must not move).
+#[test]
+fn rbf_step_on_the_cpu_backend_is_the_pairwise_form() {
+    let dev = deviations(usize::MAX);
+    let all = dev.cache.in_memory().unwrap();
+    let p: Vec<f32> = (0..N).map(|i| (i as f32 + 0.5) / N as f32).collect();
+    let kernel = mmd::Kernel::Rbf { bandwidths: vec![2.5] };
+    let coefs = mmd::rbf_coefs(&kernel).unwrap();
+    for counts in [Counts::Soft, Counts::Ratio(0.2)] {
+        let got = pairwise_on(&CpuBackend::new(), all, G, &p, counts, &coefs).unwrap();
+        let want = mmd::pairwise(mmd::Deviations::new(all, N, G).unwrap(), &p, counts, &kernel, &Default::default()).unwrap();
+        assert_eq!(got.loss.to_bits(), want.loss.to_bits());
+        assert!(got.grad.iter().zip(&want.grad).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}

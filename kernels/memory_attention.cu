@@ -1,5 +1,5 @@
-// memory.cu — memory attention of Module I's memory block (twin:
-// src/backend/cpu_memory.rs). Per row of logits l:
+// memory_attention.cu — memory attention of Module I's memory block (twin:
+// src/backend/cpu_memory_attention.rs). Per row of logits l:
 //   w = softmax(l/τ); w' = relu(w − λ)·w/(|w − λ| + 1e-12); ŵ = w'/max(Σ|w'|, 1e-12).
 // One block per row (grid rows, block min(256, cols rounded up to 32));
 // each thread owns columns threadIdx.x + k·blockDim.x, so it re-reads only
