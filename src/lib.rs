@@ -13,6 +13,8 @@
 //! - [`output`]: every file a command writes: all-or-nothing output sets,
 //!   atomic files, TSV, JSON, PNG figures.
 //! - [`cli`]: the `acsleuth` command.
+//! - [`progress`], [`cleanup`]: process-wide services every layer may use
+//!   (progress bars and cancellation; temporaries removed on a stop).
 
 pub mod error;
 pub mod data;
@@ -23,6 +25,7 @@ pub mod model;
 pub mod pipeline;
 pub mod cli;
 pub mod progress;
+pub mod cleanup;
 pub mod output;
 
 /// The PNG figures (now [`output::figures`]).

@@ -118,11 +118,11 @@ pub fn convert(args: &Args) -> Result<Summary> {
     let replacing = check_output(&args.output, args.force, to_h5ad)?;
     // What killed conversions left beside OUT.
     if let Some(parent) = args.output.parent() {
-        crate::output::cleanup::remove_stale(if parent.as_os_str().is_empty() { Path::new(".") } else { parent }, false);
+        crate::cleanup::remove_stale(if parent.as_os_str().is_empty() { Path::new(".") } else { parent }, false);
     }
     // Write beside OUT under a temporary name when OUT must be replaced, so
     // the old one stays until the new one is complete.
-    let reg = replacing.then(|| crate::output::cleanup::register(crate::output::cleanup::temp_sibling(&args.output)));
+    let reg = replacing.then(|| crate::cleanup::register(crate::cleanup::temp_sibling(&args.output)));
     let target = reg.as_ref().map_or_else(|| args.output.clone(), |r| r.path().to_path_buf());
     let from = match format {
         Format::Store => "store",
@@ -165,7 +165,7 @@ pub fn convert(args: &Args) -> Result<Summary> {
     if replacing {
         // One step: a file is renamed over the old one; a store is
         // exchanged with the old one, which is then removed.
-        let _g = crate::output::cleanup::commit_guard();
+        let _g = crate::cleanup::commit_guard();
         if to_h5ad {
             std::fs::rename(&target, &args.output).map_err(|e| Error::io(&args.output, e))?;
         } else {

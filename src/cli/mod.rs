@@ -54,6 +54,8 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> crate::Result<()> {
+    // SIGINT/SIGTERM remove this command's temporaries and end it.
+    crate::cleanup::install();
     // A status line every 30 s where the bars are hidden (stderr to a log).
     let _status = crate::progress::StatusLines::start();
     match cli.command {

@@ -195,7 +195,7 @@ pub fn run(args: Args) -> Result<()> {
     let replace = check_out(out, args.force)?;
     let _lock = crate::output::lock::OutLock::acquire(out)?;
     if let Ok((parent, _)) = crate::output::set::split(out) {
-        crate::output::cleanup::remove_stale(&parent, false);
+        crate::cleanup::remove_stale(&parent, false);
     }
     let tmp = TempDir::beside(out)?;
 
@@ -382,7 +382,7 @@ fn write_truth(sim: &Simulator, path: &Path) -> Result<()> {
 /// process is stopped), removed on drop unless committed.
 struct TempDir {
     path: Option<PathBuf>,
-    _reg: crate::output::cleanup::Registered,
+    _reg: crate::cleanup::Registered,
 }
 
 impl TempDir {
@@ -390,8 +390,8 @@ impl TempDir {
         if out.file_name().is_none() {
             return Err(Error::Config(format!("--out {} does not name a directory", out.display())));
         }
-        let path = crate::output::cleanup::temp_sibling(out);
-        let reg = crate::output::cleanup::register(path.clone());
+        let path = crate::cleanup::temp_sibling(out);
+        let reg = crate::cleanup::register(path.clone());
         fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         Ok(TempDir { path: Some(path), _reg: reg })
     }
@@ -402,14 +402,14 @@ impl TempDir {
     /// was there.
     fn commit(mut self, out: &Path, replace: bool) -> Result<()> {
         let tmp = self.path.take().expect("a TempDir holds its path until committed");
-        let _g = crate::output::cleanup::commit_guard();
+        let _g = crate::cleanup::commit_guard();
         if replace {
             if let Err(e) = crate::output::set::exchange(&tmp, out) {
                 let _ = fs::remove_dir_all(&tmp);
                 return Err(e);
             }
             // `tmp` now holds the previous output.
-            crate::output::cleanup::remove_path(&tmp);
+            crate::cleanup::remove_path(&tmp);
             Ok(())
         } else {
             fs::rename(&tmp, out).map_err(|e| Error::io(out, e)).inspect_err(|_| {

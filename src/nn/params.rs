@@ -233,7 +233,11 @@ pub fn save<B: Backend>(be: &B, m: &mut dyn Module<B>, path: &Path, meta: Option
     // Written through File::create (mode 0666 less the umask, as every
     // other output; safetensors' own writer makes the file 0600), synced,
     // then renamed over the final name.
-    let tmp = path.with_extension("safetensors.tmp");
+    // A temporary sibling named with the process id and registered: a stop
+    // (SIGINT in the CLI) removes it, and so does the next run beside it
+    // after a kill.
+    let tmp = crate::cleanup::temp_sibling(path);
+    let _reg = crate::cleanup::register(tmp.clone());
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         std::io::Write::write_all(&mut f, &bytes)?;
@@ -306,7 +310,8 @@ mod tests {
         save(&be, &mut BatchNorm1d::new(&be, 2), &model, None).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&model), mode(&plain));
-        assert!(!dir.path().join("m.safetensors.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "a temporary was left: {left:?}");
         load(&be, &mut BatchNorm1d::new(&be, 2), &model).unwrap();
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-use super::cleanup::{register, temp_sibling};
+use crate::cleanup::{register, temp_sibling};
 
 /// Writes `path` atomically: `fill` writes into a temporary file in the same
 /// directory, which is renamed over `path` only when `fill` succeeds.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-use super::cleanup::{register, Registered};
+use crate::cleanup::{register, Registered};
 
 /// A held lock on an output folder.
 pub struct OutLock {

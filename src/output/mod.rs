@@ -6,11 +6,11 @@
 //! - [`atomic`]: single files by temporary sibling + rename, JSON;
 //! - [`tsv`]: the per-cell tables (`scores.tsv`, `cells.tsv`, ...);
 //! - [`figures`]: the PNG figures;
-//! - [`cleanup`]: temporaries removed on SIGINT/SIGTERM and after a kill;
+//! - temporaries are registered with [`crate::cleanup`] (removed on
+//!   SIGINT/SIGTERM in the CLI and after a kill);
 //! - [`disk`]: free space, and whether what a command will write fits.
 
 pub mod atomic;
-pub mod cleanup;
 pub mod disk;
 pub mod figures;
 pub mod lock;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-use super::cleanup::{self, commit_guard, register, remove_path, Registered};
+use crate::cleanup::{self, commit_guard, register, remove_path, Registered};
 use super::lock::OutLock;
 
 /// An output set being built.

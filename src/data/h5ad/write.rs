@@ -195,7 +195,7 @@ pub(super) fn write(path: &Path, ds: &Dataset, extras: &H5adExtras, opts: &Write
         b.add_group(g.finish());
     }
 
-    let reg = crate::output::cleanup::register(crate::output::cleanup::temp_sibling(path));
+    let reg = crate::cleanup::register(crate::cleanup::temp_sibling(path));
     let tmp = reg.path().to_path_buf();
     if let Err(e) = b.write(&tmp) {
         let _ = std::fs::remove_file(&tmp);

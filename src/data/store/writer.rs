@@ -27,7 +27,7 @@ const BUF: usize = 1 << 20;
 
 /// Removes the temporary directory when dropped, unless disarmed.
 /// The temporary folder, registered for removal if the process is stopped.
-struct TmpDir(Option<PathBuf>, #[allow(dead_code)] crate::output::cleanup::Registered);
+struct TmpDir(Option<PathBuf>, #[allow(dead_code)] crate::cleanup::Registered);
 
 impl Drop for TmpDir {
     fn drop(&mut self) {
@@ -107,7 +107,7 @@ impl StoreWriter {
         tmp_name.push(format!(".tmp-{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
         let tmp_path = parent.join(tmp_name);
         std::fs::create_dir(&tmp_path).map_err(|e| Error::io(&tmp_path, e))?;
-        let tmp = TmpDir(Some(tmp_path.clone()), crate::output::cleanup::register(tmp_path.clone()));
+        let tmp = TmpDir(Some(tmp_path.clone()), crate::cleanup::register(tmp_path.clone()));
 
         write_names(&tmp_path.join("genes.txt"), gene_names)?;
         let create = |f: &str| -> Result<BufWriter<File>> {

@@ -113,10 +113,9 @@ impl Drop for Registered {
     }
 }
 
-/// Registers `path` for removal if the process is stopped, installing the
-/// signal handler on first use.
+/// Registers `path` for removal if the process is stopped (by the handler
+/// [`install`] puts in place; without it the owner's drop path cleans up).
 pub fn register(path: PathBuf) -> Registered {
-    install();
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).push(path.clone());
     Registered(path)
 }
@@ -128,7 +127,9 @@ pub fn commit_guard() -> MutexGuard<'static, ()> {
 
 /// Installs the SIGINT/SIGTERM/SIGHUP handler (once): a thread that waits
 /// for the signal, lets a commit finish, removes every registered path and
-/// exits with 128 + 2.
+/// exits with 128 + the signal. Only a process that is acsleuth calls it
+/// (the CLI, at start): it ends the process, which an embedding program —
+/// a Python kernel interrupted with Ctrl-C — must keep.
 pub fn install() {
     HANDLER.call_once(|| {
         #[cfg(unix)]
