@@ -123,6 +123,27 @@ pub struct DetectReport {
     pub module_i: Option<ModuleIReport>,
 }
 
+impl DetectReport {
+    /// What every score's report shares, for `inputs` under `cfg` on the
+    /// backend named `backend`; each score's path fills in the rest.
+    pub fn begin(cfg: &DetectConfig, backend: &str, inputs: &Inputs, score: ScoreMethod) -> Self {
+        DetectReport {
+            settings: cfg.clone(),
+            backend: backend.to_string(),
+            n_reference: inputs.reference.n_rows(),
+            n_target: inputs.target.n_rows(),
+            genes: inputs.genes.clone(),
+            seconds: Timings::default(),
+            score,
+            call_rule: String::new(),
+            n_called: 0,
+            estimated_anomaly_fraction: None,
+            novelty: None,
+            module_i: None,
+        }
+    }
+}
+
 /// Scores and calls in the target's cell order, and the report.
 #[derive(Clone, Debug)]
 pub struct DetectResult {
@@ -283,11 +304,6 @@ pub fn train_module_i<B: Backend>(be: &B, inputs: &Inputs, cfg: &DetectConfig, o
     };
     let o = out.orientation;
     let report = DetectReport {
-        settings: cfg.clone(),
-        backend: be.name().to_string(),
-        n_reference: reference.n_rows(),
-        n_target: target.n_rows(),
-        genes: inputs.genes.clone(),
         seconds: Timings {
             preprocess: 0.0,
             prepare: log.seconds_prepare,
@@ -297,11 +313,8 @@ pub fn train_module_i<B: Backend>(be: &B, inputs: &Inputs, cfg: &DetectConfig, o
             novelty: 0.0,
             total: t0.elapsed().as_secs_f64(),
         },
-        score: ScoreMethod::Paper,
         call_rule,
         n_called: calls.iter().filter(|&&c| c).count(),
-        estimated_anomaly_fraction: None,
-        novelty: None,
         module_i: Some(ModuleIReport {
             seconds_per_iteration_prepare: per_iter(log.seconds_prepare, cfg.prepare_epochs),
             seconds_per_iteration_train: per_iter(log.seconds_train, cfg.train_epochs),
@@ -318,6 +331,7 @@ pub fn train_module_i<B: Backend>(be: &B, inputs: &Inputs, cfg: &DetectConfig, o
                 weighted: o.weighted,
             },
         }),
+        ..DetectReport::begin(cfg, be.name(), inputs, ScoreMethod::Paper)
     };
     let res = DetectResult { cells: inputs.cells.clone(), scores: out.p, calls, p_values: None, q_values: None, embedding: None, deviation: Some(out.deviation), report };
     Ok((res, ModuleI { trainer, scorer: mlp }))

@@ -23,18 +23,8 @@ pub fn detect_novelty<B: Backend>(be: &B, inputs: &Inputs, cfg: &DetectConfig) -
     let nov = novelty::score_novelty(be, reference, target, inputs.target_batches.as_deref(), &cfg.novelty, cfg.seed)?;
     let secs = t0.elapsed().as_secs_f64();
     let report = DetectReport {
-        settings: cfg.clone(),
-        backend: be.name().to_string(),
-        n_reference: reference.n_rows(),
-        n_target: target.n_rows(),
-        genes: inputs.genes.clone(),
         seconds: Timings { novelty: secs, total: secs, ..Timings::default() },
-        score: ScoreMethod::Novelty,
-        call_rule: String::new(),
-        n_called: 0,
-        estimated_anomaly_fraction: None,
-        novelty: None,
-        module_i: None,
+        ..DetectReport::begin(cfg, be.name(), inputs, ScoreMethod::Novelty)
     };
     let mut res = DetectResult { cells, scores: vec![], calls: vec![], p_values: None, q_values: None, embedding: None, deviation: None, report };
     apply_novelty(&mut res, nov, cfg)?;
