@@ -150,6 +150,10 @@ fn the_novelty_score_streams_stores_and_matches_the_loaded_run() {
     assert_eq!(streamed.scores, loaded.scores);
     assert_eq!(streamed.calls, loaded.calls);
     assert_eq!(streamed.q_values, loaded.q_values);
+    // The owned form (the CLI's and the Python package's, which frees the
+    // inputs once prepared) gives the same result.
+    let owned = acsleuth::pipeline::detect::detect_owned(&be, reference, target, &cfg, &opts).unwrap();
+    assert_eq!((owned.scores, owned.calls, owned.q_values), (loaded.scores, loaded.calls, loaded.q_values));
 }
 
 /// Module I end to end through the CUDA backend's host code and kernels

@@ -2,7 +2,7 @@
 //! layer (`acsleuth/_api.py`) turns AnnData, numpy and scipy inputs into
 //! plain dicts of arrays (see [`input`]), and the results back into AnnData
 //! annotations; this module only calls the library's pipeline entry points
-//! (`detect_with`, `run_workflow`) on the device the caller names.
+//! (`detect_owned`, `run_workflow`) on the device the caller names.
 
 mod compute;
 mod detector;
@@ -14,7 +14,7 @@ use acsleuth::backend::Backend;
 use acsleuth::cli::common::Job;
 use acsleuth::data::Dataset;
 use acsleuth::error::{Error, Result};
-use acsleuth::pipeline::detect::{detect_with, DetectOptions, DetectResult};
+use acsleuth::pipeline::detect::{detect_owned, DetectOptions, DetectResult};
 use acsleuth::pipeline::run::{run_workflow, Batches, RunConfig, RunOptions, RunResult};
 use acsleuth::pipeline::DetectConfig;
 use pyo3::prelude::*;
@@ -29,8 +29,8 @@ fn settings<T: serde::de::DeserializeOwned>(json: &str) -> PyResult<T> {
 }
 
 struct Detect {
-    reference: Dataset,
-    target: Dataset,
+    /// Taken by the run, which frees the copies once they are prepared.
+    inputs: std::sync::Mutex<Option<(Dataset, Dataset)>>,
     cfg: DetectConfig,
     opts: DetectOptions,
 }
@@ -38,7 +38,9 @@ struct Detect {
 impl Job for Detect {
     type Output = DetectResult;
     fn run<B: Backend>(&self, be: &B) -> Result<DetectResult> {
-        detect_with(be, &self.reference, &self.target, &self.cfg, &self.opts)
+        let taken = self.inputs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (reference, target) = taken.ok_or_else(|| Error::Other("internal: detection inputs used twice".into()))?;
+        detect_owned(be, reference, target, &self.cfg, &self.opts)
     }
 }
 
@@ -59,8 +61,7 @@ fn detect<'py>(
     let cfg: DetectConfig = settings(settings_json)?;
     cfg.validate().map_err(errors::to_py)?;
     let job = Detect {
-        reference: input::dataset(reference)?,
-        target: input::dataset(target)?,
+        inputs: std::sync::Mutex::new(Some((input::dataset(reference)?, input::dataset(target)?))),
         cfg,
         opts: DetectOptions { batch_key, ..DetectOptions::default() },
     };

@@ -8,7 +8,7 @@ use crate::backend::Backend;
 use crate::data::io::{self, ReadOptions};
 use crate::data::store::Store;
 use crate::error::{Error, Result};
-use crate::pipeline::detect::{detect_inputs, detect_with, DetectOptions, DetectResult, Inputs};
+use crate::pipeline::detect::{detect_inputs, detect_owned, DetectOptions, DetectResult, Inputs};
 use crate::output::{write_deviations, write_json, write_scores_with};
 use crate::pipeline::detector::Detector;
 use crate::pipeline::{DetectConfig, Kernel, ScoreMethod};
@@ -155,7 +155,7 @@ impl Job for Detect<'_> {
         }
         let reference = io::read_dataset(io.reference()?, &opts)?;
         let target = io::read_dataset(&io.target, &opts)?;
-        Ok((detect_with(be, &reference, &target, &self.cfg, &self.opts)?, None))
+        Ok((detect_owned(be, reference, target, &self.cfg, &self.opts)?, None))
     }
 }
 

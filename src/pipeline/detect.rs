@@ -179,13 +179,31 @@ pub fn detect_with<B: Backend>(
     cfg: &DetectConfig,
     opts: &DetectOptions,
 ) -> Result<DetectResult> {
+    let (prep, secs) = prepared(reference, target, cfg)?;
+    let inputs = Inputs::prepared(&prep, target, opts.batch_key.as_deref(), cfg, secs)?;
+    detect_inputs(be, &inputs, cfg, opts)
+}
+
+/// Both datasets prepared, and the seconds it took.
+fn prepared(reference: &Dataset, target: &Dataset, cfg: &DetectConfig) -> Result<(Prepared, f64)> {
     cfg.validate()?;
     let t0 = Instant::now();
     crate::progress::stage("preprocess");
     target.validate()?;
     let prep = prepare_target(prepare_reference(reference, cfg)?, target, cfg)?;
     crate::progress::check_cancelled()?;
-    let inputs = Inputs::prepared(&prep, target, opts.batch_key.as_deref(), cfg, t0.elapsed().as_secs_f64())?;
+    Ok((prep, t0.elapsed().as_secs_f64()))
+}
+
+/// [`detect_with`] taking the datasets, which are freed once prepared: the
+/// inputs as read (raw counts over every gene, for a large input many
+/// times the prepared HVG matrices) do not stay in memory for the whole
+/// detection. The CLI and the Python package call this.
+pub fn detect_owned<B: Backend>(be: &B, reference: Dataset, target: Dataset, cfg: &DetectConfig, opts: &DetectOptions) -> Result<DetectResult> {
+    let (prep, secs) = prepared(&reference, &target, cfg)?;
+    drop(reference);
+    let inputs = Inputs::prepared(&prep, &target, opts.batch_key.as_deref(), cfg, secs)?;
+    drop(target);
     detect_inputs(be, &inputs, cfg, opts)
 }
 
