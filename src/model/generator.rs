@@ -49,6 +49,13 @@ pub enum Route {
 }
 
 impl GeneratorConfig {
+    /// A generator of this shape whose memory block is never used (Module
+    /// III's; its settings at Module I's defaults); the LeakyReLU slope is
+    /// the authors' 0.2.
+    pub fn without_memory(genes: usize, hidden: usize, latent: usize, n_resblocks: usize, dropout: f32) -> Self {
+        GeneratorConfig { genes, hidden, latent, n_resblocks, slope: 0.2, dropout, mem_size: 512, mem_temperature: 0.05, mem_shrink: 0.01, memory: false }
+    }
+
     /// Checks the shape and the memory block's settings; messages name
     /// the `[detect]` keys they come from.
     pub fn validate(&self) -> Result<()> {

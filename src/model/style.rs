@@ -147,19 +147,7 @@ impl StyleConfig {
 
     /// The generator shape used without a Module I generator.
     pub fn generator_config(&self, genes: usize) -> GeneratorConfig {
-        GeneratorConfig {
-            genes,
-            hidden: self.hidden_dim,
-            latent: self.latent_dim,
-            n_resblocks: self.n_resblocks,
-            slope: 0.2,
-            dropout: self.dropout,
-            // No memory block in Module III; kept at Module I's defaults.
-            mem_size: 512,
-            mem_temperature: 0.05,
-            mem_shrink: 0.01,
-            memory: false,
-        }
+        GeneratorConfig::without_memory(genes, self.hidden_dim, self.latent_dim, self.n_resblocks, self.dropout)
     }
 }
 

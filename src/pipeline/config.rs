@@ -169,16 +169,11 @@ impl DetectConfig {
     /// The generator these settings train on `genes` genes.
     pub fn generator_config(&self, genes: usize) -> GeneratorConfig {
         GeneratorConfig {
-            genes,
-            hidden: self.hidden_dim,
-            latent: self.latent_dim,
-            n_resblocks: self.n_resblocks,
-            slope: 0.2,
-            dropout: self.dropout,
             mem_size: self.mem_size,
             mem_temperature: self.mem_temperature,
             mem_shrink: self.mem_shrink,
             memory: self.train_epochs > 0,
+            ..GeneratorConfig::without_memory(genes, self.hidden_dim, self.latent_dim, self.n_resblocks, self.dropout)
         }
     }
 
