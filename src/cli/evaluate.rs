@@ -23,6 +23,7 @@ Metrics:
   F1 (calls)  F1 of the tool's own anomaly calls, with precision and recall
   NMI         normalized mutual information of predicted vs true subtypes (arithmetic
               normalisation), over the true anomalies the tool called that have both labels
+              (undefined, with a note, below two such cells)
   ARI         adjusted Rand index over the same cells
   F1xNMI      F1 (calls) x NMI, the ACsleuth paper's joint detection + subtyping score";
 
