@@ -1,5 +1,5 @@
 //! The CPU backend: rayon for parallel loops, the `gemm` crate for products
-//! ([`super::cpu_gemm`]), the fused layer kernels in [`super::cpu_fused`].
+//! (`cpu_gemm`), the fused layer kernels in `cpu_fused`.
 //! Elementwise code is plain loops over slices; large ones are split in
 //! chunks over rayon (small ones stay on the calling thread, where rayon's
 //! fork/join would cost more than the work).

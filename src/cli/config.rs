@@ -13,8 +13,8 @@ pub struct Args {
     /// with --run, the one `run --config` takes).
     #[arg(long)]
     pub defaults: bool,
-    /// The settings of `run` (top-level keys and the tables [detect],
-    /// [style], [subtype]) instead of those of `detect`.
+    /// The settings of `run` (top-level keys and the tables `[detect]`,
+    /// `[style]`, `[subtype]`) instead of those of `detect`.
     #[arg(long)]
     pub run: bool,
 }

@@ -72,8 +72,8 @@ pub struct Common {
     #[command(flatten)]
     pub io: IoArgs,
     /// TOML settings: top-level keys batch_correction, correction, chunk;
-    /// tables [detect] (the keys of `acsleuth detect --config`), [kin],
-    /// [style], [subtype] (`acsleuth config --defaults --run` prints every
+    /// tables `[detect]` (the keys of `acsleuth detect --config`), `[kin]`,
+    /// `[style]`, `[subtype]` (`acsleuth config --defaults --run` prints every
     /// key at its default).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

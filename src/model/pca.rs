@@ -67,13 +67,13 @@ impl Default for PcaOptions {
 #[derive(Clone, Debug)]
 pub struct Pca {
     pub genes: usize,
-    /// Column means of the reference, [G].
+    /// Column means of the reference, `[G]`.
     pub mean: Vec<f64>,
     /// Principal axes, [k × G] row-major, orthonormal rows.
     pub components: Vec<f64>,
-    /// Variance along each axis (eigenvalues of the covariance, ddof 1), [k].
+    /// Variance along each axis (eigenvalues of the covariance, ddof 1), `[k]`.
     pub explained_variance: Vec<f64>,
-    /// explained_variance / total variance, [k].
+    /// explained_variance / total variance, `[k]`.
     pub explained_variance_ratio: Vec<f64>,
     /// Operator applications used by subspace iteration (0 when exact).
     pub iterations: usize,
@@ -206,7 +206,7 @@ impl Pca {
     }
 
     /// Squared reconstruction error `‖x − μ − VᵀV(x − μ)‖²` of every row
-    /// of row-major `rows × G` data (the baseline's anomaly score), [rows].
+    /// of row-major `rows × G` data (the baseline's anomaly score), `[rows]`.
     pub fn reconstruction_error(&self, x: &[f32], rows: usize) -> Result<Vec<f64>> {
         check(x, rows, self.genes, "PCA input")?;
         let (g, k) = (self.genes, self.n_components());

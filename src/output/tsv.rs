@@ -1,6 +1,6 @@
 //! Tab-separated result tables: one header line, one row per cell in
 //! input order, written atomically. Cell names are checked by
-//! [`check_cell_names`] before anything is written.
+//! `check_cell_names` before anything is written.
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The γ_c MMD objective of Module I, on plain slices (CPU, rayon).
 //!
 //! For reconstruction deviations δ ∈ R^{N×G} (row-major f32) and anomaly
-//! scores p ∈ [0,1]^N the scorer minimises
+//! scores p ∈ \[0,1\]^N the scorer minimises
 //!
 //! ```text
 //! L_p = − Σ_i Σ_{j≠i} k(δ_i, δ_j) γ_c(p_i, p_j)
@@ -21,7 +21,7 @@
 //! ∂n/∂p_i = 1 and ∂m/∂p_i = −1 for every i).
 //!
 //! Every form therefore reduces to computing u and v (two length-N
-//! vectors), followed by one O(N) pass ([`finish`]) shared by all forms:
+//! vectors), followed by one O(N) pass (`finish`) shared by all forms:
 //! - [`linear_exact`]: the linear kernel δ_i·δ_j in O(N·G) time and
 //!   O(N + G) memory, u_i = δ_i·A − a_i‖δ_i‖² with A = Σ a_j δ_j.
 //! - [`pairwise`]: any kernel (linear or a sum of RBFs) in row tiles of

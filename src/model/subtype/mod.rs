@@ -6,7 +6,7 @@
 //!
 //! - [`fusion`]: the fusion block (`z*` = the z token's output).
 //! - [`desc`]: Student-t soft assignment, target refresh, KL training.
-//! - [`kmeans`]: k-means++ with restarts (DESC's initial centroids; public
+//! - [`kmeans`](mod@kmeans): k-means++ with restarts (DESC's initial centroids; public
 //!   for the ablation on raw expression).
 //! - [`graph`]: kNN graph + Louvain, and [`select_k`]: the number of
 //!   subtypes when not given (the best silhouette up to Louvain's count).

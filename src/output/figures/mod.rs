@@ -4,7 +4,7 @@
 //! Drawing is pure Rust: `plotters` renders into an RGB buffer (its bitmap
 //! backend, no system library), text uses DejaVu Sans embedded in the binary
 //! (`assets/fonts/`, Bitstream Vera licence) through `ab_glyph` (no
-//! fontconfig/freetype), and [`png`] encodes the buffer with `flate2` and
+//! fontconfig/freetype), and `png` encodes the buffer with `flate2` and
 //! `crc32fast`. The whole PNG is built in memory and then written
 //! atomically, so a failed plot never leaves a partial file.
 

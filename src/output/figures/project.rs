@@ -12,7 +12,7 @@ use crate::model::pca::{Pca, PcaOptions, PcaSolver};
 pub const PROJECT_FIT_ROWS: usize = 100_000;
 
 /// Projects the rows of `x` [n × d] onto their first two principal
-/// components (centred on the mean, signs as scikit-learn's PCA), [n] pairs.
+/// components (centred on the mean, signs as scikit-learn's PCA), `[n]` pairs.
 ///
 /// Needs n ≥ 2 rows and d ≥ 2 columns of finite values. Rows beyond
 /// [`PROJECT_FIT_ROWS`] do not take part in fitting the axes.
