@@ -418,6 +418,21 @@ impl Backend for CpuBackend {
     ) {
         super::cpu_argmax::kin_argmax_merge(rows, keys, dim, key_base, &q.0, &k.0, &mut best.0, &mut best_idx.0);
     }
+    fn knn_topk_merge(
+        &self,
+        rows: usize,
+        cols: usize,
+        k: usize,
+        key_base: usize,
+        self_base: Option<usize>,
+        prod: &CpuBuf,
+        q_norms: &CpuBuf,
+        k_norms: &CpuBuf,
+        dist2: &mut CpuBuf,
+        index: &mut CpuBuf,
+    ) {
+        super::cpu_knn::knn_topk_merge(rows, cols, k, key_base, self_base, &prod.0, &q_norms.0, &k_norms.0, &mut dist2.0, &mut index.0);
+    }
     fn mmd_pairwise_sums(&self, delta: &[f32], genes: usize, a: &[f64], b: &[f64], rbf_coefs: &[f64], u: &mut [f64], v: &mut [f64]) {
         use super::cpu_mmd::{pairwise_row_sums, row_sq_norms, GramPrecision, TILE};
         assert!(rbf_coefs.len() <= 4, "mmd_pairwise_sums: at most 4 RBF bandwidths");

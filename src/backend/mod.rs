@@ -22,6 +22,7 @@
 
 pub mod cpu;
 pub mod cpu_argmax;
+pub mod cpu_knn;
 pub mod cpu_memory_attention;
 pub mod thread_pool;
 pub mod cpu_desc;
@@ -503,6 +504,34 @@ pub trait Backend: Send + Sync {
         best_idx: &mut Self::Buf,
     );
     // ---- end kin pairing ----
+    /// One tile of an exact k-nearest-neighbour search (squared Euclidean):
+    /// folds the products `prod: [rows, cols]` (`Q Kᵀ` of the tile) with the
+    /// squared norms `q_norms: [rows]`, `k_norms: [cols]` into the per-row
+    /// lists `dist2: [rows, k]` (ascending) and `index: [rows, k]` (global
+    /// key indices as f32 bits, as `kin_argmax_merge`'s `best_idx`). Column
+    /// `j` is key `key_base + j`; `self_base = Some(o)` leaves key `o + i`
+    /// out of row `i`'s list (leave-one-out).
+    ///
+    /// `d2 = max(qn + kn − 2p, 0)` enters a list only when strictly below its
+    /// k-th entry, so, with tiles in increasing key order, equal distances
+    /// keep the lower index. Start from `dist2 = ∞`, `index =`
+    /// [`cpu_knn::KNN_NONE`]. Keeping the lists on the device means only
+    /// they are downloaded, never a product tile: one thread per query row
+    /// on a GPU; the CPU twin is [`cpu_knn::knn_topk_merge`].
+    #[allow(clippy::too_many_arguments)]
+    fn knn_topk_merge(
+        &self,
+        rows: usize,
+        cols: usize,
+        k: usize,
+        key_base: usize,
+        self_base: Option<usize>,
+        prod: &Self::Buf,
+        q_norms: &Self::Buf,
+        k_norms: &Self::Buf,
+        dist2: &mut Self::Buf,
+        index: &mut Self::Buf,
+    );
     /// The γ_c MMD's off-diagonal kernel row sums (ARCHITECTURE §3) over
     /// `delta: [n, genes]`: `u_i = Σ_{j≠i} k(δ_i, δ_j) a_j`, `v_i` likewise
     /// with `b`, f64; `k` linear for empty `rbf_coefs`, else

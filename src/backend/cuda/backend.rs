@@ -429,6 +429,34 @@ impl<D: DeviceApi> Backend for KernelBackend<D> {
         });
     }
 
+    fn knn_topk_merge(
+        &self,
+        rows: usize,
+        cols: usize,
+        k: usize,
+        key_base: usize,
+        self_base: Option<usize>,
+        prod: &Self::Buf,
+        q_norms: &Self::Buf,
+        k_norms: &Self::Buf,
+        dist2: &mut Self::Buf,
+        index: &mut Self::Buf,
+    ) {
+        assert!(prod.len >= rows * cols && q_norms.len >= rows && k_norms.len >= cols, "knn_topk_merge: inputs shorter than the tile");
+        assert!(dist2.len >= rows * k && index.len >= rows * k, "knn_topk_merge: lists shorter than rows × k");
+        self.launched(unsafe {
+            super::ops_knn::knn_topk_merge(
+                self.l(),
+                &super::ops_knn::KnnTile { rows, cols, k, key_base, self_base },
+                self.p(prod),
+                self.p(q_norms),
+                self.p(k_norms),
+                self.p(dist2),
+                self.p(index),
+            )
+        });
+    }
+
     fn mmd_pairwise_sums(&self, delta: &[f32], genes: usize, a: &[f64], b: &[f64], rbf_coefs: &[f64], u: &mut [f64], v: &mut [f64]) {
         let n = a.len();
         assert!(genes > 0 && delta.len() == n * genes, "mmd_pairwise_sums: delta is not [n, genes]");

@@ -30,7 +30,7 @@ mod tests {
 
     #[test]
     fn every_family_is_embedded() {
-        for f in ["common.cuh", "adam.cu", "argmax.cu", "desc.cu", "elementwise.cu", "fused.cu", "memory_attention.cu", "mmd.cu", "norm.cu", "reduce.cu"] {
+        for f in ["common.cuh", "adam.cu", "argmax.cu", "desc.cu", "elementwise.cu", "fused.cu", "knn.cu", "memory_attention.cu", "mmd.cu", "norm.cu", "reduce.cu"] {
             assert!(source(f).is_some(), "{f} not embedded");
         }
         assert!(global_kernels(source("mmd.cu").unwrap()).contains(&"mmd_pairwise"));

@@ -13,6 +13,7 @@ pub mod launch;
 pub mod ops;
 pub mod ops_desc;
 pub mod ops_argmax;
+pub mod ops_knn;
 pub mod precision;
 pub mod signature;
 

@@ -1,16 +1,16 @@
 //! Exact k-nearest-neighbour search in Euclidean distance, tiled: the
 //! query × key products of one tile at a time run as a GEMM on the
-//! [`Backend`]; the squared distances `‖q‖² + ‖k‖² − 2 q·k` and the running
-//! top-k per query row are kept on the host. Never more than one tile of
-//! products exists, so memory does not grow with N_query × N_key.
+//! [`Backend`], and [`Backend::knn_topk_merge`] folds them into the running
+//! top-k lists of the query tile, which stay on the backend across key
+//! tiles. Never more than one tile of products exists, so memory does not
+//! grow with N_query × N_key, and on CUDA only the final lists of each
+//! query tile are downloaded, never a product tile.
 //!
-//! The CPU backend is the reference; on CUDA the GEMM runs in cuBLAS and
-//! each tile's products are downloaded for the top-k merge (a fused top-k
-//! kernel, like the kin argmax kernel, is the obvious next step if this
-//! ever dominates).
+//! The CPU backend is the reference (its merge is `cpu_knn`).
 
 use rayon::prelude::*;
 
+use crate::backend::cpu_knn::KNN_NONE;
 use crate::backend::{Backend, Gemm, Trans};
 use crate::data::matrix::DenseMatrix;
 use crate::error::{Error, Result};
@@ -87,50 +87,39 @@ pub fn knn_tiled<B: Backend>(
     let (nq, nk) = (query.rows, keys.rows);
     let qn = sq_norms(query);
     let kn = sq_norms(keys);
-    let mut index = vec![u32::MAX; nq * k];
+    let mut index_bits = vec![f32::from_bits(KNN_NONE); nq * k];
     let mut dist2 = vec![f32::INFINITY; nq * k];
     let (qt, kt) = (query_tile.min(nq.max(1)), key_tile.min(nk));
-    let mut prod_host = vec![0.0f32; qt * kt];
+    // Keys that fit in one tile (and their norms) are uploaded once.
+    let resident = (nk <= kt).then(|| (be.upload(&keys.data), be.upload(&kn)));
     for q0 in (0..nq).step_by(qt) {
         let r = qt.min(nq - q0);
         let qb = be.upload(&query.data[q0 * d..(q0 + r) * d]); // [r, d]
+        let qnb = be.upload(&qn[q0..q0 + r]); // [r]
+        let (d_rows, i_rows) = (&mut dist2[q0 * k..(q0 + r) * k], &mut index_bits[q0 * k..(q0 + r) * k]);
+        let (mut db, mut ib) = (be.upload(d_rows), be.upload(i_rows)); // [r, k]
+        let mut prod = be.zeros(r * kt.min(nk)); // [r, c] = Q Kᵀ
         for k0 in (0..nk).step_by(kt) {
             let c = kt.min(nk - k0);
-            let kb = be.upload(&keys.data[k0 * d..(k0 + c) * d]); // [c, d]
-            let mut prod = be.zeros(r * c); // [r, c] = Q Kᵀ
-            be.gemm(&Gemm::new(Trans::N, Trans::T, r, c, d), &qb, &kb, &mut prod);
-            let ph = &mut prod_host[..r * c];
-            be.download_into(&prod, ph);
-            let (idx_rows, d_rows) = (&mut index[q0 * k..(q0 + r) * k], &mut dist2[q0 * k..(q0 + r) * k]);
-            idx_rows.par_chunks_mut(k).zip(d_rows.par_chunks_mut(k)).enumerate().for_each(|(i, (ir, dr))| {
-                let qi = q0 + i;
-                let skip = self_offset.map(|o| o + qi);
-                let row = &ph[i * c..(i + 1) * c];
-                for (j, &p) in row.iter().enumerate() {
-                    let kj = k0 + j;
-                    if skip == Some(kj) {
-                        continue;
-                    }
-                    let d2 = (qn[qi] + kn[kj] - 2.0 * p).max(0.0);
-                    // Strictly smaller: equal distances keep the lower index.
-                    if d2 < dr[k - 1] {
-                        let mut pos = k - 1;
-                        while pos > 0 && dr[pos - 1] > d2 {
-                            dr[pos] = dr[pos - 1];
-                            ir[pos] = ir[pos - 1];
-                            pos -= 1;
-                        }
-                        dr[pos] = d2;
-                        ir[pos] = kj as u32;
-                    }
+            let tile;
+            let (kb, knb) = match &resident {
+                Some((kb, knb)) => (kb, knb),
+                None => {
+                    tile = (be.upload(&keys.data[k0 * d..(k0 + c) * d]), be.upload(&kn[k0..k0 + c])); // [c, d], [c]
+                    (&tile.0, &tile.1)
                 }
-            });
+            };
+            be.gemm(&Gemm::new(Trans::N, Trans::T, r, c, d), &qb, kb, &mut prod);
+            be.knn_topk_merge(r, c, k, k0, self_offset.map(|o| o + q0), &prod, &qnb, knb, &mut db, &mut ib);
         }
+        be.download_into(&db, d_rows);
+        be.download_into(&ib, i_rows);
     }
     be.check()?;
     if let Some(i) = dist2.iter().position(|v| !v.is_finite()) {
         return Err(Error::invalid(format!("nearest neighbours: no finite distance for query cell {}", i / k)));
     }
     let dist = dist2.into_iter().map(f32::sqrt).collect();
+    let index = index_bits.into_iter().map(f32::to_bits).collect();
     Ok(Neighbours { k, index, dist })
 }
