@@ -8,14 +8,23 @@ Defaults: the Kang benchmark as the README's accuracy table builds it
 /tmp/kang_ref.h5ad and /tmp/kang_tgt.h5ad. Each repeat runs
 `acsleuth detect --device cpu` and then a Python process that reads the
 same two .h5ad files with anndata and calls `acsleuth.detect(...,
-device="cpu")`; both include reading the inputs. Peak RSS is the child's
-maximum resident set (wait4). Prints one line per run and the medians, and
-checks that the two gave the same scores and calls.
+device="cpu")`. Prints one line per run and the medians, and checks that
+the two gave the same scores and calls. Two comparisons:
+
+- whole process: wall, CPU and peak RSS (the child's maximum resident set,
+  wait4) of each process, both including reading the inputs; the Python
+  process also holds the interpreter with numpy, pandas and anndata, and
+  the caller's AnnData objects, which the CLI never has;
+- the call: the wall time of `acsleuth.detect(...)` itself, and the peak
+  RSS it adds to the process (the high-water mark is reset to the current
+  RSS just before the call, /proc/self/clear_refs, and read after it),
+  against the CLI's whole wall time and peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import statistics
@@ -27,15 +36,26 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PY = """
-import sys, time, anndata as ad, acsleuth, numpy as np
+import json, sys, time
 t0 = time.monotonic()
-ref = ad.read_h5ad(sys.argv[1]); tgt = ad.read_h5ad(sys.argv[2])
+import anndata as ad, acsleuth, numpy as np
+def mib(key):
+    with open("/proc/self/status") as f:
+        return float(f.read().split(key + ":")[1].split()[0]) / 1024
 t1 = time.monotonic()
-acsleuth.detect(ref, tgt, device="cpu", progress=False, threads=int(sys.argv[4]) if sys.argv[4] != "0" else None)
+rss_imports = mib("VmRSS")
+ref = ad.read_h5ad(sys.argv[1]); tgt = ad.read_h5ad(sys.argv[2])
 t2 = time.monotonic()
+rss_before, hwm_before = mib("VmRSS"), mib("VmHWM")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the high-water mark starts again from the current RSS
+acsleuth.detect(ref, tgt, device="cpu", progress=False, threads=int(sys.argv[4]) if sys.argv[4] != "0" else None)
+t3 = time.monotonic()
+call_peak = mib("VmHWM")
 np.save(sys.argv[3], tgt.obs["acsleuth_score"].to_numpy(np.float32))
 np.save(sys.argv[3] + ".calls.npy", tgt.obs["acsleuth_anomaly"].to_numpy(bool))
-print(f"read {t1 - t0:.2f} s, detect {t2 - t1:.2f} s", file=sys.stderr)
+print(json.dumps(dict(imports_s=t1 - t0, read_s=t2 - t1, call_s=t3 - t2, rss_imports=rss_imports,
+                      rss_before=rss_before, hwm_before=hwm_before, call_added=call_peak - rss_before)), file=sys.stderr)
 """
 
 
@@ -66,6 +86,7 @@ def main():
 
     env = dict(os.environ, ACSLEUTH_QUIET="1")
     rows = {"cli": [], "python": []}
+    calls = []
     with tempfile.TemporaryDirectory() as d:
         for i in range(a.repeats):
             out = os.path.join(d, f"cli{i}")
@@ -77,8 +98,13 @@ def main():
             print(f"cli     run {i}: {w:7.2f} s wall {cpu:7.2f} s CPU {rss:8.1f} MiB", flush=True)
             npy = os.path.join(d, f"py{i}.npy")
             w, rss, cpu, note = measure([sys.executable, "-c", PY, a.reference, a.target, npy, str(a.threads)], env)
+            c = json.loads(note[0])
+            rss = max(rss, c["hwm_before"])  # the reset hides an earlier peak from wait4
             rows["python"].append((w, rss, cpu))
-            print(f"python  run {i}: {w:7.2f} s wall {cpu:7.2f} s CPU {rss:8.1f} MiB  ({' '.join(note)})", flush=True)
+            calls.append(c)
+            print(f"python  run {i}: {w:7.2f} s wall {cpu:7.2f} s CPU {rss:8.1f} MiB  (imports {c['imports_s']:.2f} s, "
+                  f"{c['rss_imports']:.0f} MiB; read {c['read_s']:.2f} s, {c['rss_before']:.0f} MiB before the call; "
+                  f"the call {c['call_s']:.2f} s, +{c['call_added']:.0f} MiB)", flush=True)
             tsv = pd.read_csv(os.path.join(out, "scores.tsv"), sep="\t", index_col=0)
             same = np.array_equal(tsv["score"].to_numpy(np.float32), np.load(npy)) and np.array_equal(
                 tsv["anomaly"].to_numpy(bool), np.load(npy + ".calls.npy")
@@ -88,6 +114,11 @@ def main():
     (cw, cr, cc), (pw, pr, pc) = med["cli"], med["python"]
     print(f"median  cli {cw:.2f} s wall {cc:.2f} s CPU {cr:.1f} MiB | python {pw:.2f} s wall {pc:.2f} s CPU {pr:.1f} MiB | "
           f"python/cli: wall {100 * (pw / cw - 1):+.1f} %, CPU {100 * (pc / cc - 1):+.1f} %, peak RSS {100 * (pr / cr - 1):+.1f} %")
+    m = {k: statistics.median(c[k] for c in calls) for k in calls[0]}
+    print(f"median  the call: {m['call_s']:.2f} s wall vs the CLI's {cw:.2f} s ({100 * (m['call_s'] / cw - 1):+.1f} %); "
+          f"adds {m['call_added']:.1f} MiB to the process vs the CLI's {cr:.1f} MiB peak ({100 * (m['call_added'] / cr - 1):+.1f} %); "
+          f"before it: imports {m['imports_s']:.2f} s and {m['rss_imports']:.0f} MiB, reading {m['read_s']:.2f} s, "
+          f"{m['rss_before']:.0f} MiB held")
 
 
 if __name__ == "__main__":

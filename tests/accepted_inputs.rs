@@ -43,7 +43,7 @@ fn transformed(ds: &Dataset, f: impl Fn(f32) -> f32) -> Dataset {
     for r in 0..c.rows {
         let (a, b) = (c.indptr[r] as usize, c.indptr[r + 1] as usize);
         let total: f32 = c.data[a..b].iter().sum();
-        c.data[a..b].iter_mut().for_each(|v| *v = f(*v * 1e4 / total));
+        c.data.to_mut()[a..b].iter_mut().for_each(|v| *v = f(*v * 1e4 / total));
     }
     Dataset { x: Matrix::Csr(c), ..ds.clone() }
 }

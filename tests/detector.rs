@@ -15,7 +15,7 @@ use common::simulate;
 /// The same cells as integer counts, so that the scanpy chain runs.
 fn as_counts(ds: &Dataset) -> Dataset {
     let mut c: CsrMatrix = ds.x.to_csr();
-    c.data.iter_mut().for_each(|v| *v = (*v * 3.0).round());
+    c.data.to_mut().iter_mut().for_each(|v| *v = (*v * 3.0).round());
     Dataset { x: Matrix::Csr(c), ..ds.clone() }
 }
 

@@ -169,11 +169,11 @@ fn value_kind_detection() {
     preprocess::log1p(&mut lg);
     let ds = dataset(lg.clone(), fx.cells.clone(), fx.genes.clone());
     assert_eq!(preprocess::detect_value_kind(&ds).unwrap(), ValueKind::LogNormalized);
-    lg.data[5] = f32::NAN;
+    lg.data.to_mut()[5] = f32::NAN;
     let ds = dataset(lg.clone(), fx.cells.clone(), fx.genes.clone());
     let err = preprocess::detect_value_kind(&ds).unwrap_err().to_string();
     assert!(err.contains(&fx.cells[0]), "{err}");
-    lg.data[5] = -1.0;
+    lg.data.to_mut()[5] = -1.0;
     let ds = dataset(lg, fx.cells.clone(), fx.genes.clone());
     assert!(matches!(preprocess::detect_value_kind(&ds), Err(Error::Invalid(_))));
 }

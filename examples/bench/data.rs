@@ -156,7 +156,7 @@ fn kang() -> Result<Bench> {
 fn oligo(seed: u64) -> Result<Bench> {
     let mut ds = read_dataset(&shared_data().join("oligodendroglioma/oligodendroglioma.h5ad"), &ReadOptions::default())?;
     match &mut ds.x {
-        Matrix::Csr(x) => x.data.iter_mut().for_each(|v| *v = v.ln_1p()),
+        Matrix::Csr(x) => x.data.to_mut().iter_mut().for_each(|v| *v = v.ln_1p()),
         Matrix::Dense(x) => x.data.iter_mut().for_each(|v| *v = v.ln_1p()),
     }
     let cell_type = ds.obs_column("cell_type").ok_or_else(|| Error::invalid("no obs column 'cell_type'"))?;

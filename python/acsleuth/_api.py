@@ -69,7 +69,9 @@ def detect(
         with a numpy array or scipy CSR/CSC matrix. Raw counts are
         preprocessed as scanpy does (gene filter, normalize_total, log1p,
         highly variable genes on the reference); log-normalized values are
-        used as they are.
+        used as they are. A float32 CSR matrix with int32 indices is read in
+        place (not copied, never written); do not change it from another
+        thread during the call.
     target
         Cells to score, in the same forms; its genes are aligned to the
         reference's by name (missing genes are zeros, with a warning).

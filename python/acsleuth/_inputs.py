@@ -4,8 +4,9 @@ Each input becomes a dict of arrays (``format`` "csr" or "dense", the
 arrays, ``shape``, ``cells``, ``genes``, ``obs``) that the Rust side reads
 through the buffer protocol. Sparse matrices stay sparse: CSC is converted
 to CSR (as scipy does, sparse), and float32 CSR with int32/int64 indices in
-canonical form is handed over as it is. Dense input is made C-contiguous
-float32 (a copy only when it is not already).
+canonical form is handed over as it is (the engine reads float32 values
+and int32 indices in place, and copies other dtypes). Dense input is made
+C-contiguous float32 (a copy only when it is not already).
 """
 
 from __future__ import annotations

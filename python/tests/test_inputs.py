@@ -193,3 +193,51 @@ def test_import_leaves_the_environment_alone():
     env = {k: v for k, v in os.environ.items() if k != "ACSLEUTH_QUIET"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _lognorm(a):
+    import scanpy as sc
+
+    a = a.copy()
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    a.X = a.X.astype(np.float32)
+    return a
+
+
+@pytest.mark.parametrize("values", ["counts", "lognorm"])
+def test_the_callers_matrix_is_read_in_place_and_never_written(ref, tgt, values):
+    # float32 CSR with int32 indices is borrowed, not copied: the engine must
+    # never write to it (normalize_total and log1p work on their own copy).
+    if values == "lognorm":
+        ref, tgt = _lognorm(ref), _lognorm(tgt)
+    snap = [(a.X.data.copy(), a.X.indices.copy(), a.X.indptr.copy()) for a in (ref, tgt)]
+    assert ref.X.data.dtype == np.float32 and ref.X.indices.dtype == np.int32
+    acsleuth.detect(ref, tgt, **KW)
+    acsleuth.detect(ref, tgt, preprocess="never", device="cpu", progress=False)
+    acsleuth.Detector(n_hvg=N_HVG, device="cpu", progress=False).fit(ref).score(tgt)
+    for a, (d, i, p) in zip((ref, tgt), snap):
+        np.testing.assert_array_equal(a.X.data, d)
+        np.testing.assert_array_equal(a.X.indices, i)
+        np.testing.assert_array_equal(a.X.indptr, p)
+
+
+def test_a_fitted_detector_keeps_its_own_copy_of_the_reference(ref, tgt):
+    # Values used as they are (no preprocessing chain, so no new matrix):
+    # the fitted detector must hold its own copy, not the caller's arrays,
+    # or a later in-place change to the AnnData would change its scores.
+    ref, tgt = _lognorm(ref), _lognorm(tgt)
+    kw = dict(preprocess="never", device="cpu", progress=False)
+    expected = acsleuth.Detector(**kw).fit(ref.copy()).score(tgt, copy=True)
+    det = acsleuth.Detector(**kw).fit(ref)
+    ref.X.data[:] = 0.5  # the caller reuses its matrix in place
+    _same(det.score(tgt, copy=True).obs, expected.obs)
+
+
+def test_negative_column_indices_raise_value_error(ref, tgt):
+    X = tgt.X.tocsr()
+    bad = sp.csr_matrix(X.shape, dtype=np.float32)
+    bad.data, bad.indices, bad.indptr = X.data, X.indices.copy(), X.indptr
+    bad.indices[0] = -1
+    with pytest.raises(ValueError, match=r"indices holds a negative value \(-1\)"):
+        acsleuth.detect(ref, (bad, tgt.var_names), **KW)

@@ -1,6 +1,9 @@
 //! In-memory expression matrices and the annotated dataset that every reader
 //! returns and every writer takes. Rows are cells, columns are genes.
 
+use std::borrow::Cow;
+
+use super::buffer::Values;
 use crate::error::{Error, Result};
 
 /// Dense row-major f32 matrix. `data.len() == rows * cols`.
@@ -24,19 +27,21 @@ impl DenseMatrix {
 }
 
 /// Compressed sparse rows: f32 values, u32 column indices, u64 row pointers.
-/// Indices within a row are strictly increasing.
+/// Indices within a row are strictly increasing. Indices and values may
+/// be borrowed from a caller's memory ([`Values`]): read in place, copied
+/// before any change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CsrMatrix {
     pub rows: usize,
     pub cols: usize,
-    pub indptr: Vec<u64>,  // [rows + 1]
-    pub indices: Vec<u32>, // [nnz]
-    pub data: Vec<f32>,    // [nnz]
+    pub indptr: Vec<u64>,     // [rows + 1]
+    pub indices: Values<u32>, // [nnz]
+    pub data: Values<f32>,    // [nnz]
 }
 
 impl CsrMatrix {
     pub fn empty(cols: usize) -> Self {
-        CsrMatrix { rows: 0, cols, indptr: vec![0], indices: vec![], data: vec![] }
+        CsrMatrix { rows: 0, cols, indptr: vec![0], indices: Values::default(), data: Values::default() }
     }
     pub fn nnz(&self) -> usize {
         self.data.len()
@@ -48,10 +53,17 @@ impl CsrMatrix {
     }
     /// Appends one row given as sorted (index, value) pairs.
     pub fn push_row(&mut self, indices: &[u32], values: &[f32]) {
-        self.indices.extend_from_slice(indices);
-        self.data.extend_from_slice(values);
+        self.indices.to_mut().extend_from_slice(indices);
+        self.data.to_mut().extend_from_slice(values);
         self.rows += 1;
         self.indptr.push(self.data.len() as u64);
+    }
+    /// The same matrix in memory of its own: borrowed values are copied, so
+    /// it no longer depends on (or sees later changes to) the caller's.
+    pub fn detached(mut self) -> Self {
+        self.indices.to_mut();
+        self.data.to_mut();
+        self
     }
     pub fn to_dense(&self) -> DenseMatrix {
         let mut d = DenseMatrix::zeros(self.rows, self.cols);
@@ -112,6 +124,14 @@ impl Matrix {
         match self {
             Matrix::Dense(d) => d.data.iter().filter(|v| **v != 0.0).count(),
             Matrix::Csr(c) => c.nnz(),
+        }
+    }
+    /// The matrix as CSR to read: itself when it is one (no copy), else
+    /// converted.
+    pub fn csr(&self) -> Cow<'_, CsrMatrix> {
+        match self {
+            Matrix::Dense(d) => Cow::Owned(CsrMatrix::from_dense(d)),
+            Matrix::Csr(c) => Cow::Borrowed(c),
         }
     }
     pub fn to_csr(&self) -> CsrMatrix {

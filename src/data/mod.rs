@@ -2,6 +2,7 @@
 //! AnnData `.h5ad` and 10x Matrix Market readers, format detection,
 //! preprocessing as scanpy does it, and the simulator.
 
+pub mod buffer;
 pub mod matrix;
 pub mod store;
 pub mod h5ad;

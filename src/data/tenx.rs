@@ -394,7 +394,7 @@ fn coo_to_csr(coo: Coo, gene_map: &[Option<u32>], n_genes: usize) -> CsrMatrix {
     indptr[n_cells] = w as u64;
     indices.truncate(w);
     data.truncate(w);
-    CsrMatrix { rows: n_cells, cols: n_genes, indptr, indices, data }
+    CsrMatrix { rows: n_cells, cols: n_genes, indptr, indices: indices.into(), data: data.into() }
 }
 
 #[cfg(test)]

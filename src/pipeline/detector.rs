@@ -156,7 +156,7 @@ impl Detector {
         if !ok || rows == 0 {
             return Err(bad("the reference matrix is inconsistent (truncated or damaged file)".into()));
         }
-        let matrix = CsrMatrix { rows, cols, indptr, indices, data };
+        let matrix = CsrMatrix { rows, cols, indptr, indices: indices.into(), data: data.into() };
         settings.validate().map_err(|e| bad(e.to_string()))?;
         Ok(Detector { settings, reference: PreparedReference { matrix, genes, kind, chain } })
     }

@@ -59,7 +59,8 @@ pub fn prepare_reference(reference: &Dataset, cfg: &DetectConfig) -> Result<Prep
         let r = preprocess::preprocess_reference(reference, &chain_settings(cfg, kind))?;
         return Ok(PreparedReference { matrix: r.reference, genes: r.genes, kind, chain: Some(r.meta) });
     }
-    Ok(PreparedReference { matrix: reference.x.to_csr(), genes: reference.gene_names.clone(), kind, chain: None })
+    // Detached: a fitted detector must not see the caller's later changes.
+    Ok(PreparedReference { matrix: reference.x.to_csr().detached(), genes: reference.gene_names.clone(), kind, chain: None })
 }
 
 /// The target prepared against a prepared reference: the same chain when
@@ -92,7 +93,7 @@ pub fn prepare_target(r: PreparedReference, target: &Dataset, cfg: &DetectConfig
             "the reference holds {ref_kind:?} values but the target {tgt_kind:?}; give both in the same form (or let acsleuth preprocess raw counts)"
         )));
     }
-    let (tx, al) = preprocess::align_genes(&target.x.to_csr(), &target.gene_names, &r.genes, 0.5)?;
+    let (tx, al) = preprocess::align_genes(&target.x.csr(), &target.gene_names, &r.genes, 0.5)?;
     let report = GeneReport {
         mode: "values used as they are; target aligned to the reference's genes by name".into(),
         reference_value_kind: Some(ref_kind),

@@ -380,8 +380,8 @@ impl Compressed {
             rows,
             cols,
             indptr: self.indptr,
-            indices: self.indices,
-            data: self.data,
+            indices: self.indices.into(),
+            data: self.data.into(),
         }
     }
 }
@@ -414,8 +414,8 @@ fn csc_to_csr(rows: usize, cols: usize, c: Compressed) -> CsrMatrix {
         rows,
         cols,
         indptr,
-        indices,
-        data,
+        indices: indices.into(),
+        data: data.into(),
     }
 }
 

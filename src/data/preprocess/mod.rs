@@ -92,15 +92,16 @@ pub fn remap_columns(x: &CsrMatrix, map: &[Option<u32>], new_cols: usize) -> Csr
         })
         .collect();
     let nnz = rows.iter().map(Vec::len).sum();
-    let mut m = CsrMatrix { rows: 0, cols: new_cols, indptr: Vec::with_capacity(x.rows + 1), indices: Vec::with_capacity(nnz), data: Vec::with_capacity(nnz) };
+    let mut m = CsrMatrix { rows: 0, cols: new_cols, indptr: Vec::with_capacity(x.rows + 1), indices: Vec::with_capacity(nnz).into(), data: Vec::with_capacity(nnz).into() };
     m.indptr.push(0);
+    let (indices, data) = (m.indices.to_mut(), m.data.to_mut());
     for row in rows {
         for (j, v) in row {
-            m.indices.push(j);
-            m.data.push(v);
+            indices.push(j);
+            data.push(v);
         }
         m.rows += 1;
-        m.indptr.push(m.data.len() as u64);
+        m.indptr.push(data.len() as u64);
     }
     m
 }
@@ -143,7 +144,7 @@ pub fn normalize_total(x: &mut CsrMatrix, target_sum: Option<f64>) -> Result<f64
     };
     let indptr = &x.indptr;
     let mut rows: Vec<&mut [f32]> = Vec::with_capacity(x.rows);
-    let mut rest: &mut [f32] = &mut x.data;
+    let mut rest: &mut [f32] = x.data.to_mut();
     for r in 0..totals.len() {
         let len = (indptr[r + 1] - indptr[r]) as usize;
         let (a, b) = rest.split_at_mut(len);
@@ -160,7 +161,7 @@ pub fn normalize_total(x: &mut CsrMatrix, target_sum: Option<f64>) -> Result<f64
 
 /// `sc.pp.log1p`: natural log of 1 + x, in place.
 pub fn log1p(x: &mut CsrMatrix) {
-    x.data.par_iter_mut().for_each(|v| *v = v.ln_1p());
+    x.data.to_mut().par_iter_mut().for_each(|v| *v = v.ln_1p());
 }
 
 /// What a matrix holds, for deciding whether to normalize.
@@ -179,7 +180,7 @@ pub enum ValueKind {
 /// and on non-integer values too large to be log data (normalized but not
 /// log-transformed: a maximum above 50 means e^50 ≈ 5·10^21 before log1p).
 pub fn detect_value_kind(ds: &Dataset) -> Result<ValueKind> {
-    let x = ds.x.to_csr();
+    let x = ds.x.csr();
     value_kind_of_rows((0..x.rows).map(|r| (r, Some(x.row(r).0), x.row(r).1)), &ds.cell_names, &ds.gene_names)
 }
 
@@ -386,7 +387,7 @@ pub fn preprocess_reference(reference: &Dataset, cfg: &Preprocess) -> Result<Pre
             "the seurat_v3 HVG flavour needs raw counts, but the reference holds log-normalized values; use the seurat flavour".into(),
         ));
     }
-    let rx = reference.x.to_csr();
+    let rx = reference.x.csr();
     let filter = filter_genes(&rx, &reference.gene_names, cfg.min_cells, cfg.drop_mt_ercc);
     if filter.kept.is_empty() {
         return Err(Error::invalid(format!(
@@ -427,7 +428,7 @@ pub fn preprocess_reference(reference: &Dataset, cfg: &Preprocess) -> Result<Pre
 pub fn preprocess_target(r: PreprocessedReference, target: &Dataset, cfg: &Preprocess) -> Result<Preprocessed> {
     target.validate()?;
     let tgt_kind = detect_value_kind(target)?;
-    let tx = target.x.to_csr();
+    let tx = target.x.csr();
     let tkeep: Vec<usize> =
         (0..tx.cols).filter(|&j| !(cfg.drop_mt_ercc && is_dropped_gene_name(&target.gene_names[j]))).collect();
     let tnames: Vec<String> = tkeep.iter().map(|&j| target.gene_names[j].clone()).collect();

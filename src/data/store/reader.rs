@@ -335,8 +335,8 @@ impl Store {
                     rows,
                     cols,
                     indptr: self.indptr().to_vec(),
-                    indices: self.indices().to_vec(),
-                    data: self.data().to_vec(),
+                    indices: self.indices().to_vec().into(),
+                    data: self.data().to_vec().into(),
                 })
             }
         };

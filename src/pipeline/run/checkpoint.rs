@@ -152,11 +152,11 @@ mod tests {
         let fa = Fingerprint::of_inputs(&a, &a, &cells, &genes);
         assert_eq!(fa, Fingerprint::of_inputs(&a, &a, &cells, &genes));
         let mut b = a.clone();
-        b.data[1] = 2.5;
+        b.data.to_mut()[1] = 2.5;
         assert_ne!(fa, Fingerprint::of_inputs(&a, &b, &cells, &genes));
         assert_ne!(fa, Fingerprint::of_inputs(&b, &a, &cells, &genes));
         let mut b = a.clone();
-        b.indices[1] = 1;
+        b.indices.to_mut()[1] = 1;
         assert_ne!(fa, Fingerprint::of_inputs(&a, &b, &cells, &genes));
         let mut b = a.clone();
         b.cols = 4;
