@@ -14,6 +14,7 @@ pub mod detect;
 pub mod inspect;
 pub mod run;
 pub mod simulate;
+mod values;
 pub mod evaluate;
 
 /// acsleuth: find anomalous cells in single-cell RNA-seq data and sort them

@@ -45,7 +45,7 @@ pub const QUERY_TILE_BYTES: usize = 32 << 20;
 pub const KEY_TILE_BYTES: usize = 256 << 20;
 
 /// How Module II compares a target embedding with a reference one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KinSimilarity {
     /// The default: cosine of the two embeddings (inner product of the

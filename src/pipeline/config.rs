@@ -13,7 +13,7 @@ use crate::model::train::TrainConfig;
 pub use crate::model::scorer::Kernel;
 
 /// Which score ranks the target cells and makes the calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ScoreMethod {
     /// Novelty in a joint PCA of reference and target, corrected by
@@ -29,7 +29,7 @@ pub enum ScoreMethod {
 }
 
 /// Whether raw counts are normalized, log-transformed and reduced to HVGs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PreprocessMode {
     /// Preprocess when the reference holds raw counts, else use values as they are.

@@ -77,7 +77,7 @@ pub use harmony::HarmonyConfig;
 pub use mnn::{MnnConfig, MnnReport};
 
 /// How the joint coordinates are corrected before scoring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Correction {
     /// Harmony, refitted on likely-normal cells, then the local MNN

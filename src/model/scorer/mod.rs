@@ -48,7 +48,7 @@ pub use mlp::ScorerMlp;
 use runner::Runner;
 
 /// Kernel of the MMD scorer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kernel {
     /// k(δi, δj) = δi·δj: exact O(N·G) form (the authors' choice).

@@ -35,7 +35,7 @@ pub struct RunConfig {
 }
 
 /// The batch correction of the workflow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Correction {
     /// Module III as the paper has it: the style-transfer generator's
