@@ -15,6 +15,7 @@
 //! - [`cli`]: the `acsleuth` command.
 //! - [`progress`], [`cleanup`]: process-wide services every layer may use
 //!   (progress bars and cancellation; temporaries removed on a stop).
+//! - [`allocator`]: the allocator the binary and the Python extension use.
 
 pub mod error;
 pub mod data;
@@ -26,6 +27,7 @@ pub mod pipeline;
 pub mod cli;
 pub mod progress;
 pub mod cleanup;
+pub mod allocator;
 pub mod output;
 
 /// The PNG figures (now [`output::figures`]).
