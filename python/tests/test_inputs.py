@@ -241,3 +241,21 @@ def test_negative_column_indices_raise_value_error(ref, tgt):
     bad.indices[0] = -1
     with pytest.raises(ValueError, match=r"indices holds a negative value \(-1\)"):
         acsleuth.detect(ref, (bad, tgt.var_names), **KW)
+
+
+def test_a_read_only_memory_mapped_matrix_is_read_in_place(ref, tgt, baseline, tmp_path):
+    # Arrays mapped read-only from disk (PROT_READ): reading them in place
+    # works, and a write by the engine would be a crash, not a silent change.
+    def mapped(a, name):
+        X = a.X.tocsr()
+        parts = {}
+        for k in ("data", "indices", "indptr"):
+            np.save(tmp_path / f"{name}_{k}.npy", getattr(X, k))
+            parts[k] = np.load(tmp_path / f"{name}_{k}.npy", mmap_mode="r")
+        m = sp.csr_matrix((parts["data"], parts["indices"], parts["indptr"]), shape=X.shape, copy=False)
+        assert np.shares_memory(m.data, parts["data"]) and not m.data.flags.writeable
+        a.X = m
+
+    mapped(ref, "ref")
+    mapped(tgt, "tgt")
+    _same(acsleuth.detect(ref, tgt, copy=True, **KW).obs, baseline)
