@@ -48,10 +48,18 @@ class Progress:
                     if bar is not None:
                         bar.close()
                     name = stage
-                    bar = self._tqdm(total=total or None, desc=f"acsleuth {self.what}: {stage}", leave=False)
+                    # A stage without a count (the novelty score) shows its
+                    # elapsed time, not "0it [00:21, ?it/s]".
+                    bar = self._tqdm(
+                        total=total or None,
+                        desc=f"acsleuth {self.what}: {stage}",
+                        leave=False,
+                        bar_format=None if total else "{desc} ({elapsed})",
+                    )
                 if bar is not None:
                     if total and bar.total != total:
                         bar.total = total
+                        bar.bar_format = None
                     bar.n = pos
                     bar.refresh()
             if stopping:
