@@ -1,70 +1,36 @@
-//! The memory allocator of the `acsleuth` binary and the Python extension:
-//! mimalloc, set to return freed memory to the operating system at once.
+//! Giving freed memory back to the operating system between the stages of
+//! a long computation.
 //!
-//! Why: the engine's large short-lived buffers (the joint PCA's standardised
-//! sample, a tile of a neighbour search, a chunk of rows) are freed while
-//! others live on. glibc's malloc then keeps the freed memory resident
-//! (its mmap threshold grows with every large free, so later buffers come
-//! from a heap that is not given back), and inside Python it also shares
-//! its heap with numpy and anndata. Measured on the Kang benchmark
-//! (`detect`, CPU, 2 cores): peak RSS 395 MiB with glibc, 460–487 MiB with
-//! mimalloc's defaults (freed pages kept for a while), 286 MiB with
-//! immediate purging, and 7 % less wall time than glibc; scores identical.
+//! Why: glibc's malloc raises its mmap threshold to the size of every
+//! large block freed (up to 32 MiB), so after the engine frees its first
+//! big buffers (the inputs as read, the joint PCA's standardised sample),
+//! later buffers below that size come from the heap, and the holes they
+//! leave when freed stay resident while other buffers live on; in Python
+//! the heap is also shared with numpy and anndata. [`release_free_memory`]
+//! (`malloc_trim(0)`) returns those holes; the detector calls it where a
+//! stage has just freed its large buffers and the next one allocates its
+//! own.
 //!
-//! A library cannot choose its host's allocator, so the binary (`main.rs`)
-//! and the Python extension each declare [`Allocator`] as their global
-//! allocator and call [`configure`] first thing; a Rust program embedding
-//! the library keeps its own. In the Python extension mimalloc serves only
-//! the engine's allocations: the interpreter, numpy and anndata keep theirs.
+//! Measured on the Kang benchmark (`acsleuth detect`, CPU, 2 cores,
+//! interleaved runs, identical scores): peak RSS 405 MB without, 323–332 MB
+//! with the two calls, wall 20.1–23.5 s against 21.4–21.7 s (noise), 0.8 s
+//! more system time. Two global settings were tried and lost: glibc's mmap
+//! threshold fixed at 1 MiB (peak 290 MB, but 4–10 % slower on Kang and
+//! 10–24 % on the demo's GAN training, which allocates and frees large
+//! buffers every step), and mimalloc purging freed pages at once (peak
+//! 288 MB, 9–14 % slower training; with a purge delay the peak rose to
+//! 460 MB).
+//!
+//! Only glibc has `malloc_trim`; elsewhere this does nothing.
 
-pub use mimalloc::MiMalloc as Allocator;
-
-/// `mi_option_purge_delay` in mimalloc.h (v2 and v3): milliseconds before
-/// freed memory is returned to the OS (0 = at once).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Sets mimalloc to purge freed memory immediately (see the module doc).
-/// Harmless when mimalloc is linked but not the global allocator.
-pub fn configure() {
-    // SAFETY: sets a process-wide option; mimalloc reads options atomically.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rss_mib() -> f64 {
-        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        s.split("VmRSS:").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            / 1024.0
-    }
-
-    /// The option number is the one mimalloc reads as the purge delay:
-    /// after `configure`, freeing 256 MiB of mid-sized blocks gives the
-    /// memory back (with the default delay it stays resident).
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn freed_memory_is_returned_at_once() {
-        configure();
-        // SAFETY: mimalloc's own allocate/free pair on blocks we fill.
-        unsafe { assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 0) };
-        const BLOCK: usize = 64 << 10;
-        let before = rss_mib();
-        let blocks: Vec<*mut u8> = (0..4096)
-            .map(|_| unsafe {
-                let p = libmimalloc_sys::mi_malloc(BLOCK) as *mut u8;
-                assert!(!p.is_null());
-                std::ptr::write_bytes(p, 1, BLOCK);
-                p
-            })
-            .collect();
-        let held = rss_mib();
-        assert!(held - before > 200.0, "256 MiB allocated, RSS grew only {:.0} MiB", held - before);
-        for p in blocks {
-            unsafe { libmimalloc_sys::mi_free(p as *mut libc::c_void) };
-        }
-        let after = rss_mib();
-        assert!(held - after > 200.0, "256 MiB freed, RSS fell only {:.0} MiB ({held:.0} -> {after:.0})", held - after);
+/// Returns the free memory of the C heap to the operating system. Costs a
+/// walk over the free chunks (milliseconds); call it between stages, not
+/// in loops.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory that is free; glibc takes
+    // its arenas' locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

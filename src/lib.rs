@@ -15,7 +15,7 @@
 //! - [`cli`]: the `acsleuth` command.
 //! - [`progress`], [`cleanup`]: process-wide services every layer may use
 //!   (progress bars and cancellation; temporaries removed on a stop).
-//! - [`allocator`]: the allocator the binary and the Python extension use.
+//! - [`allocator`]: freed memory given back to the OS between stages.
 
 pub mod error;
 pub mod data;

@@ -3,12 +3,7 @@
 
 use clap::Parser;
 
-/// mimalloc instead of the system allocator: see `acsleuth::allocator`.
-#[global_allocator]
-static ALLOC: acsleuth::allocator::Allocator = acsleuth::allocator::Allocator;
-
 fn main() {
-    acsleuth::allocator::configure();
     // A closed stdout (`acsleuth simulate … | head -2`) ends the process
     // quietly, as it does `cat`, instead of a panic on the next print.
     // Outputs are committed before anything is printed about them.

@@ -22,11 +22,6 @@ use pyo3::types::PyDict;
 
 use compute::Machine;
 
-/// The engine's allocations go to mimalloc, returning freed memory at once
-/// (`acsleuth::allocator`); Python, numpy and anndata keep their allocator.
-#[global_allocator]
-static ALLOC: acsleuth::allocator::Allocator = acsleuth::allocator::Allocator;
-
 /// Settings as JSON (the keys of `report.json`'s `settings`); unknown keys
 /// are errors, as in a `--config` file.
 fn settings<T: serde::de::DeserializeOwned>(json: &str) -> PyResult<T> {
@@ -139,7 +134,6 @@ fn _acsleuth(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // engine's terminal bars; set here, not through ACSLEUTH_QUIET, so the
     // caller's environment (and its child processes) is left as it was.
     acsleuth::progress::set_quiet(true);
-    acsleuth::allocator::configure();
     m.add_function(wrap_pyfunction!(detect, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(default_settings, m)?)?;

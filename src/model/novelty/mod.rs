@@ -312,9 +312,13 @@ pub fn score_novelty<B: Backend>(
     {
         return Err(Error::invalid(format!("{} batch labels for {nt} target cells", b.len())));
     }
+    // The inputs as read and their preparation were just freed, and the
+    // PCA's sample is next; then the sample is freed and the searches come.
+    crate::allocator::release_free_memory();
     let t0 = Instant::now();
     let opts = embed::EmbedOptions { n_components: cfg.n_components, max_value: cfg.max_value, max_fit_cells: cfg.max_fit_cells, seed };
     let emb = embed::embed(reference, target, &opts)?;
+    crate::allocator::release_free_memory();
     let seconds_embed = t0.elapsed().as_secs_f64();
     let graph_rows = embed::sample_rows(nt, cfg.max_graph_target, seed ^ 0x6A09);
 
