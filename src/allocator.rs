@@ -24,8 +24,14 @@
 //! Only glibc has `malloc_trim`; elsewhere this does nothing.
 
 /// Returns the free memory of the C heap to the operating system. Costs a
-/// walk over the free chunks (milliseconds); call it between stages, not
-/// in loops.
+/// walk over the free chunks (milliseconds); call it between stages, or
+/// after each step of a loop whose steps are long (≥ 0.1 s) and allocate
+/// large temporaries out of our hands: the joint PCA's covariance pass
+/// calls it after every block, because the GEMM crate allocates its
+/// packing buffer (12–24 MB) afresh on each call and, in Python, where the
+/// engine runs on its own thread and glibc's threshold has been raised by
+/// numpy, the freed buffers stayed resident (Kang: the call's peak grew
+/// 24 MB per block, 118 or 223 MiB added by run; 116–132 MiB with it).
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases memory that is free; glibc takes

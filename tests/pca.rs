@@ -1,7 +1,11 @@
 //! PCA baseline against scikit-learn (fixtures/pca, made by
 //! scripts/make_pca_fixture.py) and the subspace solvers against Jacobi.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use acsleuth::data::{CsrMatrix, DenseMatrix};
 use acsleuth::model::pca::{eigen, Pca, PcaOptions, PcaSolver};
+use acsleuth::model::source::RowSource;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -172,4 +176,64 @@ fn bad_inputs_are_typed_errors() {
     assert!(pca.reconstruction_error(&x[..7], 1).is_err());
     assert!(pca.reconstruction_error(&bad, 10).is_err());
     assert_eq!(pca.reconstruction_error(&x, 10).unwrap().len(), 10);
+}
+
+/// A row source that remembers the most rows it was asked for at once.
+struct Counting<'a> {
+    inner: &'a dyn RowSource,
+    most: AtomicUsize,
+}
+
+impl RowSource for Counting<'_> {
+    fn n_rows(&self) -> usize {
+        self.inner.n_rows()
+    }
+    fn n_cols(&self) -> usize {
+        self.inner.n_cols()
+    }
+    fn gather_dense(&self, rows: &[usize], out: &mut [f32]) -> acsleuth::error::Result<()> {
+        self.most.fetch_max(rows.len(), Ordering::Relaxed);
+        self.inner.gather_dense(rows, out)
+    }
+}
+
+#[test]
+fn fitting_from_a_row_source_gives_the_dense_fits_bits_in_blocks() {
+    // 1,300 rows: two full blocks of 512 and a partial one.
+    let (n, g) = (1300, 40);
+    let x = low_rank(n, g, 6, 5);
+    let dense = DenseMatrix { rows: n, cols: g, data: x.clone() };
+    let csr = CsrMatrix::from_dense(&dense);
+    for solver in [PcaSolver::Exact, PcaSolver::Subspace, PcaSolver::Streamed] {
+        let opts = PcaOptions { n_components: 5, solver, seed: 3, ..Default::default() };
+        let want = Pca::fit(&x, n, g, &opts).unwrap();
+        for source in [&dense as &dyn RowSource, &csr] {
+            let counting = Counting { inner: source, most: AtomicUsize::new(0) };
+            let got = Pca::fit_rows(&counting, &opts).unwrap();
+            assert_eq!(got.mean, want.mean, "{solver:?}");
+            assert_eq!(got.components, want.components, "{solver:?}");
+            assert_eq!(got.explained_variance, want.explained_variance, "{solver:?}");
+            assert_eq!(got.explained_variance_ratio, want.explained_variance_ratio, "{solver:?}");
+            // The covariance solvers never hold the rows dense; the
+            // implicit one reads them at every iteration, so it does.
+            let most = counting.most.load(Ordering::Relaxed);
+            if solver == PcaSolver::Streamed {
+                assert_eq!(most, n);
+            } else {
+                assert!(most <= 512, "{solver:?} read {most} rows at once");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_non_finite_value_names_its_row() {
+    let (n, g) = (1300, 8);
+    let mut x = low_rank(n, g, 3, 6);
+    x[1100 * g + 3] = f32::INFINITY;
+    let dense = DenseMatrix { rows: n, cols: g, data: x.clone() };
+    let opts = PcaOptions { n_components: 2, ..Default::default() };
+    for e in [Pca::fit(&x, n, g, &opts).unwrap_err(), Pca::fit_rows(&dense, &opts).unwrap_err()] {
+        assert!(e.to_string().contains("non-finite value in row 1100"), "{e}");
+    }
 }

@@ -5,7 +5,8 @@
 //! `PCA(n_components=50)` fitted on the reference.
 //!
 //! Fitting: column means in f64; the G×G covariance `Xcᵀ Xc/(N−1)` by f64
-//! GEMM over blocks of 512 centred rows;
+//! GEMM over blocks of 512 centred rows, read from a [`RowSource`] one
+//! block at a time ([`Pca::fit_rows`]: the rows need not be held dense);
 //! then the top k eigenpairs (see [`eigen`]): all of them by Jacobi when
 //! G ≤ 256, otherwise by block subspace iteration with Rayleigh–Ritz
 //! (oversampled block, residual-based stop). Above G = 4096 the covariance
@@ -18,6 +19,7 @@ pub mod eigen;
 
 use crate::data::matrix::DenseMatrix;
 use crate::error::{Error, Result};
+use crate::model::source::RowSource;
 use rayon::prelude::*;
 
 /// Rows per block when centring and multiplying.
@@ -127,7 +129,24 @@ impl Pca {
 
     /// Fits k components on a row-major `rows × genes` f32 buffer.
     pub fn fit(x: &[f32], rows: usize, genes: usize, opts: &PcaOptions) -> Result<Pca> {
-        check(x, rows, genes, "PCA reference")?;
+        if rows.checked_mul(genes) != Some(x.len()) {
+            return Err(Error::invalid(format!("PCA reference: {} values for {rows} × {genes}", x.len())));
+        }
+        Pca::fit_source(&SliceRows { x, rows, genes }, Some(x), opts)
+    }
+
+    /// Fits k components on rows read from `x` in blocks of [`BLOCK_ROWS`]
+    /// (the joint PCA's sample, standardised as it is read): the rows are
+    /// never held dense all at once, except by the implicit solver (G >
+    /// [`COVARIANCE_MAX_GENES`]), which reads them at every iteration.
+    /// Gives the same bits as [`Pca::fit`] on the gathered rows.
+    pub fn fit_rows(x: &dyn RowSource, opts: &PcaOptions) -> Result<Pca> {
+        Pca::fit_source(x, None, opts)
+    }
+
+    /// The fit; `dense` is `x` as one buffer when the caller has it.
+    fn fit_source(x: &dyn RowSource, dense: Option<&[f32]>, opts: &PcaOptions) -> Result<Pca> {
+        let (rows, genes) = (x.n_rows(), x.n_cols());
         let k = opts.n_components;
         if k == 0 || k > rows.min(genes) {
             return Err(Error::Config(format!(
@@ -138,16 +157,8 @@ impl Pca {
         if rows < 2 {
             return Err(Error::invalid("PCA needs at least 2 reference cells"));
         }
-        let mean = column_means(x, rows, genes);
+        let mean = column_means(x)?;
         let denom = (rows - 1) as f64;
-        let total_var: f64 = x
-            .par_chunks(BLOCK_ROWS * genes)
-            .map(|blk| blk.iter().zip(mean.iter().cycle()).map(|(v, m)| (*v as f64 - m).powi(2)).sum::<f64>())
-            .collect::<Vec<f64>>()
-            .iter()
-            .sum::<f64>()
-            / denom;
-
         let exact = match opts.solver {
             PcaSolver::Exact => true,
             PcaSolver::Subspace | PcaSolver::Streamed => false,
@@ -155,23 +166,42 @@ impl Pca {
         };
         let streamed = opts.solver == PcaSolver::Streamed || genes > COVARIANCE_MAX_GENES;
         let block = (k + (k / 2).max(10)).min(genes);
-        let (values, mut vectors, iterations, converged) = if exact {
-            let cov = covariance(x, rows, genes, &mean);
-            let (vals, vecs) = eigen::jacobi(cov, genes);
-            (vals[..k].to_vec(), vecs[..k * genes].to_vec(), 0, true)
-        } else if !streamed {
-            let cov = covariance(x, rows, genes, &mean);
-            let apply = |q: &[f64], y: &mut [f64], r: usize| {
-                // Y(G×r, col-major) = C(G×G) · Q(G×r, col-major)
-                gemm_raw(genes, r, genes, y.as_mut_ptr(), 1, genes, false, cov.as_ptr(), genes, 1,
-                    q.as_ptr(), 1, genes, 0.0, 1.0, gemm::Parallelism::Rayon(0));
-            };
-            let t = eigen::subspace(genes, k, block, &apply, opts.tol, opts.max_iter, opts.seed);
-            (t.values, t.vectors, t.iterations, t.converged)
+        let (total_var, values, mut vectors, iterations, converged) = if !streamed {
+            let (cov, sum_sq) = covariance(x, &mean)?;
+            let total_var = sum_sq / denom;
+            if exact {
+                let (vals, vecs) = eigen::jacobi(cov, genes);
+                (total_var, vals[..k].to_vec(), vecs[..k * genes].to_vec(), 0, true)
+            } else {
+                let apply = |q: &[f64], y: &mut [f64], r: usize| {
+                    // Y(G×r, col-major) = C(G×G) · Q(G×r, col-major)
+                    gemm_raw(genes, r, genes, y.as_mut_ptr(), 1, genes, false, cov.as_ptr(), genes, 1,
+                        q.as_ptr(), 1, genes, 0.0, 1.0, gemm::Parallelism::Rayon(0));
+                };
+                let t = eigen::subspace(genes, k, block, &apply, opts.tol, opts.max_iter, opts.seed);
+                (total_var, t.values, t.vectors, t.iterations, t.converged)
+            }
         } else {
+            let owned;
+            let x = match dense {
+                Some(d) => d,
+                None => {
+                    let mut d = vec![0.0f32; rows * genes]; // [rows × G]
+                    x.gather_range(0, rows, &mut d)?;
+                    owned = d;
+                    &owned
+                }
+            };
+            let total_var = x
+                .par_chunks(BLOCK_ROWS * genes)
+                .map(|blk| blk.iter().zip(mean.iter().cycle()).map(|(v, m)| (*v as f64 - m).powi(2)).sum::<f64>())
+                .collect::<Vec<f64>>()
+                .iter()
+                .sum::<f64>()
+                / denom;
             let apply = |q: &[f64], y: &mut [f64], r: usize| implicit_apply(x, rows, genes, &mean, q, y, r);
             let t = eigen::subspace(genes, k, block, &apply, opts.tol, opts.max_iter, opts.seed);
-            (t.values, t.vectors, t.iterations, t.converged)
+            (total_var, t.values, t.vectors, t.iterations, t.converged)
         };
         // Sign convention of scikit-learn (largest |entry| positive).
         for comp in vectors.chunks_exact_mut(genes) {
@@ -231,47 +261,104 @@ impl Pca {
 }
 
 /// Column means in f64; fixed row blocks, reduced in order (deterministic).
-fn column_means(x: &[f32], rows: usize, genes: usize) -> Vec<f64> {
+/// Each block is read in pieces of [`BLOCK_ROWS`] rows, which are checked
+/// finite (the first bad row is named).
+fn column_means(x: &dyn RowSource) -> Result<Vec<f64>> {
+    let (rows, genes) = (x.n_rows(), x.n_cols());
     let block = rows.div_ceil(64).max(BLOCK_ROWS);
-    let parts: Vec<Vec<f64>> = x
-        .par_chunks(block * genes)
-        .map(|blk| {
+    let parts: Vec<Result<Vec<f64>>> = (0..rows.div_ceil(block))
+        .into_par_iter()
+        .map(|p| {
+            let (start, end) = (p * block, ((p + 1) * block).min(rows));
             let mut s = vec![0.0f64; genes];
-            for row in blk.chunks_exact(genes) {
-                for (a, &v) in s.iter_mut().zip(row) {
-                    *a += v as f64;
+            let mut buf = vec![0.0f32; BLOCK_ROWS.min(end - start) * genes]; // [≤ BLOCK_ROWS × G]
+            for r0 in (start..end).step_by(BLOCK_ROWS) {
+                let n = BLOCK_ROWS.min(end - r0);
+                let blk = &mut buf[..n * genes];
+                x.gather_range(r0, n, blk)?;
+                if let Some(i) = blk.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::invalid(format!("PCA reference: non-finite value in row {}", r0 + i / genes)));
+                }
+                for row in blk.chunks_exact(genes) {
+                    for (a, &v) in s.iter_mut().zip(row) {
+                        *a += v as f64;
+                    }
                 }
             }
-            s
+            Ok(s)
         })
         .collect();
     let mut mean = vec![0.0f64; genes];
-    for p in &parts {
-        for (m, v) in mean.iter_mut().zip(p) {
+    for p in parts {
+        for (m, v) in mean.iter_mut().zip(&p?) {
             *m += v;
         }
     }
     mean.iter_mut().for_each(|m| *m /= rows as f64);
-    mean
+    Ok(mean)
 }
 
 /// Covariance `Xcᵀ Xc/(N−1)`, [G × G] row-major f64, by f64 GEMM over
 /// blocks of centred rows accumulated in place (f32 GEMM was measured to
 /// leave ~5e-7 relative error in the eigenvalues; the baseline is compared
 /// against scikit-learn's f64 PCA, so the covariance is formed in f64).
-fn covariance(x: &[f32], rows: usize, genes: usize, mean: &[f64]) -> Vec<f64> {
+fn covariance(x: &dyn RowSource, mean: &[f64]) -> Result<(Vec<f64>, f64)> {
+    let (rows, genes) = (x.n_rows(), x.n_cols());
     let mut acc = vec![0.0f64; genes * genes]; // [G × G]
-    let mut blk_c = vec![0.0f64; BLOCK_ROWS * genes]; // [r × G] centred
-    for (b, blk) in x.chunks(BLOCK_ROWS * genes).enumerate() {
-        let r = blk.len() / genes;
-        centre(blk, mean, &mut blk_c[..r * genes], |v| v);
+    let mut blk = vec![0.0f32; BLOCK_ROWS.min(rows) * genes]; // [r × G] as read
+    let mut blk_c = vec![0.0f64; BLOCK_ROWS.min(rows) * genes]; // [r × G] centred
+    let mut sum_sq = Vec::with_capacity(rows.div_ceil(BLOCK_ROWS)); // per block, summed in order
+    for (b, r0) in (0..rows).step_by(BLOCK_ROWS).enumerate() {
+        let r = BLOCK_ROWS.min(rows - r0);
+        x.gather_range(r0, r, &mut blk[..r * genes])?;
+        let c = &mut blk_c[..r * genes];
+        centre(&blk[..r * genes], mean, c, |v| v);
+        sum_sq.push(c.iter().map(|v| v.powi(2)).sum::<f64>());
         // acc += Bᵀ B: A = Bᵀ (G×r: row stride 1, col stride G), B (r×G).
-        gemm_raw(genes, genes, r, acc.as_mut_ptr(), genes, 1, b > 0, blk_c.as_ptr(), 1, genes,
-            blk_c.as_ptr(), genes, 1, 1.0, 1.0, gemm::Parallelism::Rayon(0));
+        gemm_raw(genes, genes, r, acc.as_mut_ptr(), genes, 1, b > 0, c.as_ptr(), 1, genes,
+            c.as_ptr(), genes, 1, 1.0, 1.0, gemm::Parallelism::Rayon(0));
+        // The GEMM's freed packing buffer (see the function's doc).
+        crate::allocator::release_free_memory();
     }
     let inv = 1.0 / (rows - 1) as f64;
     acc.par_iter_mut().for_each(|a| *a *= inv);
-    acc
+    Ok((acc, sum_sq.iter().sum::<f64>()))
+}
+
+/// A row-major `rows × genes` buffer read as a [`RowSource`].
+struct SliceRows<'a> {
+    x: &'a [f32],
+    rows: usize,
+    genes: usize,
+}
+
+impl RowSource for SliceRows<'_> {
+    fn n_rows(&self) -> usize {
+        self.rows
+    }
+    fn n_cols(&self) -> usize {
+        self.genes
+    }
+    fn gather_dense(&self, rows: &[usize], out: &mut [f32]) -> Result<()> {
+        let g = self.genes;
+        if out.len() != rows.len() * g || rows.iter().any(|&r| r >= self.rows) {
+            return Err(Error::invalid("PCA: row gather out of range"));
+        }
+        for (dst, &r) in out.chunks_exact_mut(g).zip(rows) {
+            dst.copy_from_slice(&self.x[r * g..(r + 1) * g]);
+        }
+        Ok(())
+    }
+    fn gather_range(&self, start: usize, count: usize, out: &mut [f32]) -> Result<()> {
+        let g = self.genes;
+        match self.x.get(start * g..(start + count) * g) {
+            Some(src) if out.len() == src.len() => {
+                out.copy_from_slice(src);
+                Ok(())
+            }
+            _ => Err(Error::invalid("PCA: row range out of range")),
+        }
+    }
 }
 
 /// `Y = Xcᵀ(Xc Q)/(N−1)` by streaming row blocks (no G×G matrix);

@@ -89,12 +89,49 @@ fn standardise(rows: &mut [f32], mean: &[f64], sd: &[f64], max_value: f64) {
     });
 }
 
-/// Standardised dense copy of some rows of a source.
-fn standardised_rows(m: &dyn RowSource, rows: &[usize], mean: &[f64], sd: &[f64], max_value: f64) -> Result<Vec<f32>> {
-    let mut out = vec![0.0f32; rows.len() * m.n_cols()];
-    m.gather_dense(rows, &mut out)?;
-    standardise(&mut out, mean, sd, max_value);
-    Ok(out)
+/// The rows the PCA is fitted on — the sampled reference rows, then the
+/// sampled target rows — standardised as they are read, so the sample is
+/// never held dense (Kang: 157 MB; 50,000 cells × 3,000 genes: 600 MB).
+struct FitSample<'a> {
+    reference: &'a dyn RowSource,
+    target: &'a dyn RowSource,
+    /// Sampled rows of the reference and of the target.
+    rr: &'a [usize],
+    tt: &'a [usize],
+    mean: &'a [f64],
+    sd: &'a [f64],
+    max_value: f64,
+}
+
+impl RowSource for FitSample<'_> {
+    fn n_rows(&self) -> usize {
+        self.rr.len() + self.tt.len()
+    }
+    fn n_cols(&self) -> usize {
+        self.mean.len()
+    }
+    fn gather_dense(&self, rows: &[usize], out: &mut [f32]) -> Result<()> {
+        let (g, nr) = (self.mean.len(), self.rr.len());
+        if out.len() != rows.len() * g {
+            return Err(Error::invalid("joint PCA: gather buffer of the wrong size"));
+        }
+        // Runs of requested rows from the same set, each gathered at once.
+        let mut i = 0;
+        while i < rows.len() {
+            let in_ref = rows[i] < nr;
+            let run = rows[i..].iter().take_while(|&&r| (r < nr) == in_ref).count();
+            let (set, picked): (&dyn RowSource, Result<Vec<usize>>) = if in_ref {
+                (self.reference, Ok(rows[i..i + run].iter().map(|&r| self.rr[r]).collect()))
+            } else {
+                let picked = rows[i..i + run].iter().map(|&r| self.tt.get(r - nr).copied()).collect::<Option<Vec<_>>>();
+                (self.target, picked.ok_or_else(|| Error::invalid("joint PCA: row out of range")))
+            };
+            set.gather_dense(&picked?, &mut out[i * g..(i + run) * g])?;
+            i += run;
+        }
+        standardise(out, self.mean, self.sd, self.max_value);
+        Ok(())
+    }
 }
 
 /// A seeded sample of `m` of `0..n` (all of them when `m ≥ n`), sorted.
@@ -139,7 +176,8 @@ pub struct EmbedOptions {
 
 /// Joint standardisation + PCA of reference and target (same genes). Both
 /// are read in chunks of rows (twice: gene statistics, then projection)
-/// plus the sampled rows the PCA is fitted on, so a store is streamed.
+/// plus the sampled rows the PCA is fitted on (twice, a block at a time:
+/// means, then covariance), so a store is streamed.
 pub fn embed(reference: &dyn RowSource, target: &dyn RowSource, o: &EmbedOptions) -> Result<JointEmbedding> {
     let g = reference.n_cols();
     if g != target.n_cols() {
@@ -156,15 +194,13 @@ pub fn embed(reference: &dyn RowSource, target: &dyn RowSource, o: &EmbedOptions
     let fit_t = if total <= o.max_fit_cells { nt } else { o.max_fit_cells - fit_r.min(o.max_fit_cells) };
     let rr = sample_rows(nr, fit_r, o.seed ^ 0xE3B0);
     let tt = sample_rows(nt, fit_t, o.seed ^ 0xC442);
-    let mut fit = standardised_rows(reference, &rr, &mean, &sd, o.max_value)?;
-    fit.extend(standardised_rows(target, &tt, &mean, &sd, o.max_value)?);
     let n_fit = rr.len() + tt.len();
+    let fit = FitSample { reference, rr: &rr, tt: &tt, target, mean: &mean, sd: &sd, max_value: o.max_value };
     // Scores need the leading subspace, not eigenvectors to 1e-8: on data
     // whose trailing spectrum is flat (a few cell types, then noise) the
     // strict default tolerance costs hundreds of iterations for nothing.
     let opts = PcaOptions { n_components: k, seed: o.seed, tol: PCA_TOL, max_iter: PCA_MAX_ITER, ..PcaOptions::default() };
-    let pca = Pca::fit(&fit, n_fit, g, &opts)?;
-    drop(fit);
+    let pca = Pca::fit_rows(&fit, &opts)?;
     let mut buf = vec![0.0f32; CHUNK_ROWS * g];
     let mut project = |m: &dyn RowSource| -> Result<DenseMatrix> {
         let mut out = DenseMatrix::zeros(m.n_rows(), k);
@@ -186,4 +222,24 @@ pub fn embed(reference: &dyn RowSource, target: &dyn RowSource, o: &EmbedOptions
         explained_variance_ratio: pca.explained_variance_ratio.iter().sum(),
         n_fit,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fit_sample_reads_both_sets_standardised_in_its_order() {
+        let r = DenseMatrix { rows: 3, cols: 2, data: vec![1., 2., 3., 4., 5., 6.] };
+        let t = DenseMatrix { rows: 2, cols: 2, data: vec![7., 8., 9., 10.] };
+        let (mean, sd) = (vec![1.0, 0.0], vec![2.0, 1.0]);
+        let s = FitSample { reference: &r, target: &t, rr: &[2, 0], tt: &[1], mean: &mean, sd: &sd, max_value: 9.0 };
+        assert_eq!((s.n_rows(), s.n_cols()), (3, 2));
+        let mut out = vec![0.0; 8];
+        // Sample rows 2 (target row 1), 0 (reference row 2), 1 (reference row 0), 2 again.
+        s.gather_dense(&[2, 0, 1, 2], &mut out).unwrap();
+        assert_eq!(out, vec![4.0, 9.0, 2.0, 6.0, 0.0, 2.0, 4.0, 9.0]); // (x − μ)/σ clipped at 9
+        assert!(s.gather_dense(&[3], &mut out[..2]).is_err());
+        assert!(s.gather_dense(&[0], &mut out[..3]).is_err());
+    }
 }
