@@ -219,3 +219,57 @@ fn pair_chain_selects_reference_hvgs_and_aligns_target() {
         assert!(serde_json::to_string(&p.report).unwrap().contains("alignment"));
     }
 }
+
+#[test]
+fn remap_columns_drops_moves_and_sorts_each_row() {
+    // Row 0's indices are stored out of order, as some writers leave them.
+    let x = CsrMatrix {
+        rows: 3,
+        cols: 4,
+        indptr: vec![0, 3, 3, 6],
+        indices: vec![2, 0, 3, 0, 1, 3].into(),
+        data: vec![1., 2., 3., 4., 5., 6.].into(),
+    };
+    // Column 1 dropped; 0 → 2, 2 → 0, 3 → 1.
+    let m = preprocess::remap_columns(&x, &[Some(2), None, Some(0), Some(1)], 3);
+    assert_eq!(m.indptr, vec![0, 3, 3, 5]);
+    assert_eq!(&m.indices[..], &[0, 1, 2, 1, 2]);
+    assert_eq!(&m.data[..], &[1., 3., 2., 6., 4.]);
+    assert_eq!((m.rows, m.cols), (3, 3));
+}
+
+/// The target is sized on the genes the name rule keeps and scaled on the
+/// reference's genes alone; the values must be those of the chain it
+/// replaced: filter by name, normalize_total + log1p, then align.
+#[test]
+fn target_preparation_equals_filter_normalize_then_align() {
+    let fx = load();
+    let d = fx.counts.to_dense();
+    let half = |lo: usize, hi: usize| DenseMatrix { rows: hi - lo, cols: d.cols, data: d.data[lo * d.cols..hi * d.cols].to_vec() };
+    let r = dataset(CsrMatrix::from_dense(&half(0, 300)), fx.cells[..300].to_vec(), fx.genes.clone());
+    // The target's first two genes renamed to mitochondrial ones.
+    let mut tgenes = fx.genes.clone();
+    tgenes[0] = "MT-ND1".into();
+    tgenes[1] = "mt-Co1".into();
+    let t = dataset(CsrMatrix::from_dense(&half(300, 500)), fx.cells[300..].to_vec(), tgenes.clone());
+    let cfg = Preprocess { n_top_genes: Some(150), ..Preprocess::default() };
+    let mut pr = preprocess::preprocess_reference(&r, &cfg).unwrap();
+    // A reference list that names a gene the rule drops (a checkpoint made
+    // under other settings): it must count as missing, as before.
+    pr.genes[0] = "MT-ND1".into();
+    let genes = pr.genes.clone();
+    let out = preprocess::preprocess_target(pr, &t, &cfg).unwrap();
+
+    let keep: Vec<usize> = (0..tgenes.len()).filter(|&j| !preprocess::is_dropped_gene_name(&tgenes[j])).collect();
+    let mut want = preprocess::select_columns(&t.x.to_csr(), &keep);
+    let target_sum = preprocess::normalize_total(&mut want, None).unwrap();
+    preprocess::log1p(&mut want);
+    let names: Vec<String> = keep.iter().map(|&j| tgenes[j].clone()).collect();
+    let (want, al) = preprocess::align_genes(&want, &names, &genes, 0.5).unwrap();
+    assert_eq!(out.target.indptr, want.indptr);
+    assert_eq!(out.target.indices[..], want.indices[..]);
+    assert_eq!(out.target.data[..], want.data[..]);
+    assert_eq!(out.report.target_target_sum, Some(target_sum));
+    assert_eq!((out.report.alignment.n_shared, out.report.alignment.n_missing), (al.n_shared, al.n_missing));
+    assert_eq!(out.report.alignment.missing_examples[0], "MT-ND1");
+}

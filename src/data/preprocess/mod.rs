@@ -10,11 +10,13 @@
 
 pub mod hvg;
 pub mod loess;
+pub mod normalize;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 pub use hvg::{HvgFlavor, HvgResult};
+pub use normalize::{library_sizes, log1p, normalize_total};
 
 use crate::data::{CsrMatrix, Dataset};
 use crate::error::{Error, Result};
@@ -80,30 +82,44 @@ pub fn filter_genes(x: &CsrMatrix, genes: &[String], min_cells: usize, drop_mt_e
 
 /// Rebuilds `x` with columns mapped by `map[old] = Some(new)` (others
 /// dropped) into `new_cols` columns; rows re-sorted by the new indices.
+/// Two passes (count, then fill each row's own slice), so nothing but the
+/// result is allocated: a list of entries per row first held the output
+/// twice over.
 pub fn remap_columns(x: &CsrMatrix, map: &[Option<u32>], new_cols: usize) -> CsrMatrix {
-    let rows: Vec<Vec<(u32, f32)>> = (0..x.rows)
+    let counts: Vec<u64> = (0..x.rows)
         .into_par_iter()
-        .map(|r| {
-            let (idx, val) = x.row(r);
-            let mut out: Vec<(u32, f32)> =
-                idx.iter().zip(val).filter_map(|(&j, &v)| map[j as usize].map(|n| (n, v))).collect();
-            out.sort_unstable_by_key(|p| p.0);
-            out
-        })
+        .map(|r| x.row(r).0.iter().filter(|&&j| map[j as usize].is_some()).count() as u64)
         .collect();
-    let nnz = rows.iter().map(Vec::len).sum();
-    let mut m = CsrMatrix { rows: 0, cols: new_cols, indptr: Vec::with_capacity(x.rows + 1), indices: Vec::with_capacity(nnz).into(), data: Vec::with_capacity(nnz).into() };
-    m.indptr.push(0);
-    let (indices, data) = (m.indices.to_mut(), m.data.to_mut());
-    for row in rows {
-        for (j, v) in row {
-            indices.push(j);
-            data.push(v);
-        }
-        m.rows += 1;
-        m.indptr.push(data.len() as u64);
+    let mut indptr = Vec::with_capacity(x.rows + 1);
+    indptr.push(0u64);
+    for c in &counts {
+        indptr.push(indptr[indptr.len() - 1] + c);
     }
-    m
+    let nnz = indptr[x.rows] as usize;
+    let (mut indices, mut data) = (vec![0u32; nnz], vec![0.0f32; nnz]);
+    let (mut rest_i, mut rest_v) = (&mut indices[..], &mut data[..]);
+    let mut rows: Vec<(&mut [u32], &mut [f32])> = Vec::with_capacity(x.rows);
+    for &c in &counts {
+        let (i, ri) = rest_i.split_at_mut(c as usize);
+        let (v, rv) = rest_v.split_at_mut(c as usize);
+        rows.push((i, v));
+        (rest_i, rest_v) = (ri, rv);
+    }
+    rows.into_par_iter().enumerate().for_each(|(r, (oi, ov))| {
+        let (idx, val) = x.row(r);
+        let kept = idx.iter().zip(val).filter_map(|(&j, &v)| map[j as usize].map(|n| (n, v)));
+        for ((i, v), (n, x)) in oi.iter_mut().zip(ov.iter_mut()).zip(kept) {
+            (*i, *v) = (n, x);
+        }
+        if !oi.is_sorted() {
+            let mut pairs: Vec<(u32, f32)> = oi.iter().copied().zip(ov.iter().copied()).collect();
+            pairs.sort_unstable_by_key(|p| p.0);
+            for ((i, v), (n, x)) in oi.iter_mut().zip(ov.iter_mut()).zip(pairs) {
+                (*i, *v) = (n, x);
+            }
+        }
+    });
+    CsrMatrix { rows: x.rows, cols: new_cols, indptr, indices: indices.into(), data: data.into() }
 }
 
 /// Keeps the columns `cols` (increasing) in that order.
@@ -113,55 +129,6 @@ pub fn select_columns(x: &CsrMatrix, cols: &[usize]) -> CsrMatrix {
         map[old] = Some(new as u32);
     }
     remap_columns(x, &map, cols.len())
-}
-
-/// `sc.pp.normalize_total`: scales each cell to the same total, in f32 as
-/// scanpy does (per-cell totals summed in f64 and stored as f32; size factor
-/// total/target in f32). With `target_sum = None` the target is the median
-/// total of the cells with a nonzero total. Cells with total 0 stay 0.
-/// Returns the target used.
-///
-/// Note: scanpy 1.11's CSR code path takes the median over all cells,
-/// zeros included (its dense path excludes them); the two agree whenever no
-/// cell is empty, which the fixtures check.
-pub fn normalize_total(x: &mut CsrMatrix, target_sum: Option<f64>) -> Result<f64> {
-    let totals: Vec<f32> = (0..x.rows)
-        .into_par_iter()
-        .map(|r| x.row(r).1.iter().map(|&v| v as f64).sum::<f64>() as f32)
-        .collect();
-    let target: f32 = match target_sum {
-        Some(t) if t > 0.0 && t.is_finite() => t as f32,
-        Some(t) => return Err(Error::Config(format!("normalize target sum must be > 0, got {t}"))),
-        None => {
-            let mut nz: Vec<f32> = totals.iter().copied().filter(|&t| t > 0.0).collect();
-            if nz.is_empty() {
-                return Err(Error::invalid("every cell has a total count of 0"));
-            }
-            nz.sort_by(f32::total_cmp);
-            let h = nz.len() / 2;
-            if nz.len() % 2 == 1 { nz[h] } else { ((nz[h - 1] as f64 + nz[h] as f64) / 2.0) as f32 }
-        }
-    };
-    let indptr = &x.indptr;
-    let mut rows: Vec<&mut [f32]> = Vec::with_capacity(x.rows);
-    let mut rest: &mut [f32] = x.data.to_mut();
-    for r in 0..totals.len() {
-        let len = (indptr[r + 1] - indptr[r]) as usize;
-        let (a, b) = rest.split_at_mut(len);
-        rows.push(a);
-        rest = b;
-    }
-    rows.into_par_iter().zip(totals.par_iter()).for_each(|(row, &t)| {
-        let s = t / target;
-        let s = if s == 0.0 { 1.0 } else { s };
-        row.iter_mut().for_each(|v| *v /= s);
-    });
-    Ok(target as f64)
-}
-
-/// `sc.pp.log1p`: natural log of 1 + x, in place.
-pub fn log1p(x: &mut CsrMatrix) {
-    x.data.to_mut().par_iter_mut().for_each(|v| *v = v.ln_1p());
 }
 
 /// What a matrix holds, for deciding whether to normalize.
@@ -241,9 +208,26 @@ pub fn align_genes(
     if names.len() != x.cols {
         return Err(Error::invalid(format!("{} gene names for {} genes", names.len(), x.cols)));
     }
+    let (map, alignment) = alignment_map(names, None, reference_genes, min_fraction)?;
+    Ok((remap_columns(x, &map, reference_genes.len()), alignment))
+}
+
+/// Where each of the genes `names` goes among `reference_genes` (`None`:
+/// not a reference gene, or not marked in `keep`), and what that shares;
+/// the refusals of [`align_genes`].
+fn alignment_map(
+    names: &[String],
+    keep: Option<&[bool]>,
+    reference_genes: &[String],
+    min_fraction: f64,
+) -> Result<(Vec<Option<u32>>, Alignment)> {
     let pos: std::collections::HashMap<&str, u32> =
         reference_genes.iter().enumerate().map(|(i, g)| (g.as_str(), i as u32)).collect();
-    let map: Vec<Option<u32>> = names.iter().map(|g| pos.get(g.as_str()).copied()).collect();
+    let map: Vec<Option<u32>> = names
+        .iter()
+        .enumerate()
+        .map(|(j, g)| if keep.is_none_or(|k| k[j]) { pos.get(g.as_str()).copied() } else { None })
+        .collect();
     let present: std::collections::HashSet<u32> = map.iter().flatten().copied().collect();
     let n_shared = present.len();
     let missing: Vec<&String> = reference_genes.iter().enumerate().filter(|(i, _)| !present.contains(&(*i as u32))).map(|(_, g)| g).collect();
@@ -265,8 +249,7 @@ pub fn align_genes(
             examples.join(", ")
         )));
     }
-    let aligned = remap_columns(x, &map, reference_genes.len());
-    Ok((aligned, Alignment { n_shared, n_missing: missing.len(), missing_examples: examples }))
+    Ok((map, Alignment { n_shared, n_missing: missing.len(), missing_examples: examples }))
 }
 
 /// Settings of the standard preprocessing chain.
@@ -429,12 +412,27 @@ pub fn preprocess_target(r: PreprocessedReference, target: &Dataset, cfg: &Prepr
     target.validate()?;
     let tgt_kind = detect_value_kind(target)?;
     let tx = target.x.csr();
-    let tkeep: Vec<usize> =
-        (0..tx.cols).filter(|&j| !(cfg.drop_mt_ercc && is_dropped_gene_name(&target.gene_names[j]))).collect();
-    let tnames: Vec<String> = tkeep.iter().map(|&j| target.gene_names[j].clone()).collect();
-    let tx = select_columns(&tx, &tkeep);
-    let (tlog, tgt_target) = to_lognorm(tx, tgt_kind, cfg.target_sum)?;
-    let (tgt_out, alignment) = align_genes(&tlog, &tnames, &r.genes, cfg.min_shared_fraction)?;
+    // The name rule's genes set the library sizes; the target is then
+    // aligned straight from the input and only the reference's genes are
+    // normalized: the same values as normalizing the name-filtered matrix
+    // and aligning it, without two copies of the whole target.
+    let keep: Vec<bool> = target.gene_names.iter().map(|g| !(cfg.drop_mt_ercc && is_dropped_gene_name(g))).collect();
+    let sizes = match tgt_kind {
+        ValueKind::RawCounts => {
+            let totals = library_sizes(&tx, Some(&keep));
+            let t = normalize::size_target(&totals, cfg.target_sum)?;
+            Some((totals, t))
+        }
+        ValueKind::LogNormalized => None,
+    };
+    let (map, alignment) = alignment_map(&target.gene_names, Some(&keep), &r.genes, cfg.min_shared_fraction)?;
+    let mut tgt_out = remap_columns(&tx, &map, r.genes.len());
+    drop(tx);
+    let tgt_target = sizes.map(|(totals, t)| {
+        normalize::scale_rows(&mut tgt_out, &totals, t);
+        log1p(&mut tgt_out);
+        t as f64
+    });
     let m = r.meta;
     let report = PreprocessReport {
         reference_kind: m.kind,
