@@ -95,7 +95,9 @@ fn sum_f64(x: &[f32], f: impl Fn(f32) -> f64 + Sync + Send) -> f64 {
     if x.len() <= CHUNK {
         x.iter().map(|&v| f(v)).sum()
     } else {
-        x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| f(v)).sum::<f64>()).sum()
+        // Chunk sums added in order (rayon's `sum` combines where work was
+        // stolen, so its bits vary from run to run).
+        x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| f(v)).sum::<f64>()).collect::<Vec<f64>>().iter().sum()
     }
 }
 

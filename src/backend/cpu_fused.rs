@@ -76,10 +76,13 @@ fn col_reduce(rows: usize, cols: usize, f: impl Fn(usize, &mut [f32]) + Sync + S
         a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
         a
     };
+    // Partial sums added in order: the same bits whatever the threads did
+    // (rayon's `reduce` combines where work was stolen).
     if starts.len() <= 1 {
         starts.into_iter().map(task).fold(vec![0.0; cols], add)
     } else {
-        starts.into_par_iter().map(task).reduce(|| vec![0.0; cols], add)
+        let parts: Vec<Vec<f64>> = starts.into_par_iter().map(task).collect();
+        parts.into_iter().fold(vec![0.0; cols], add)
     }
 }
 

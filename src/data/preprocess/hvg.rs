@@ -77,14 +77,15 @@ pub fn column_mean_var(x: &CsrMatrix, values: impl Fn(f32) -> f32 + Sync) -> (Ve
             }
             (s, q)
         })
-        .reduce(
-            || (vec![0.0f64; g], vec![0.0f64; g]),
-            |(mut a, mut b), (c, d)| {
-                a.iter_mut().zip(c).for_each(|(x, y)| *x += y);
-                b.iter_mut().zip(d).for_each(|(x, y)| *x += y);
-                (a, b)
-            },
-        );
+        // Added in order: rayon's `reduce` combines where work was stolen,
+        // so its bits would vary from run to run.
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold((vec![0.0f64; g], vec![0.0f64; g]), |(mut a, mut b), (c, d)| {
+            a.iter_mut().zip(c).for_each(|(x, y)| *x += y);
+            b.iter_mut().zip(d).for_each(|(x, y)| *x += y);
+            (a, b)
+        });
     let n = x.rows as f64;
     let mut mean = vec![0.0f64; g];
     let mut var = vec![0.0f64; g];
